@@ -1,0 +1,1 @@
+"""bn_repro: reproducing Ioffe & Szegedy (2015), Batch Normalization, in JAX/Flax."""

@@ -1,0 +1,38 @@
+"""Orbax checkpoints of the TrainState under `workdir/checkpoints`, with auto-resume."""
+
+import pathlib
+
+import orbax.checkpoint as ocp
+
+from bn_repro.steps import TrainState
+
+
+class Checkpointer:
+  """Saves and restores TrainStates, keeping the newest `max_to_keep`.
+
+  Saves are synchronous and atomic (orbax writes to a temporary folder and
+  renames it), so a killed run leaves only whole checkpoints.
+  """
+
+  def __init__(self, directory: pathlib.Path, max_to_keep: int):
+    self._manager = ocp.CheckpointManager(
+        directory.absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                             enable_async_checkpointing=False))
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def restore_latest(self, state: TrainState) -> TrainState:
+    """Returns the newest checkpoint restored into `state`'s structure, or `state`."""
+    step = self._manager.latest_step()
+    if step is None:
+      return state
+    return self._manager.restore(step, args=ocp.args.StandardRestore(state))
+
+  def save(self, state: TrainState) -> None:
+    self._manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()

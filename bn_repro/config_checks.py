@@ -1,0 +1,30 @@
+"""Checks of config values that the locked ConfigDict cannot express, run before any compute."""
+
+import ml_collections
+
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Raises ValueError naming the first bad value and what is expected."""
+
+  def require(ok: bool, message: str) -> None:
+    if not ok:
+      raise ValueError(f'Invalid config: {message}')
+
+  require(config.num_steps > 0, f'num_steps={config.num_steps} must be positive.')
+  require(config.optimizer.learning_rate > 0,
+          f'optimizer.learning_rate={config.optimizer.learning_rate} must be positive.')
+  require(config.batch_size > 0, f'batch_size={config.batch_size} must be positive.')
+  require(config.batch_size % num_devices == 0,
+          f'batch_size={config.batch_size} is not divisible by the {num_devices} devices.')
+  group_size = config.model.bn.group_size
+  if group_size is not None:
+    per_device = config.batch_size // num_devices
+    require(0 < group_size <= per_device and per_device % group_size == 0,
+            f'model.bn.group_size={group_size} must divide the per-device batch of '
+            f'{per_device} examples.')
+  for field in ('eval_every', 'checkpoint_every'):
+    require(config[field] > 0 and config[field] % config.log_every == 0,
+            f'{field}={config[field]} must be a positive multiple of '
+            f'log_every={config.log_every}.')
+  require(config.optimizer.name == 'sgd',
+          f"optimizer.name={config.optimizer.name!r}; expected 'sgd'.")

@@ -1,0 +1,131 @@
+"""Input pipeline for small image datasets held in device memory (MNIST).
+
+Small datasets are loaded once with `tfds.load(..., download=False)` into uint8
+arrays; the training loop gathers each mini-batch on device from indices drawn
+on the host (`batch_indices`), so the data order is a pure function of
+(seed, step) and a resumed run continues it exactly. TensorFlow and TFDS are
+imported only inside `load_dataset`, so models and steps import without them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+if TYPE_CHECKING:
+  import ml_collections
+
+
+@dataclasses.dataclass(frozen=True)
+class InMemoryDataset:
+  """A classification dataset as host arrays.
+
+  Attributes:
+    train_images: uint8 `(N_train, H, W, C)`.
+    train_labels: int32 `(N_train,)`.
+    test_images: uint8 `(N_test, H, W, C)`.
+    test_labels: int32 `(N_test,)`.
+    num_classes: number of classes.
+  """
+
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  num_classes: int
+
+
+def _prepare_mnist(tfds_data_dir: pathlib.Path) -> None:
+  from bn_repro.data import mnist_fetch
+
+  mnist_fetch.ensure_mnist(tfds_data_dir)
+
+
+# Name -> function that makes the dataset loadable offline from the TFDS data dir.
+DATASETS: dict[str, Callable[[pathlib.Path], None]] = {'mnist': _prepare_mnist}
+
+
+def default_tfds_data_dir() -> pathlib.Path:
+  """TFDS's own default: `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`."""
+  return pathlib.Path(os.environ.get('TFDS_DATA_DIR', '~/tensorflow_datasets')).expanduser()
+
+
+def load_dataset(input_config: ml_collections.ConfigDict) -> InMemoryDataset:
+  """Loads `input_config.dataset` (train and test splits) through `tfds.load`.
+
+  The dataset is taken from `input_config.tfds_data_dir` (TFDS's default if
+  unset) when already prepared there; otherwise it is fetched offline into it.
+  """
+  import tensorflow_datasets as tfds
+
+  name = input_config.dataset
+  if name not in DATASETS:
+    raise ValueError(f'Unknown dataset {name!r}; expected one of {sorted(DATASETS)}.')
+  data_dir = (pathlib.Path(input_config.tfds_data_dir).expanduser()
+              if input_config.tfds_data_dir else default_tfds_data_dir())
+  builder = tfds.builder(name, data_dir=str(data_dir))
+  if not builder.is_prepared():
+    DATASETS[name](data_dir)
+  arrays = {}
+  for split in ('train', 'test'):
+    images, labels = tfds.as_numpy(tfds.load(
+        name, split=split, data_dir=str(data_dir), download=False, batch_size=-1,
+        as_supervised=True))
+    arrays[split] = (images.astype(np.uint8), labels.astype(np.int32))
+  return InMemoryDataset(
+      train_images=arrays['train'][0], train_labels=arrays['train'][1],
+      test_images=arrays['test'][0], test_labels=arrays['test'][1],
+      num_classes=builder.info.features['label'].num_classes)
+
+
+def _binary(images: jax.Array) -> jax.Array:
+  # The paper feeds "a 28x28 binary image": a pixel is on when its intensity exceeds 1/2.
+  return (images > 127).astype(jnp.float32)
+
+
+def _grayscale(images: jax.Array) -> jax.Array:
+  return images.astype(jnp.float32) / 255.0
+
+
+PREPROCESSORS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    'binary': _binary,
+    'grayscale': _grayscale,
+}
+
+
+def get_preprocessor(name: str) -> Callable[[jax.Array], jax.Array]:
+  """Returns the uint8 -> float32 pixel transform called `name`."""
+  if name not in PREPROCESSORS:
+    raise ValueError(f'Unknown preprocessing {name!r}; expected one of {sorted(PREPROCESSORS)}.')
+  return PREPROCESSORS[name]
+
+
+def batch_indices(num_examples: int, batch_size: int, seed: int, first_step: int,
+                  num_steps: int) -> np.ndarray:
+  """Example indices of the mini-batches of steps `[first_step, first_step + num_steps)`.
+
+  Each epoch is a fresh permutation seeded by (seed, epoch); the last partial
+  batch of an epoch is dropped, so every step's batch is a function of
+  (seed, step) alone.
+
+  Returns:
+    int32 array `(num_steps, batch_size)`.
+  """
+  steps_per_epoch = num_examples // batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f'batch_size={batch_size} exceeds the {num_examples} training examples.')
+  out = np.empty((num_steps, batch_size), np.int32)
+  epoch_cache: dict[int, np.ndarray] = {}
+  for i, step in enumerate(range(first_step, first_step + num_steps)):
+    epoch, position = divmod(step, steps_per_epoch)
+    if epoch not in epoch_cache:
+      epoch_cache[epoch] = np.random.default_rng([seed, epoch]).permutation(num_examples)
+    out[i] = epoch_cache[epoch][position * batch_size:(position + 1) * batch_size]
+  return out

