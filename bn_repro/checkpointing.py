@@ -16,9 +16,11 @@ class Checkpointer:
 
   def __init__(self, directory: pathlib.Path, max_to_keep: int):
     self._manager = ocp.CheckpointManager(
-        directory.absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                             enable_async_checkpointing=False))
+      directory.absolute(),
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+      ),
+    )
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()

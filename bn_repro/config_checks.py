@@ -11,20 +11,28 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
       raise ValueError(f'Invalid config: {message}')
 
   require(config.num_steps > 0, f'num_steps={config.num_steps} must be positive.')
-  require(config.optimizer.learning_rate > 0,
-          f'optimizer.learning_rate={config.optimizer.learning_rate} must be positive.')
+  require(
+    config.optimizer.learning_rate > 0,
+    f'optimizer.learning_rate={config.optimizer.learning_rate} must be positive.',
+  )
   require(config.batch_size > 0, f'batch_size={config.batch_size} must be positive.')
-  require(config.batch_size % num_devices == 0,
-          f'batch_size={config.batch_size} is not divisible by the {num_devices} devices.')
+  require(
+    config.batch_size % num_devices == 0,
+    f'batch_size={config.batch_size} is not divisible by the {num_devices} devices.',
+  )
   group_size = config.model.bn.group_size
   if group_size is not None:
     per_device = config.batch_size // num_devices
-    require(0 < group_size <= per_device and per_device % group_size == 0,
-            f'model.bn.group_size={group_size} must divide the per-device batch of '
-            f'{per_device} examples.')
+    require(
+      0 < group_size <= per_device and per_device % group_size == 0,
+      f'model.bn.group_size={group_size} must divide the per-device batch of '
+      f'{per_device} examples.',
+    )
   for field in ('eval_every', 'checkpoint_every'):
-    require(config[field] > 0 and config[field] % config.log_every == 0,
-            f'{field}={config[field]} must be a positive multiple of '
-            f'log_every={config.log_every}.')
-  require(config.optimizer.name == 'sgd',
-          f"optimizer.name={config.optimizer.name!r}; expected 'sgd'.")
+    require(
+      config[field] > 0 and config[field] % config.log_every == 0,
+      f'{field}={config[field]} must be a positive multiple of log_every={config.log_every}.',
+    )
+  require(
+    config.optimizer.name == 'sgd', f"optimizer.name={config.optimizer.name!r}; expected 'sgd'."
+  )

@@ -24,11 +24,13 @@ class Evaluator:
     mesh: the device mesh.
   """
 
-  def __init__(self, eval_fn: Callable, images: np.ndarray, labels: np.ndarray,
-               batch_size: int, mesh: Mesh):
+  def __init__(
+    self, eval_fn: Callable, images: np.ndarray, labels: np.ndarray, batch_size: int, mesh: Mesh
+  ):
     if batch_size % mesh.size:
       raise ValueError(
-          f'eval batch_size={batch_size} is not a multiple of the {mesh.size} devices.')
+        f'eval batch_size={batch_size} is not a multiple of the {mesh.size} devices.'
+      )
     self._eval_fn = eval_fn
     self._num_examples = len(images)
     num_batches = -(-self._num_examples // batch_size)
@@ -36,15 +38,19 @@ class Evaluator:
     mask = np.arange(num_batches * batch_size) < self._num_examples
     images = np.concatenate([images, np.zeros((padding,) + images.shape[1:], images.dtype)])
     labels = np.concatenate([labels, np.zeros((padding,), labels.dtype)])
+    self._replicated = NamedSharding(mesh, P())
     sharding = NamedSharding(mesh, P(AXIS))
     self._batches = [
-        tuple(jax.device_put(a[i * batch_size:(i + 1) * batch_size], sharding)
-              for a in (images, labels, mask))
-        for i in range(num_batches)
+      tuple(
+        jax.device_put(a[i * batch_size : (i + 1) * batch_size], sharding)
+        for a in (images, labels, mask)
+      )
+      for i in range(num_batches)
     ]
 
   def __call__(self, state: TrainState) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Returns {'accuracy', 'loss'} over the test set and the preactivations `(N, units)`."""
+    state = jax.device_put(state, self._replicated)  # A no-op when already replicated.
     totals = {'correct': 0, 'loss': 0.0, 'count': 0}
     parts: dict[str, list[np.ndarray]] = {}
     for images, labels, mask in self._batches:
@@ -55,14 +61,17 @@ class Evaluator:
         parts.setdefault(name, []).append(np.asarray(values))
     if totals['count'] != self._num_examples:
       raise AssertionError(f'evaluated {totals["count"]} of {self._num_examples} examples')
-    metrics = {'accuracy': totals['correct'] / totals['count'],
-               'loss': totals['loss'] / totals['count']}
-    preactivations = {name: np.concatenate(p)[:self._num_examples] for name, p in parts.items()}
+    metrics = {
+      'accuracy': totals['correct'] / totals['count'],
+      'loss': totals['loss'] / totals['count'],
+    }
+    preactivations = {name: np.concatenate(p)[: self._num_examples] for name, p in parts.items()}
     return metrics, preactivations
 
 
-def preactivation_percentiles(preactivations: dict[str, np.ndarray], unit: int,
-                              percentiles: Sequence[float]) -> dict[str, float]:
+def preactivation_percentiles(
+  preactivations: dict[str, np.ndarray], unit: int, percentiles: Sequence[float]
+) -> dict[str, float]:
   """Figure 1(b, c): percentiles of each hidden layer's input to its nonlinearity.
 
   Args:

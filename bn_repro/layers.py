@@ -74,7 +74,8 @@ class BatchNorm(nn.Module):
   def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
     """Normalizes `x` of shape `(N, ..., C)`; returns an array of the same shape."""
     use_running_average = nn.merge_param(
-        'use_running_average', self.use_running_average, use_running_average)
+      'use_running_average', self.use_running_average, use_running_average
+    )
     feature_axes = _normalize_axes(self.axis, x.ndim)
     if 0 in feature_axes:
       raise ValueError(f'BatchNorm axis {self.axis} includes the batch axis 0.')
@@ -90,10 +91,12 @@ class BatchNorm(nn.Module):
     if use_running_average:
       mean, var = ra_mean.value, ra_var.value
       y = (x32 - _broadcast(mean, x.ndim, feature_axes)) * lax.rsqrt(
-          _broadcast(var, x.ndim, feature_axes) + self.epsilon)
+        _broadcast(var, x.ndim, feature_axes) + self.epsilon
+      )
     else:
       y, batch_mean, batch_var, count = self._normalize_with_batch_statistics(
-          x32, feature_axes, reduce_axes, axis_name)
+        x32, feature_axes, reduce_axes, axis_name
+      )
       if not self.is_initializing():
         unbiased_var = batch_var * (count / (count - 1.0))
         if self.group_size is not None and axis_name is not None:
@@ -112,8 +115,12 @@ class BatchNorm(nn.Module):
     return y.astype(x.dtype)
 
   def _normalize_with_batch_statistics(
-      self, x: jax.Array, feature_axes: tuple[int, ...], reduce_axes: tuple[int, ...],
-      axis_name: str | None) -> tuple[jax.Array, jax.Array, jax.Array, float]:
+    self,
+    x: jax.Array,
+    feature_axes: tuple[int, ...],
+    reduce_axes: tuple[int, ...],
+    axis_name: str | None,
+  ) -> tuple[jax.Array, jax.Array, jax.Array, float]:
     """Algorithm 1, steps 1-3, on float32 `x`.
 
     Returns:
@@ -136,8 +143,9 @@ class BatchNorm(nn.Module):
     batch = x.shape[0]
     if batch % self.group_size:
       raise ValueError(
-          f'BatchNorm group_size={self.group_size} does not divide the local batch '
-          f'of {batch} examples; choose a group size that divides it.')
+        f'BatchNorm group_size={self.group_size} does not divide the local batch '
+        f'of {batch} examples; choose a group size that divides it.'
+      )
     grouped = x.reshape((batch // self.group_size, self.group_size) + x.shape[1:])
     # In `grouped`, axis 0 indexes groups and every input axis moved up by one.
     group_feature_axes = tuple(a + 1 for a in feature_axes)

@@ -13,10 +13,10 @@ def lecun_tanh(x: jax.Array) -> jax.Array:
 
 
 NONLINEARITIES: dict[str, Callable[[jax.Array], jax.Array]] = {
-    'sigmoid': nn.sigmoid,
-    'tanh': jnp.tanh,
-    'relu': nn.relu,
-    'lecun_tanh': lecun_tanh,
+  'sigmoid': nn.sigmoid,
+  'tanh': jnp.tanh,
+  'relu': nn.relu,
+  'lecun_tanh': lecun_tanh,
 }
 
 

@@ -10,18 +10,33 @@ import sys
 
 import jax
 
-PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-cpu',
-            'tensorflow-datasets', 'ml-collections', 'numpy')
+PACKAGES = (
+  'jax',
+  'jaxlib',
+  'flax',
+  'optax',
+  'orbax-checkpoint',
+  'tensorflow-cpu',
+  'tensorflow-datasets',
+  'ml-collections',
+  'numpy',
+)
 
 
 def git_commit() -> str:
   """The commit of the bn_repro checkout, with '-dirty' if it has local changes."""
   repo = pathlib.Path(__file__).resolve().parent.parent
   try:
-    sha = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=repo, capture_output=True,
-                         text=True, check=True).stdout.strip()
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
-                           cwd=repo, capture_output=True, text=True, check=True).stdout
+    sha = subprocess.run(
+      ['git', 'rev-parse', 'HEAD'], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+      ['git', 'status', '--porcelain', '--untracked-files=no'],
+      cwd=repo,
+      capture_output=True,
+      text=True,
+      check=True,
+    ).stdout
   except (OSError, subprocess.CalledProcessError):
     return 'unknown'
   return sha + ('-dirty' if dirty.strip() else '')
@@ -44,11 +59,11 @@ def collect_run_info() -> dict[str, object]:
     except importlib.metadata.PackageNotFoundError:
       versions[name] = None
   return {
-      'commit': git_commit(),
-      'hardware': hardware_description(),
-      'python': sys.version.split()[0],
-      'packages': versions,
-      'command': ' '.join(sys.argv),
+    'commit': git_commit(),
+    'hardware': hardware_description(),
+    'python': sys.version.split()[0],
+    'packages': versions,
+    'command': ' '.join(sys.argv),
   }
 
 

@@ -38,8 +38,12 @@ def create_mesh(num_devices: int | None = None) -> Mesh:
     num_devices = len(devices)
   if not 1 <= num_devices <= len(devices):
     raise ValueError(f'num_devices={num_devices}, but {len(devices)} devices are available.')
-  return jax.make_mesh((num_devices,), (AXIS,), devices=devices[:num_devices],
-                       axis_types=(jax.sharding.AxisType.Explicit,))
+  return jax.make_mesh(
+    (num_devices,),
+    (AXIS,),
+    devices=devices[:num_devices],
+    axis_types=(jax.sharding.AxisType.Explicit,),
+  )
 
 
 def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -47,8 +51,9 @@ def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def train_step(state: TrainState, images: jax.Array, labels: jax.Array, *,
-               model: nn.Module) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(
+  state: TrainState, images: jax.Array, labels: jax.Array, *, model: nn.Module
+) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on this device's slice `images (n, ...)`, `labels (n,)`.
 
   Runs inside shard_map; loss and accuracy returned are global-batch means.
@@ -56,8 +61,11 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array, *,
 
   def loss_fn(params):
     logits, updates = model.apply(
-        {'params': params, 'batch_stats': state.batch_stats}, images, train=True,
-        mutable=['batch_stats'])
+      {'params': params, 'batch_stats': state.batch_stats},
+      images,
+      train=True,
+      mutable=['batch_stats'],
+    )
     loss = lax.pmean(cross_entropy_loss(logits, labels), AXIS)
     return loss, (logits, updates)
 
@@ -68,7 +76,7 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array, *,
 
 
 def make_train_chunk_fn(
-    model: nn.Module, preprocess: Callable[[jax.Array], jax.Array], mesh: Mesh
+  model: nn.Module, preprocess: Callable[[jax.Array], jax.Array], mesh: Mesh
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """Builds `chunk(state, images, labels, indices) -> (state, metrics)`.
 
@@ -87,19 +95,27 @@ def make_train_chunk_fn(
 
   def chunk(state, images, labels, indices):
     def body(state, batch_indices):
-      return train_step(state, preprocess(images[batch_indices]), labels[batch_indices],
-                        model=model)
+      return train_step(
+        state, preprocess(images[batch_indices]), labels[batch_indices], model=model
+      )
 
     return lax.scan(body, state, indices)
 
-  sharded = jax.shard_map(chunk, mesh=mesh, in_specs=(P(), P(), P(), P(None, AXIS)),
-                          out_specs=(P(), P()))
+  sharded = jax.shard_map(
+    chunk, mesh=mesh, in_specs=(P(), P(), P(), P(None, AXIS)), out_specs=(P(), P())
+  )
   return jax.jit(sharded, donate_argnums=0)
 
 
-def eval_step(state: TrainState, images: jax.Array, labels: jax.Array, mask: jax.Array, *,
-              model: nn.Module, preprocess: Callable[[jax.Array], jax.Array]
-              ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+def eval_step(
+  state: TrainState,
+  images: jax.Array,
+  labels: jax.Array,
+  mask: jax.Array,
+  *,
+  model: nn.Module,
+  preprocess: Callable[[jax.Array], jax.Array],
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
   """Inference (running statistics) on this device's slice of an evaluation batch.
 
   Args:
@@ -111,26 +127,32 @@ def eval_step(state: TrainState, images: jax.Array, labels: jax.Array, mask: jax
     nonlinearity {'preactivationI': (n, units)} for this slice.
   """
   logits, state_vars = model.apply(
-      {'params': state.params, 'batch_stats': state.batch_stats}, preprocess(images),
-      train=False, mutable=['intermediates'])
+    {'params': state.params, 'batch_stats': state.batch_stats},
+    preprocess(images),
+    train=False,
+    mutable=['intermediates'],
+  )
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   sums = {
-      'correct': jnp.sum((jnp.argmax(logits, -1) == labels) & mask),
-      'loss': jnp.sum(jnp.where(mask, losses, 0.0)),
-      'count': jnp.sum(mask),
+    'correct': jnp.sum((jnp.argmax(logits, -1) == labels) & mask),
+    'loss': jnp.sum(jnp.where(mask, losses, 0.0)),
+    'count': jnp.sum(mask),
   }
   sums = jax.tree.map(lambda v: lax.psum(v, AXIS), sums)
-  preactivations = {name: values[0] for name, values in
-                    state_vars.get('intermediates', {}).items()}
+  preactivations = {name: values[0] for name, values in state_vars.get('intermediates', {}).items()}
   return sums, preactivations
 
 
-def make_eval_fn(model: nn.Module, preprocess: Callable[[jax.Array], jax.Array],
-                 mesh: Mesh) -> Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]:
+def make_eval_fn(
+  model: nn.Module, preprocess: Callable[[jax.Array], jax.Array], mesh: Mesh
+) -> Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]:
   """Jitted `eval_step` with images, labels and mask sharded over the batch axis."""
 
   def step(state, images, labels, mask):
     return eval_step(state, images, labels, mask, model=model, preprocess=preprocess)
 
-  return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS), P(AXIS)),
-                               out_specs=(P(), P(AXIS))))
+  return jax.jit(
+    jax.shard_map(
+      step, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS), P(AXIS)), out_specs=(P(), P(AXIS))
+    )
+  )

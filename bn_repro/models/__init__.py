@@ -13,25 +13,28 @@ if TYPE_CHECKING:  # ml_collections is absent where only models run (e.g. GPU be
 from bn_repro.models.mlp import MLP
 
 
-def _create_mlp(model_config: ml_collections.ConfigDict, num_classes: int,
-                axis_name: str | None) -> nn.Module:
+def _create_mlp(
+  model_config: ml_collections.ConfigDict, num_classes: int, axis_name: str | None
+) -> nn.Module:
   return MLP(
-      hidden_sizes=tuple(model_config.hidden_sizes),
-      num_classes=num_classes,
-      nonlinearity=model_config.nonlinearity,
-      normalization=model_config.normalization,
-      init_std=model_config.init_std,
-      bn_momentum=model_config.bn.momentum,
-      bn_epsilon=model_config.bn.epsilon,
-      bn_group_size=model_config.bn.group_size,
-      axis_name=axis_name)
+    hidden_sizes=tuple(model_config.hidden_sizes),
+    num_classes=num_classes,
+    nonlinearity=model_config.nonlinearity,
+    normalization=model_config.normalization,
+    init_std=model_config.init_std,
+    bn_momentum=model_config.bn.momentum,
+    bn_epsilon=model_config.bn.epsilon,
+    bn_group_size=model_config.bn.group_size,
+    axis_name=axis_name,
+  )
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {'mlp': _create_mlp}
 
 
-def create_model(model_config: ml_collections.ConfigDict, num_classes: int,
-                 axis_name: str | None = None) -> nn.Module:
+def create_model(
+  model_config: ml_collections.ConfigDict, num_classes: int, axis_name: str | None = None
+) -> nn.Module:
   """Builds the model named `model_config.name` for `num_classes` outputs."""
   if model_config.name not in MODELS:
     raise ValueError(f'Unknown model {model_config.name!r}; expected one of {sorted(MODELS)}.')

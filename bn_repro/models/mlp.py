@@ -50,7 +50,8 @@ class MLP(nn.Module):
     """
     if self.normalization not in NORMALIZATIONS:
       raise ValueError(
-          f'Unknown normalization {self.normalization!r}; expected one of {NORMALIZATIONS}.')
+        f'Unknown normalization {self.normalization!r}; expected one of {NORMALIZATIONS}.'
+      )
     g = get_nonlinearity(self.nonlinearity)
     kernel_init = nn.initializers.normal(stddev=self.init_std)
     use_bn = self.normalization == 'batch'
@@ -59,13 +60,13 @@ class MLP(nn.Module):
       x = nn.Dense(units, use_bias=not use_bn, kernel_init=kernel_init, name=f'dense{i}')(x)
       if use_bn:
         x = layers.BatchNorm(
-            use_running_average=not train,
-            momentum=self.bn_momentum,
-            epsilon=self.bn_epsilon,
-            group_size=self.bn_group_size,
-            axis_name=self.axis_name,
-            name=f'bn{i}')(x)
+          use_running_average=not train,
+          momentum=self.bn_momentum,
+          epsilon=self.bn_epsilon,
+          group_size=self.bn_group_size,
+          axis_name=self.axis_name,
+          name=f'bn{i}',
+        )(x)
       self.sow('intermediates', f'preactivation{i}', x)
       x = g(x)
-    return nn.Dense(self.num_classes, kernel_init=kernel_init, name='logits')(x).astype(
-        jnp.float32)
+    return nn.Dense(self.num_classes, kernel_init=kernel_init, name='logits')(x).astype(jnp.float32)

@@ -1,0 +1,108 @@
+r"""Microseconds per MNIST training step (batch 60) and the fraction of the matmul roofline.
+
+  .venv/bin/python benchmarks/mnist_step.py [--steps_per_call=500] [--repeats=5]
+
+Times bn_repro's fused training loop (`lax.scan` of `--steps_per_call` steps per
+host call, as in training) for both arms of configs/mnist.py, on SYNTHETIC
+uint8 images (timing only; no accuracy is measured). The roofline fraction is
+the step's matmul FLOPs divided by its time, over this machine's float32 matmul
+rate measured in the same process (best of several square matmuls).
+"""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from bn_repro import data as data_lib
+from bn_repro import models, train
+from bn_repro.config_files import load_config
+from bn_repro.steps import AXIS, create_mesh, make_train_chunk_fn
+
+_STEPS_PER_CALL = flags.DEFINE_integer('steps_per_call', 500, 'Steps fused per host call.')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per arm (the best is reported).')
+
+
+def matmul_flops(
+  image_size: int, hidden_sizes: tuple[int, ...], num_classes: int, batch: int
+) -> int:
+  """Matmul FLOPs of one SGD step of the MLP: forward, weight and input gradients.
+
+  Forward 2*B*sum(in*out); weight gradients the same; input gradients for every
+  layer but the first (the data needs none).
+  """
+  sizes = (image_size, *hidden_sizes, num_classes)
+  products = [a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+  return 2 * batch * (3 * sum(products) - products[0])
+
+
+def measure_matmul_peak(repeats: int = 5) -> float:
+  """Best float32 FLOP/s over square matmuls of a few sizes on the default device."""
+  best = 0.0
+  for n in (512, 1024, 2048):
+    a = jnp.ones((n, n), jnp.float32)
+    dot = jax.jit(lambda x: x @ x)
+    dot(a).block_until_ready()
+    for _ in range(repeats):
+      start = time.perf_counter()
+      dot(a).block_until_ready()
+      best = max(best, 2 * n**3 / (time.perf_counter() - start))
+  return best
+
+
+def time_arm(variant: str, steps_per_call: int, repeats: int) -> tuple[float, int, float]:
+  """Returns (best seconds per step, analytic FLOPs per step, XLA's FLOPs per step)."""
+  config = load_config(f'configs/mnist.py:{variant}')
+  mesh = create_mesh(1)
+  model = models.create_model(config.model, 10, axis_name=AXIS)
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (60_000, 28, 28, 1), dtype=np.uint8)  # Synthetic.
+  labels = rng.integers(0, 10, 60_000).astype(np.int32)
+  replicated = NamedSharding(mesh, P())
+  state = jax.device_put(train.create_train_state(config, model, images.shape[1:]), replicated)
+  images, labels = jax.device_put((images, labels), replicated)
+  chunk = make_train_chunk_fn(model, data_lib.get_preprocessor(config.input.preprocess), mesh)
+  indices = jax.device_put(
+    data_lib.batch_indices(60_000, config.batch_size, 0, 0, steps_per_call),
+    NamedSharding(mesh, P(None, AXIS)),
+  )
+  cost = chunk.lower(state, images, labels, indices).compile().cost_analysis()
+  xla_flops = (cost[0] if isinstance(cost, list) else cost).get('flops', float('nan'))
+  state, metrics = chunk(state, images, labels, indices)  # Compile and warm up.
+  jax.block_until_ready(metrics)
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    state, metrics = chunk(state, images, labels, indices)
+    jax.block_until_ready(metrics)
+    best = min(best, (time.perf_counter() - start) / steps_per_call)
+  flops = matmul_flops(784, tuple(config.model.hidden_sizes), 10, config.batch_size)
+  return best, flops, xla_flops / steps_per_call
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  peak = measure_matmul_peak()
+  print(
+    f'device: {jax.devices()[0].device_kind}; float32 matmul peak measured: '
+    f'{peak / 1e9:.1f} GFLOP/s'
+  )
+  print('| arm | us/step | matmul MFLOP/step | XLA MFLOP/step | achieved GFLOP/s | roofline |')
+  print('|---|---|---|---|---|---|')
+  times = {}
+  for variant in ('baseline', 'bn'):
+    seconds, flops, xla_flops = time_arm(variant, _STEPS_PER_CALL.value, _REPEATS.value)
+    times[variant] = seconds
+    print(
+      f'| {variant} | {seconds * 1e6:.0f} | {flops / 1e6:.2f} | {xla_flops / 1e6:.2f} | '
+      f'{flops / seconds / 1e9:.1f} | {flops / seconds / peak:.0%} |'
+    )
+  print(f'BN step / baseline step: {times["bn"] / times["baseline"]:.2f}')
+
+
+if __name__ == '__main__':
+  app.run(main)

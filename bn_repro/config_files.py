@@ -1,0 +1,47 @@
+"""Loading experiment configs from `configs/FILE.py:ARG` specs, as `--config` does."""
+
+import importlib.util
+import pathlib
+
+import ml_collections
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Returns `get_config(ARG)` of the config file in `spec` = 'PATH[:ARG]'.
+
+  A relative PATH is taken from the working directory if it exists there, else
+  from the repository root, so scripts work from any directory.
+  """
+  path_text, _, arg = spec.partition(':')
+  path = pathlib.Path(path_text)
+  if not path.is_absolute() and not path.exists():
+    path = REPO_ROOT / path
+  if not path.is_file():
+    raise FileNotFoundError(f'Config file {path_text!r} not found (looked in {path.parent}).')
+  module_spec = importlib.util.spec_from_file_location(f'bn_repro_config_{path.stem}', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def override(config: ml_collections.ConfigDict, **fields: object) -> ml_collections.ConfigDict:
+  """A copy of the locked `config` with dotted `fields` (e.g. `optimizer__learning_rate`) set.
+
+  Double underscores stand for dots; unknown fields raise, as on the command line.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  for name, value in fields.items():
+    *parents, leaf = name.split('__')
+    node = config
+    for parent in parents:
+      node = node[parent]
+    if leaf not in node:
+      raise KeyError(
+        f'Unknown config field {name.replace("__", ".")!r}; valid fields here: '
+        f'{sorted(node.keys())}.'
+      )
+    node[leaf] = value
+  config.lock()
+  return config

@@ -1,0 +1,69 @@
+"""Configs: variants, locking, value checks, and the command line."""
+
+import subprocess
+import sys
+
+import pytest
+
+from bn_repro.config_checks import validate_config
+from bn_repro.config_files import REPO_ROOT, load_config, override
+
+
+def test_variants_differ_only_in_normalization():
+  baseline = load_config('configs/mnist.py:baseline').to_dict()
+  bn = load_config('configs/mnist.py:bn').to_dict()
+  assert baseline['model'].pop('normalization') == 'none'
+  assert bn['model'].pop('normalization') == 'batch'
+  assert baseline.pop('variant') == 'baseline' and bn.pop('variant') == 'bn'
+  assert baseline == bn
+  assert bn['batch_size'] == 60 and bn['num_steps'] == 50_000  # Paper Sec. 4.1.
+  assert bn['model']['hidden_sizes'] == (100, 100, 100)
+
+
+def test_unknown_variant_and_option_name_the_valid_ones():
+  with pytest.raises(ValueError, match=r"'bogus'.*\('baseline', 'bn'\)"):
+    load_config('configs/mnist.py:bogus')
+  with pytest.raises(ValueError, match=r"'fast'.*\('smoke',\)"):
+    load_config('configs/mnist.py:bn,fast')
+
+
+def test_locked_config_rejects_unknown_fields():
+  with pytest.raises(KeyError, match=r"'model.widths'.*'hidden_sizes'"):
+    override(load_config('configs/mnist.py:bn'), model__widths=(1,))
+
+
+@pytest.mark.parametrize(
+  'fields, message',
+  [
+    ({'optimizer__learning_rate': -0.1}, 'learning_rate=-0.1 must be positive'),
+    ({'batch_size': 62}, 'batch_size=62 is not divisible by the 4 devices'),
+    ({'model__bn__group_size': 4}, 'group_size=4 must divide the per-device batch of 15'),
+    ({'model__bn__group_size': 30}, 'group_size=30 must divide the per-device batch of 15'),
+    ({'eval_every': 150}, 'eval_every=150 must be a positive multiple of log_every=100'),
+  ],
+)
+def test_invalid_values_are_rejected_with_the_value(fields, message):
+  with pytest.raises(ValueError, match=message):
+    validate_config(override(load_config('configs/mnist.py:bn'), **fields), num_devices=4)
+
+
+def test_command_line_rejects_unknown_field_before_any_compute(tmp_path):
+  result = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'bn_repro.main',
+      '--config=configs/mnist.py:bn',
+      '--config.model.widths=3',
+      f'--workdir={tmp_path}',
+    ],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode != 0
+  assert (
+    "Unknown config field 'model.widths'; valid fields of 'model': ['bn', 'hidden_sizes',"
+  ) in result.stderr
+  assert not any(tmp_path.iterdir())  # Nothing was trained or written.

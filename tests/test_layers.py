@@ -1,0 +1,252 @@
+"""BatchNorm against numpy re-derivations, finite differences and flax.linen.BatchNorm."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from bn_repro.layers import BatchNorm
+from tests.numpy_bn import bn_backward, bn_forward
+
+EPS = 1e-5
+
+
+def _inputs(shape, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(2.0, 3.0, size=shape).astype(np.float32)
+  channels = shape[-1]
+  gamma = rng.uniform(0.5, 2.0, channels).astype(np.float32)
+  beta = rng.normal(size=channels).astype(np.float32)
+  return x, gamma, beta
+
+
+def _apply(layer, x, gamma, beta, stats=None, train=True):
+  variables = layer.init(jax.random.key(0), x, use_running_average=False)
+  variables = {
+    'params': {'scale': jnp.asarray(gamma), 'bias': jnp.asarray(beta)},
+    'batch_stats': stats or variables['batch_stats'],
+  }
+  return layer.apply(variables, x, use_running_average=not train, mutable=['batch_stats'])
+
+
+@pytest.mark.parametrize('shape', [(16, 5), (4, 3, 3, 6)])
+def test_forward_matches_algorithm_1(shape):
+  x, gamma, beta = _inputs(shape)
+  y, _ = _apply(BatchNorm(epsilon=EPS), x, gamma, beta)
+  expected, *_ = bn_forward(x, gamma, beta, EPS)
+  np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('shape', [(16, 5), (4, 3, 3, 6)])
+def test_backward_matches_paper_formulas(shape):
+  x, gamma, beta = _inputs(shape)
+  dl_dy = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+  layer = BatchNorm(epsilon=EPS)
+  variables = layer.init(jax.random.key(0), x, use_running_average=False)
+
+  def loss(x, scale, bias):
+    y, _ = layer.apply(
+      {'params': {'scale': scale, 'bias': bias}, 'batch_stats': variables['batch_stats']},
+      x,
+      use_running_average=False,
+      mutable=['batch_stats'],
+    )
+    return jnp.sum(y * dl_dy)
+
+  grads = jax.grad(loss, argnums=(0, 1, 2))(x, gamma, beta)
+  for got, want in zip(grads, bn_backward(dl_dy, x, gamma, EPS), strict=True):
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+
+
+def test_gradient_matches_finite_differences():
+  x, gamma, beta = _inputs((8, 3))
+  weights = np.random.default_rng(2).normal(size=x.shape)
+
+  def loss_np(x):  # float64 reference through the numpy forward
+    y, *_ = bn_forward(x, gamma, beta, EPS)
+    return np.sum(np.tanh(y) * weights)
+
+  layer = BatchNorm(epsilon=EPS)
+  stats = layer.init(jax.random.key(0), x, use_running_average=False)['batch_stats']
+  variables = {'params': {'scale': gamma, 'bias': beta}, 'batch_stats': stats}
+  grad = jax.grad(
+    lambda x: jnp.sum(
+      jnp.tanh(layer.apply(variables, x, use_running_average=False, mutable=['batch_stats'])[0])
+      * weights
+    )
+  )(x)
+  h = 1e-4
+  for index in [(0, 0), (3, 1), (7, 2), (5, 0)]:
+    plus, minus = x.astype(np.float64), x.astype(np.float64)
+    plus[index] += h
+    minus[index] -= h
+    numeric = (loss_np(plus) - loss_np(minus)) / (2 * h)
+    np.testing.assert_allclose(grad[index], numeric, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize('shape', [(32, 7), (4, 5, 5, 3)])
+def test_matches_flax_batchnorm_where_semantics_coincide(shape):
+  x, gamma, beta = _inputs(shape)
+  ours = BatchNorm(momentum=0.9, epsilon=EPS)
+  theirs = nn.BatchNorm(momentum=0.9, epsilon=EPS)
+  y_ours, upd_ours = _apply(ours, x, gamma, beta)
+  y_theirs, upd_theirs = _apply(theirs, x, gamma, beta)
+  np.testing.assert_allclose(y_ours, y_theirs, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    upd_ours['batch_stats']['mean'], upd_theirs['batch_stats']['mean'], rtol=1e-6, atol=1e-6
+  )
+
+  def grads(layer):
+    stats = layer.init(jax.random.key(0), x, use_running_average=False)['batch_stats']
+    return jax.grad(
+      lambda x, s, b: jnp.sum(
+        jnp.sin(
+          layer.apply(
+            {'params': {'scale': s, 'bias': b}, 'batch_stats': stats},
+            x,
+            use_running_average=False,
+            mutable=['batch_stats'],
+          )[0]
+        )
+      ),
+      argnums=(0, 1, 2),
+    )(x, gamma, beta)
+
+  for g_ours, g_theirs in zip(grads(ours), grads(theirs), strict=True):
+    np.testing.assert_allclose(g_ours, g_theirs, rtol=1e-4, atol=1e-5)
+  # Inference with the same stored statistics is the same affine map (Algorithm 2, step 11).
+  stats = {'mean': jnp.full(shape[-1], 0.3), 'var': jnp.full(shape[-1], 2.0)}
+  y_ours, _ = _apply(ours, x, gamma, beta, stats, train=False)
+  y_theirs, _ = _apply(theirs, x, gamma, beta, stats, train=False)
+  np.testing.assert_allclose(y_ours, y_theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('shape', [(10, 4), (3, 4, 2, 5)])
+def test_running_statistics_store_unbiased_variance(shape):
+  """Algorithm 2: Var[x] uses m/(m-1); m counts examples times spatial positions."""
+  x, gamma, beta = _inputs(shape)
+  momentum = 0.8
+  _, updates = _apply(BatchNorm(momentum=momentum, epsilon=EPS), x, gamma, beta)
+  _, _, mu, sigma2 = bn_forward(x, gamma, beta, EPS)
+  m = x.size // shape[-1]
+  np.testing.assert_allclose(
+    updates['batch_stats']['mean'], (1 - momentum) * mu, rtol=1e-5, atol=1e-6
+  )
+  np.testing.assert_allclose(
+    updates['batch_stats']['var'], momentum * 1.0 + (1 - momentum) * sigma2 * m / (m - 1), rtol=1e-5
+  )
+
+
+def test_conv_statistics_are_per_feature_map():
+  x, gamma, beta = _inputs((6, 5, 4, 3))
+  x[..., 1] = x[..., 1] * 10 + 7  # One feature map on another scale must not leak into others.
+  y, _ = _apply(BatchNorm(epsilon=EPS), x, np.ones(3, np.float32), np.zeros(3, np.float32))
+  y = np.asarray(y)
+  np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(y.var(axis=(0, 1, 2)), 1.0, rtol=1e-3)
+  for c in range(3):
+    channel = x[..., c].astype(np.float64)
+    np.testing.assert_allclose(
+      y[..., c], (channel - channel.mean()) / np.sqrt(channel.var() + EPS), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_scale_invariance_section_3_3():
+  """BN((aW)u) = BN(Wu); d/du is unchanged; d/d(aW) = (1/a) d/dW."""
+  rng = np.random.default_rng(3)
+  u = rng.normal(size=(20, 6)).astype(np.float32)
+  w = rng.normal(size=(6, 4)).astype(np.float32)
+  upstream = rng.normal(size=(20, 4)).astype(np.float32)
+  a = 7.5
+  layer = BatchNorm(epsilon=0.0)  # eps = 0 makes the invariance exact.
+  variables = layer.init(jax.random.key(0), u @ w, use_running_average=False)
+
+  def loss(w, u):
+    y, _ = layer.apply(variables, u @ w, use_running_average=False, mutable=['batch_stats'])
+    return jnp.sum(y * upstream), y
+
+  (_, y1), (gw1, gu1) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(w, u)
+  (_, ya), (gwa, gua) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(a * w, u)
+  np.testing.assert_allclose(ya, y1, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(gua, gu1, rtol=1e-3, atol=1e-5)
+  np.testing.assert_allclose(gwa, gw1 / a, rtol=1e-3, atol=1e-6)
+
+
+def test_group_size_normalizes_each_group_separately():
+  x, gamma, beta = _inputs((12, 2, 2, 3))
+  momentum = 0.5
+  y, updates = _apply(BatchNorm(group_size=4, momentum=momentum, epsilon=EPS), x, gamma, beta)
+  groups = [bn_forward(x[i : i + 4], gamma, beta, EPS) for i in range(0, 12, 4)]
+  np.testing.assert_allclose(y, np.concatenate([g[0] for g in groups]), rtol=1e-4, atol=1e-4)
+  m = 4 * 2 * 2
+  np.testing.assert_allclose(
+    updates['batch_stats']['mean'],
+    (1 - momentum) * np.mean([g[2] for g in groups], axis=0),
+    rtol=1e-5,
+  )
+  np.testing.assert_allclose(
+    updates['batch_stats']['var'],
+    momentum + (1 - momentum) * np.mean([g[3] for g in groups], axis=0) * m / (m - 1),
+    rtol=1e-5,
+  )
+
+
+def test_group_size_must_divide_batch():
+  x, gamma, beta = _inputs((10, 3))
+  with pytest.raises(ValueError, match='group_size=4 does not divide the local batch of 10'):
+    _apply(BatchNorm(group_size=4), x, gamma, beta)
+
+
+def test_statistics_in_float32_for_bfloat16_input():
+  x, gamma, beta = _inputs((64, 4))
+  x = x + 1000.0  # A large mean makes bfloat16 statistics visibly wrong.
+  y, updates = _apply(BatchNorm(epsilon=EPS), jnp.asarray(x, jnp.bfloat16), gamma, beta)
+  assert y.dtype == jnp.bfloat16
+  assert updates['batch_stats']['mean'].dtype == jnp.float32
+  expected, *_ = bn_forward(np.asarray(jnp.asarray(x, jnp.bfloat16), np.float32), gamma, beta, EPS)
+  np.testing.assert_allclose(
+    np.asarray(y, np.float32), expected, atol=0.05 * np.abs(expected).max()
+  )
+
+
+def _sharded_bn(layer, x, gamma, beta, num_devices):
+  """Applies `layer` under shard_map over `num_devices` devices on the axis 'batch'."""
+  mesh = jax.make_mesh(
+    (num_devices,),
+    ('batch',),
+    devices=jax.devices()[:num_devices],
+    axis_types=(jax.sharding.AxisType.Explicit,),
+  )
+  stats = layer.init(jax.random.key(0), x, use_running_average=False)['batch_stats']
+  variables = {'params': {'scale': gamma, 'bias': beta}, 'batch_stats': stats}
+
+  def apply(variables, x):
+    return layer.apply(variables, x, use_running_average=False, mutable=['batch_stats'])
+
+  fn = jax.jit(
+    jax.shard_map(apply, mesh=mesh, in_specs=(P(), P('batch')), out_specs=(P('batch'), P()))
+  )
+  x = jax.device_put(x, jax.sharding.NamedSharding(mesh, P('batch')))
+  return fn(variables, x)
+
+
+def test_synchronized_statistics_equal_whole_batch_statistics():
+  """group_size=None with axis_name: the global batch, whatever the device count."""
+  x, gamma, beta = _inputs((32, 2, 2, 3))
+  layer = BatchNorm(axis_name='batch', momentum=0.9, epsilon=EPS)
+  y1, stats1 = _apply(BatchNorm(momentum=0.9, epsilon=EPS), x, gamma, beta)
+  y8, stats8 = _sharded_bn(layer, x, gamma, beta, 8)
+  np.testing.assert_allclose(y8, y1, rtol=1e-4, atol=1e-4)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), stats8, stats1)
+
+
+def test_group_statistics_do_not_depend_on_device_count():
+  x, gamma, beta = _inputs((32, 3))
+  layer = BatchNorm(axis_name='batch', group_size=4, momentum=0.9, epsilon=EPS)
+  y1, stats1 = _sharded_bn(layer, x, gamma, beta, 1)
+  for devices in (2, 8):
+    y, stats = _sharded_bn(layer, x, gamma, beta, devices)
+    np.testing.assert_allclose(y, y1, rtol=1e-5, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), stats, stats1)

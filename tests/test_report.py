@@ -1,0 +1,68 @@
+"""Figure 1 summary numbers from event files, against values computed by hand.
+
+The scalars here are synthetic (test-only) trajectories, not training results.
+"""
+
+import json
+
+import pytest
+
+from bn_repro import mnist_report
+from bn_repro.tensorboard import SummaryWriter, read_scalars
+
+
+def _synthetic_arm(accuracies, p15, p50, p85):
+  steps = [10_000 * (i + 1) for i in range(len(accuracies))]
+  return {
+    'eval/accuracy': list(zip(steps, accuracies, strict=True)),
+    'bn/layer2/unit_p15': list(zip(steps, p15, strict=True)),
+    'bn/layer2/unit_p50': list(zip(steps, p50, strict=True)),
+    'bn/layer2/unit_p85': list(zip(steps, p85, strict=True)),
+    'bn/layer0/unit_p50': list(zip(steps, [100.0] * len(steps), strict=True)),
+    'train/elapsed_s': [(steps[-1], 12.5)],
+  }
+
+
+def test_summary_numbers():
+  arm = _synthetic_arm(
+    [0.94, 0.955, 0.972, 0.971, 0.975], [-2, -3, -4, -3, -2], [0, 1, 0, 0, 0], [2, 2, 2, 3, 5]
+  )
+  summary = mnist_report.summarize_arm(arm)
+  assert summary['final_test_accuracy'] == 0.975
+  assert summary['test_accuracy_at'] == {
+    '10000': 0.94,
+    '20000': 0.955,
+    '30000': 0.972,
+    '40000': 0.971,
+    '50000': 0.975,
+  }
+  assert summary['steps_to_accuracy'] == {'0.95': 20_000, '0.97': 30_000, '0.98': None}
+  # Ranges 2, 1, 3 of the last hidden layer (layer 2; layer 0 is ignored).
+  assert summary['percentile_drift'] == pytest.approx(2.0)
+  assert summary['train_wall_time_s'] == 12.5
+
+
+def test_event_roundtrip_keeps_last_value_of_a_repeated_step(tmp_path):
+  writer = SummaryWriter(tmp_path)
+  writer.write_scalars(10, {'eval/accuracy': 0.5})
+  writer.write_scalars(20, {'eval/accuracy': 0.6})
+  writer.close()
+  writer = SummaryWriter(tmp_path)  # A resumed run logs step 20 again.
+  writer.write_scalars(20, {'eval/accuracy': 0.7})
+  writer.close()
+  assert read_scalars(tmp_path)['eval/accuracy'] == [(10, 0.5), (20, pytest.approx(0.7))]
+
+
+def test_figure_and_summary_files(tmp_path):
+  arms = {
+    'baseline': _synthetic_arm([0.9, 0.96], [-3, -1], [0, 1], [3, 4]),
+    'bn': _synthetic_arm([0.95, 0.98], [-1, -1], [0, 0], [1, 1.5]),
+  }
+  infos = {'baseline': {'commit': 'abc', 'hardware': '1 x cpu'}, 'bn': {}}
+  mnist_report.plot_figure1(arms, tmp_path / 'figure1.png')
+  mnist_report.write_summary(arms, infos, tmp_path, 'cmd')
+  assert (tmp_path / 'figure1.png').read_bytes()[:4] == b'\x89PNG'
+  record = json.loads((tmp_path / 'summary.json').read_text())
+  assert record['arms']['bn']['steps_to_accuracy']['0.98'] == 20_000
+  assert record['wall_time_s'] == 25.0 and record['commit'] == 'abc'
+  assert '| steps to 98% test accuracy | — | 20,000 |' in (tmp_path / 'summary.md').read_text()
