@@ -8,6 +8,7 @@ r"""Draws Figure 1 and writes the summary from a finished (or partial) MNIST wor
 import json
 import pathlib
 import sys
+import time
 
 from absl import app, flags
 
@@ -17,6 +18,9 @@ from bn_repro.tensorboard import read_scalars
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/mnist', 'Folder with baseline/ and bn/ runs.')
 _OUT = flags.DEFINE_string('out', 'results/mnist', 'Where figure1.png and summary.* go.')
 _COMMAND = flags.DEFINE_string('command', None, 'The command to quote in the summary.')
+_STARTED_AT = flags.DEFINE_float(
+  'started_at', None, 'Unix time at which the whole command started, for its wall time.'
+)
 
 
 def main(argv: list[str]) -> None:
@@ -31,7 +35,8 @@ def main(argv: list[str]) -> None:
   out = pathlib.Path(_OUT.value)
   mnist_report.plot_figure1(arms, out / 'figure1.png')
   command = _COMMAND.value or ' '.join(sys.argv)
-  mnist_report.write_summary(arms, infos, out, command)
+  end_to_end = None if _STARTED_AT.value is None else time.time() - _STARTED_AT.value
+  mnist_report.write_summary(arms, infos, out, command, end_to_end)
   print((out / 'summary.md').read_text())
   print(f'Wrote {out / "figure1.png"}, {out / "summary.md"}, {out / "summary.json"}')
 

@@ -37,5 +37,5 @@ for arm in baseline bn; do
       exit 1; }
 done
 "$VENV_PYTHON" scripts/plot_mnist.py --workdir="$workdir" --out="$out" \
-  --command="scripts/reproduce_mnist.sh $*"
+  --command="scripts/reproduce_mnist.sh $*" --started_at="$start"
 echo "Total wall time, installation and data fetch included: $(( $(date +%s) - start )) s"

@@ -42,14 +42,15 @@ class InMemoryDataset:
   num_classes: int
 
 
-def _prepare_mnist(tfds_data_dir: pathlib.Path) -> None:
+def _prepare_mnist(tfds_data_dir: pathlib.Path, cache_dir: pathlib.Path | None) -> None:
   from bn_repro.data import mnist_fetch
 
-  mnist_fetch.ensure_mnist(tfds_data_dir)
+  mnist_fetch.ensure_mnist(tfds_data_dir, cache_dir)
 
 
-# Name -> function that makes the dataset loadable offline from the TFDS data dir.
-DATASETS: dict[str, Callable[[pathlib.Path], None]] = {'mnist': _prepare_mnist}
+# Name -> function(tfds_data_dir, download_cache_dir) that makes the dataset loadable
+# offline from the TFDS data dir.
+DATASETS: dict[str, Callable[[pathlib.Path, pathlib.Path | None], None]] = {'mnist': _prepare_mnist}
 
 
 def default_tfds_data_dir() -> pathlib.Path:
@@ -74,7 +75,8 @@ def load_dataset(input_config: ml_collections.ConfigDict) -> InMemoryDataset:
   try:
     splits = _load_splits(name, data_dir)
   except _dataset_not_found_errors():
-    DATASETS[name](data_dir)
+    cache_dir = input_config.download_cache_dir
+    DATASETS[name](data_dir, pathlib.Path(cache_dir).expanduser() if cache_dir else None)
     splits = _load_splits(name, data_dir)
   return InMemoryDataset(*splits['train'], *splits['test'], num_classes=splits['num_classes'])
 
