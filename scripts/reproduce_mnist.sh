@@ -31,7 +31,7 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
 for arm in baseline bn; do
   echo "=== Training the '$arm' arm for $steps steps into $workdir/$arm"
   "$VENV_PYTHON" -m bn_repro.main --config="configs/mnist.py:$arm" --workdir="$workdir/$arm" \
-    --config.num_steps="$steps" 2>&1 | grep --line-buffered -E 'train.py|Error|error|MNIST' || {
+    --config.num_steps="$steps" 2>&1 | grep --line-buffered -E 'train.py|Error|FATAL|MNIST' || {
       echo "Training the '$arm' arm failed; rerun without the filter to see the full log:" >&2
       echo "  $VENV_PYTHON -m bn_repro.main --config=configs/mnist.py:$arm --workdir=$workdir/$arm" >&2
       exit 1; }
