@@ -11,10 +11,11 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
       raise ValueError(f'Invalid config: {message}')
 
   require(config.num_steps > 0, f'num_steps={config.num_steps} must be positive.')
-  require(
-    config.optimizer.learning_rate > 0,
-    f'optimizer.learning_rate={config.optimizer.learning_rate} must be positive.',
-  )
+  for field in ('learning_rate', 'lr_multiple'):
+    require(
+      config.optimizer[field] > 0, f'optimizer.{field}={config.optimizer[field]} must be positive.'
+    )
+  require(config.optimizer.momentum >= 0, f'optimizer.momentum={config.optimizer.momentum} < 0.')
   require(config.batch_size > 0, f'batch_size={config.batch_size} must be positive.')
   require(
     config.batch_size % num_devices == 0,
@@ -33,6 +34,3 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
       config[field] > 0 and config[field] % config.log_every == 0,
       f'{field}={config[field]} must be a positive multiple of log_every={config.log_every}.',
     )
-  require(
-    config.optimizer.name == 'sgd', f"optimizer.name={config.optimizer.name!r}; expected 'sgd'."
-  )

@@ -49,9 +49,9 @@ class Evaluator:
     ]
 
   def __call__(self, state: TrainState) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Returns {'accuracy', 'loss'} over the test set and the preactivations `(N, units)`."""
+    """Returns {'accuracy', 'top5_accuracy', 'loss'} and the preactivations `(N, units)`."""
     state = jax.device_put(state, self._replicated)  # A no-op when already replicated.
-    totals = {'correct': 0, 'loss': 0.0, 'count': 0}
+    totals = {'correct': 0, 'correct_top5': 0, 'loss': 0.0, 'count': 0}
     parts: dict[str, list[np.ndarray]] = {}
     for images, labels, mask in self._batches:
       sums, preactivations = self._eval_fn(state, images, labels, mask)
@@ -63,6 +63,7 @@ class Evaluator:
       raise AssertionError(f'evaluated {totals["count"]} of {self._num_examples} examples')
     metrics = {
       'accuracy': totals['correct'] / totals['count'],
+      'top5_accuracy': totals['correct_top5'] / totals['count'],
       'loss': totals['loss'] / totals['count'],
     }
     preactivations = {name: np.concatenate(p)[: self._num_examples] for name, p in parts.items()}

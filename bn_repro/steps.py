@@ -22,6 +22,8 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from bn_repro import data as data_lib
+
 AXIS = 'batch'
 
 
@@ -52,7 +54,12 @@ def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def train_step(
-  state: TrainState, images: jax.Array, labels: jax.Array, *, model: nn.Module
+  state: TrainState,
+  images: jax.Array,
+  labels: jax.Array,
+  dropout_key: jax.Array,
+  *,
+  model: nn.Module,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on this device's slice `images (n, ...)`, `labels (n,)`.
 
@@ -65,6 +72,7 @@ def train_step(
       images,
       train=True,
       mutable=['batch_stats'],
+      rngs={'dropout': dropout_key},
     )
     loss = lax.pmean(cross_entropy_loss(logits, labels), AXIS)
     return loss, (logits, updates)
@@ -76,12 +84,19 @@ def train_step(
 
 
 def make_train_chunk_fn(
-  model: nn.Module, preprocess: Callable[[jax.Array], jax.Array], mesh: Mesh
+  model: nn.Module,
+  preprocess: Callable[[jax.Array], jax.Array],
+  mesh: Mesh,
+  *,
+  seed: int,
+  distortion_strength: float = 0.0,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """Builds `chunk(state, images, labels, indices) -> (state, metrics)`.
 
   Runs `indices.shape[0]` training steps in one call (`lax.scan`), because on
-  CPU a host call costs more than a step of the MNIST MLP.
+  CPU a host call costs more than a step of the MNIST MLP. The random numbers of
+  a step (dropout, photometric distortion) derive from (seed, step, device), so
+  a resumed run draws the same ones.
 
   Args of the returned function:
     state: replicated TrainState (donated).
@@ -92,12 +107,16 @@ def make_train_chunk_fn(
   Returns:
     The new state and metrics {'loss', 'accuracy'}, each float32 `(T,)`.
   """
+  base_key = jax.random.key(seed)
 
   def chunk(state, images, labels, indices):
     def body(state, batch_indices):
-      return train_step(
-        state, preprocess(images[batch_indices]), labels[batch_indices], model=model
-      )
+      step_key = jax.random.fold_in(jax.random.fold_in(base_key, state.step), lax.axis_index(AXIS))
+      distort_key, dropout_key = jax.random.split(step_key)
+      x = preprocess(images[batch_indices])
+      if distortion_strength:
+        x = data_lib.distort_photometric(x, distort_key, distortion_strength)
+      return train_step(state, x, labels[batch_indices], dropout_key, model=model)
 
     return lax.scan(body, state, indices)
 
@@ -123,7 +142,7 @@ def eval_step(
       for padding examples, which count nowhere.
 
   Returns:
-    Global sums {'correct', 'loss', 'count'} and each hidden layer's input to its
+    Global sums {'correct', 'correct_top5', 'loss', 'count'} and each hidden layer's input to its
     nonlinearity {'preactivationI': (n, units)} for this slice.
   """
   logits, state_vars = model.apply(
@@ -133,8 +152,10 @@ def eval_step(
     mutable=['intermediates'],
   )
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  top5 = lax.top_k(logits, min(5, logits.shape[-1]))[1]
   sums = {
     'correct': jnp.sum((jnp.argmax(logits, -1) == labels) & mask),
+    'correct_top5': jnp.sum(jnp.any(top5 == labels[:, None], axis=-1) & mask),
     'loss': jnp.sum(jnp.where(mask, losses, 0.0)),
     'count': jnp.sum(mask),
   }

@@ -12,13 +12,12 @@ import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from bn_repro import data as data_lib
-from bn_repro import models
+from bn_repro import models, optim
 from bn_repro.checkpointing import Checkpointer
 from bn_repro.config_checks import validate_config
 from bn_repro.evaluate import Evaluator, preactivation_percentiles
@@ -30,16 +29,15 @@ from bn_repro.tensorboard import SummaryWriter
 def create_train_state(
   config: ml_collections.ConfigDict, model: nn.Module, image_shape: tuple[int, ...]
 ) -> TrainState:
-  """Initializes parameters (seeded by `config.seed`), BN statistics and SGD state."""
+  """Initializes parameters (seeded by `config.seed`), BN statistics and optimizer state."""
   variables = model.init(
     jax.random.key(config.seed), np.zeros((1,) + image_shape, np.float32), train=False
   )
-  momentum = config.optimizer.momentum or None
   return TrainState.create(
     apply_fn=model.apply,
     params=variables['params'],
     batch_stats=variables.get('batch_stats', {}),
-    tx=optax.sgd(config.optimizer.learning_rate, momentum=momentum),
+    tx=optim.create_optimizer(config),
   )
 
 
@@ -79,7 +77,14 @@ def train_and_evaluate(
 
   write_run_info(workdir, config.to_json_best_effort(indent=2))
   writer = SummaryWriter(workdir)
-  train_chunk = make_train_chunk_fn(model, preprocess, mesh)
+  train_chunk = make_train_chunk_fn(
+    model,
+    preprocess,
+    mesh,
+    seed=config.seed,
+    distortion_strength=config.input.distortion_strength,
+  )
+  learning_rate = optim.create_learning_rate_schedule(config)
   evaluate = Evaluator(
     make_eval_fn(model, preprocess, mesh),
     dataset.test_images,
@@ -118,7 +123,7 @@ def train_and_evaluate(
       {
         'train/loss': float(losses.mean()),
         'train/accuracy': float(np.asarray(metrics['accuracy']).mean()),
-        'train/learning_rate': config.optimizer.learning_rate,
+        'train/learning_rate': float(learning_rate(step)),
         'train/steps_per_sec': steps_per_sec,
         'train/elapsed_s': elapsed_before + elapsed,
       },
@@ -128,8 +133,7 @@ def train_and_evaluate(
       writer.write_scalars(
         step,
         {
-          'eval/accuracy': eval_metrics['accuracy'],
-          'eval/loss': eval_metrics['loss'],
+          **{f'eval/{name}': value for name, value in eval_metrics.items()},
           **preactivation_percentiles(
             preactivations, config.model.typical_unit, config.eval.percentiles
           ),

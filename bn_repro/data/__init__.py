@@ -48,6 +48,12 @@ def _prepare_mnist(tfds_data_dir: pathlib.Path, cache_dir: pathlib.Path | None) 
   mnist_fetch.ensure_mnist(tfds_data_dir, cache_dir)
 
 
+def _prepare_fashion_mnist(tfds_data_dir: pathlib.Path, cache_dir: pathlib.Path | None) -> None:
+  from bn_repro.data import fashion_mnist_fetch
+
+  fashion_mnist_fetch.ensure_fashion_mnist(tfds_data_dir, cache_dir)
+
+
 # Name -> function(tfds_data_dir, download_cache_dir) that makes the dataset loadable
 # offline from the TFDS data dir.
 DATASETS: dict[str, Callable[[pathlib.Path, pathlib.Path | None], None]] = {'mnist': _prepare_mnist}
@@ -126,6 +132,21 @@ def get_preprocessor(name: str) -> Callable[[jax.Array], jax.Array]:
   if name not in PREPROCESSORS:
     raise ValueError(f'Unknown preprocessing {name!r}; expected one of {sorted(PREPROCESSORS)}.')
   return PREPROCESSORS[name]
+
+
+def distort_photometric(images: jax.Array, key: jax.Array, strength: float) -> jax.Array:
+  """Random brightness and contrast per image, scaled by `strength` in [0, 1].
+
+  Images `(N, H, W, C)` float32 in [0, 1]; brightness shifts by U(-0.25, 0.25) *
+  strength, contrast scales about the image mean by 1 + U(-0.5, 0.5) * strength.
+  The paper's BN runs use weaker distortions than Inception's (Sec. 4.2.1).
+  """
+  brightness_key, contrast_key = jax.random.split(key)
+  shape = (images.shape[0],) + (1,) * (images.ndim - 1)
+  brightness = jax.random.uniform(brightness_key, shape, minval=-0.25, maxval=0.25) * strength
+  contrast = 1.0 + jax.random.uniform(contrast_key, shape, minval=-0.5, maxval=0.5) * strength
+  mean = jnp.mean(images, axis=tuple(range(1, images.ndim)), keepdims=True)
+  return jnp.clip((images - mean) * contrast + mean + brightness, 0.0, 1.0)
 
 
 def batch_indices(

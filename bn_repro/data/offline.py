@@ -1,0 +1,79 @@
+"""Shared pieces of the offline data fetchers: cache dir, integrity checks, TFDS storage.
+
+A fetched dataset is stored under its registered TFDS name and version, so the
+input pipeline always reads it with `tfds.load(name, download=False)`.
+"""
+
+import hashlib
+import os
+import pathlib
+
+import numpy as np
+
+CACHE_ENV_VAR = 'BN_REPRO_DATA_DIR'
+
+
+class DataIntegrityError(RuntimeError):
+  """A data file is missing, truncated or does not have the expected hash."""
+
+
+def default_cache_dir() -> pathlib.Path:
+  """`$BN_REPRO_DATA_DIR` if set, else `~/.cache/bn_repro`."""
+  return pathlib.Path(os.environ.get(CACHE_ENV_VAR, '~/.cache/bn_repro')).expanduser()
+
+
+def sha256_of(path: pathlib.Path) -> str:
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def verify_sha256(path: pathlib.Path, expected: str) -> None:
+  """Raises DataIntegrityError naming the file, both hashes and the fix."""
+  if not path.is_file():
+    raise DataIntegrityError(f'Data file {path} does not exist.')
+  actual = sha256_of(path)
+  if actual != expected:
+    raise DataIntegrityError(
+      f'Data file {path} has sha256 {actual}, expected {expected}: it is truncated '
+      f'or corrupt. Delete it and run again to fetch a fresh copy.'
+    )
+
+
+def is_prepared(tfds_data_dir: pathlib.Path, name: str, version: str) -> bool:
+  """Whether TFDS dataset `name` at `version` is prepared in `tfds_data_dir`."""
+  return (tfds_data_dir / name / version / 'dataset_info.json').exists()
+
+
+def store_as_tfds(
+  name: str,
+  version: str,
+  splits: dict[str, tuple[np.ndarray, np.ndarray]],
+  num_classes: int,
+  tfds_data_dir: pathlib.Path,
+) -> None:
+  """Writes uint8 images `(N, H, W, C)` and labels `(N,)` per split as TFDS `name`, in order."""
+  import tensorflow as tf
+  import tensorflow_datasets as tfds
+
+  image_shape = next(iter(splits.values()))[0].shape[1:]
+  features = tfds.features.FeaturesDict(
+    {
+      'image': tfds.features.Image(shape=image_shape),
+      'label': tfds.features.ClassLabel(num_classes=num_classes),
+    }
+  )
+  split_datasets = {
+    split: tf.data.Dataset.from_tensor_slices({'image': images, 'label': labels})
+    for split, (images, labels) in splits.items()
+  }
+  tfds.dataset_builders.store_as_tfds_dataset(
+    name=name,
+    version=version,
+    features=features,
+    split_datasets=split_datasets,
+    data_dir=str(tfds_data_dir),
+    disable_shuffling=True,
+  )
