@@ -25,6 +25,7 @@ from bn_repro.steps import AXIS, create_mesh, make_train_chunk_fn
 
 _STEPS_PER_CALL = flags.DEFINE_integer('steps_per_call', 500, 'Steps fused per host call.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per arm (the best is reported).')
+_UNROLL = flags.DEFINE_integer('scan_unroll', 1, 'lax.scan unroll factor of the fused steps.')
 
 
 def matmul_flops(
@@ -70,7 +71,13 @@ def time_arm(variant: str, steps_per_call: int, repeats: int) -> tuple[float, in
   replicated = NamedSharding(mesh, P())
   state = jax.device_put(train.create_train_state(config, model, images.shape[1:]), replicated)
   images, labels = jax.device_put((images, labels), replicated)
-  chunk = make_train_chunk_fn(model, data_lib.get_preprocessor(config.input.preprocess), mesh)
+  chunk = make_train_chunk_fn(
+    model,
+    data_lib.get_preprocessor(config.input.preprocess),
+    mesh,
+    seed=config.seed,
+    scan_unroll=_UNROLL.value,
+  )
   indices = jax.device_put(
     data_lib.batch_indices(60_000, config.batch_size, 0, 0, steps_per_call),
     NamedSharding(mesh, P(None, AXIS)),

@@ -29,6 +29,10 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
       f'model.bn.group_size={group_size} must divide the per-device batch of '
       f'{per_device} examples.',
     )
+  require(
+    config.steps_per_call > 0 and config.log_every % config.steps_per_call == 0,
+    f'log_every={config.log_every} must be a multiple of steps_per_call={config.steps_per_call}.',
+  )
   for field in ('eval_every', 'checkpoint_every'):
     require(
       config[field] > 0 and config[field] % config.log_every == 0,

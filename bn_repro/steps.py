@@ -90,13 +90,16 @@ def make_train_chunk_fn(
   *,
   seed: int,
   distortion_strength: float = 0.0,
+  scan_unroll: int | bool = 1,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """Builds `chunk(state, images, labels, indices) -> (state, metrics)`.
 
   Runs `indices.shape[0]` training steps in one call (`lax.scan`), because on
   CPU a host call costs more than a step of the MNIST MLP. The random numbers of
   a step (dropout, photometric distortion) derive from (seed, step, device), so
-  a resumed run draws the same ones.
+  a resumed run draws the same ones. `scan_unroll` is `lax.scan`'s unroll: on
+  XLA:CPU a rolled loop body runs convolutions several times slower than straight
+  code (benchmarks/README.md), so conv nets unroll their chunks fully (True).
 
   Args of the returned function:
     state: replicated TrainState (donated).
@@ -118,7 +121,7 @@ def make_train_chunk_fn(
         x = data_lib.distort_photometric(x, distort_key, distortion_strength)
       return train_step(state, x, labels[batch_indices], dropout_key, model=model)
 
-    return lax.scan(body, state, indices)
+    return lax.scan(body, state, indices, unroll=scan_unroll)
 
   sharded = jax.shard_map(
     chunk, mesh=mesh, in_specs=(P(), P(), P(), P(None, AXIS)), out_specs=(P(), P())

@@ -83,6 +83,7 @@ def train_and_evaluate(
     mesh,
     seed=config.seed,
     distortion_strength=config.input.distortion_strength,
+    scan_unroll=config.scan_unroll,
   )
   learning_rate = optim.create_learning_rate_schedule(config)
   evaluate = Evaluator(
@@ -102,11 +103,22 @@ def train_and_evaluate(
   while step < config.num_steps:
     num = min(config.log_every - step % config.log_every, config.num_steps - step)
     indices = data_lib.batch_indices(
-      len(dataset.train_labels), config.batch_size, config.seed, step, num
+      len(dataset.train_labels),
+      config.batch_size,
+      config.seed,
+      step,
+      num,
+      config.input.shuffle,
+      config.input.num_shards,
     )
-    state, metrics = train_chunk(
-      state, train_images, train_labels, jax.device_put(indices, index_sharding)
-    )
+    chunks = []
+    for first in range(0, num, config.steps_per_call):
+      call_indices = indices[first : first + config.steps_per_call]
+      state, call_metrics = train_chunk(
+        state, train_images, train_labels, jax.device_put(call_indices, index_sharding)
+      )
+      chunks.append(call_metrics)
+    metrics = {k: np.concatenate([np.asarray(c[k]) for c in chunks]) for k in chunks[0]}
     losses = np.asarray(metrics['loss'])
     if not np.all(np.isfinite(losses)):
       bad_step = step + int(np.argmin(np.isfinite(losses))) + 1
@@ -122,7 +134,7 @@ def train_and_evaluate(
       step,
       {
         'train/loss': float(losses.mean()),
-        'train/accuracy': float(np.asarray(metrics['accuracy']).mean()),
+        'train/accuracy': float(metrics['accuracy'].mean()),
         'train/learning_rate': float(learning_rate(step)),
         'train/steps_per_sec': steps_per_sec,
         'train/elapsed_s': elapsed_before + elapsed,

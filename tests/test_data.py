@@ -113,3 +113,18 @@ def test_photometric_distortion_strength():
   shift = distorted.mean(axis=(1, 2, 3)) - images.mean(axis=(1, 2, 3))
   assert np.abs(shift).max() <= 0.25 + 1e-6 and np.abs(shift).std() > 0.05
   assert distorted.min() >= 0.0 and distorted.max() <= 1.0
+
+
+def test_shard_shuffles():
+  full = data_lib.epoch_order(12, seed=0, epoch=0)
+  assert sorted(full) == list(range(12))
+  shards = data_lib.epoch_order(12, 0, 0, 'shards', num_shards=4)
+  blocks = shards.reshape(4, 3)
+  # Shards keep their internal order (consecutive examples), in a random shard order.
+  assert all(list(b) == list(range(b[0], b[0] + 3)) for b in blocks)
+  assert sorted(b[0] for b in blocks) == [0, 3, 6, 9]
+  within = data_lib.epoch_order(12, 0, 1, 'within_shards', num_shards=4).reshape(4, 3)
+  assert all(sorted(b) == list(range(min(b), min(b) + 3)) for b in within)
+  assert any(list(b) != sorted(b) for b in within)
+  with pytest.raises(ValueError, match="'full', 'shards', 'within_shards'"):
+    data_lib.epoch_order(12, 0, 0, 'sometimes')

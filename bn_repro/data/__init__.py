@@ -56,7 +56,10 @@ def _prepare_fashion_mnist(tfds_data_dir: pathlib.Path, cache_dir: pathlib.Path 
 
 # Name -> function(tfds_data_dir, download_cache_dir) that makes the dataset loadable
 # offline from the TFDS data dir.
-DATASETS: dict[str, Callable[[pathlib.Path, pathlib.Path | None], None]] = {'mnist': _prepare_mnist}
+DATASETS: dict[str, Callable[[pathlib.Path, pathlib.Path | None], None]] = {
+  'mnist': _prepare_mnist,
+  'fashion_mnist': _prepare_fashion_mnist,
+}
 
 
 def default_tfds_data_dir() -> pathlib.Path:
@@ -149,14 +152,45 @@ def distort_photometric(images: jax.Array, key: jax.Array, strength: float) -> j
   return jnp.clip((images - mean) * contrast + mean + brightness, 0.0, 1.0)
 
 
+SHUFFLES = ('full', 'shards', 'within_shards')
+
+
+def epoch_order(
+  num_examples: int, seed: int, epoch: int, shuffle: str = 'full', num_shards: int = 1
+) -> np.ndarray:
+  """The order in which epoch `epoch` visits the examples.
+
+  'full': a uniform permutation. 'shards': the examples, in their stored order,
+  cut into `num_shards` contiguous shards; the shards are visited in random order,
+  each in its fixed internal order (so the same examples always share a mini-batch,
+  as in the paper's original Inception input). 'within_shards': the same, with each
+  shard also shuffled (the paper's Sec. 4.2.1 change).
+  """
+  rng = np.random.default_rng([seed, epoch])
+  if shuffle == 'full':
+    return rng.permutation(num_examples)
+  if shuffle not in SHUFFLES:
+    raise ValueError(f'Unknown shuffle {shuffle!r}; expected one of {SHUFFLES}.')
+  shards = np.array_split(np.arange(num_examples), num_shards)
+  if shuffle == 'within_shards':
+    shards = [rng.permutation(shard) for shard in shards]
+  return np.concatenate([shards[i] for i in rng.permutation(num_shards)])
+
+
 def batch_indices(
-  num_examples: int, batch_size: int, seed: int, first_step: int, num_steps: int
+  num_examples: int,
+  batch_size: int,
+  seed: int,
+  first_step: int,
+  num_steps: int,
+  shuffle: str = 'full',
+  num_shards: int = 1,
 ) -> np.ndarray:
   """Example indices of the mini-batches of steps `[first_step, first_step + num_steps)`.
 
-  Each epoch is a fresh permutation seeded by (seed, epoch); the last partial
-  batch of an epoch is dropped, so every step's batch is a function of
-  (seed, step) alone.
+  Each epoch visits the examples in `epoch_order(..., epoch, shuffle, num_shards)`;
+  the last partial batch of an epoch is dropped, so every step's batch is a
+  function of (seed, step) alone.
 
   Returns:
     int32 array `(num_steps, batch_size)`.
@@ -165,10 +199,10 @@ def batch_indices(
   if steps_per_epoch == 0:
     raise ValueError(f'batch_size={batch_size} exceeds the {num_examples} training examples.')
   out = np.empty((num_steps, batch_size), np.int32)
-  epoch_cache: dict[int, np.ndarray] = {}
+  orders: dict[int, np.ndarray] = {}
   for i, step in enumerate(range(first_step, first_step + num_steps)):
     epoch, position = divmod(step, steps_per_epoch)
-    if epoch not in epoch_cache:
-      epoch_cache[epoch] = np.random.default_rng([seed, epoch]).permutation(num_examples)
-    out[i] = epoch_cache[epoch][position * batch_size : (position + 1) * batch_size]
+    if epoch not in orders:
+      orders[epoch] = epoch_order(num_examples, seed, epoch, shuffle, num_shards)
+    out[i] = orders[epoch][position * batch_size : (position + 1) * batch_size]
   return out

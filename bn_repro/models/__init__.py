@@ -10,6 +10,7 @@ import flax.linen as nn
 if TYPE_CHECKING:  # ml_collections is absent where only models run (e.g. GPU benchmarks).
   import ml_collections
 
+from bn_repro.models.inception import BNInception
 from bn_repro.models.mlp import MLP
 
 
@@ -29,7 +30,27 @@ def _create_mlp(
   )
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {'mlp': _create_mlp}
+def _create_inception(
+  model_config: ml_collections.ConfigDict, num_classes: int, axis_name: str | None
+) -> nn.Module:
+  return BNInception(
+    num_classes=num_classes,
+    nonlinearity=model_config.nonlinearity,
+    normalization=model_config.normalization,
+    dropout_rate=model_config.dropout_rate,
+    lrn=model_config.lrn,
+    stem=model_config.stem,
+    pool_proj_4cd=model_config.pool_proj_4cd,
+    conv_bias=model_config.conv_bias,
+    width=model_config.width,
+    bn_momentum=model_config.bn.momentum,
+    bn_epsilon=model_config.bn.epsilon,
+    bn_group_size=model_config.bn.group_size,
+    axis_name=axis_name,
+  )
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {'mlp': _create_mlp, 'inception': _create_inception}
 
 
 def create_model(

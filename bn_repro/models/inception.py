@@ -184,7 +184,7 @@ class BNInception(nn.Module):
 
     x = x.astype(self.dtype)
     if self.stem == 'small':
-      x = unit(w(64), 3, 1, name='conv1')(x)
+      x = unit(w(64), 3, 2, name='conv1')(x)
     elif self.stem == 'separable':
       x = unit(0, 7, 2, depthwise_multiplier=8, name='conv1_depthwise')(x)
       x = unit(w(64), 1, 1, name='conv1_pointwise')(x)
