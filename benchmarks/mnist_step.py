@@ -1,6 +1,6 @@
 r"""Microseconds per MNIST training step (batch 60) and the fraction of the matmul roofline.
 
-  .venv/bin/python benchmarks/mnist_step.py [--steps_per_call=500] [--repeats=5]
+  .venv/bin/python -m benchmarks.mnist_step [--steps_per_call=500] [--repeats=5]
 
 Times bn_repro's fused training loop (`lax.scan` of `--steps_per_call` steps per
 host call, as in training) for both arms of configs/mnist.py, on SYNTHETIC
@@ -13,15 +13,10 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import app, flags
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from bn_repro import data as data_lib
-from bn_repro import models, train
+from benchmarks.timing import time_training_steps
 from bn_repro.config_files import load_config
-from bn_repro.steps import AXIS, create_mesh, make_train_chunk_fn
 
 _STEPS_PER_CALL = flags.DEFINE_integer('steps_per_call', 500, 'Steps fused per host call.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per arm (the best is reported).')
@@ -63,35 +58,17 @@ def measure_matmul_peak(seconds_per_size: float = 1.0) -> float:
 def time_arm(variant: str, steps_per_call: int, repeats: int) -> tuple[float, int]:
   """Returns (best seconds per step, matmul FLOPs per step)."""
   config = load_config(f'configs/mnist.py:{variant}')
-  mesh = create_mesh(1)
-  model = models.create_model(config.model, 10, axis_name=AXIS)
-  rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (60_000, 28, 28, 1), dtype=np.uint8)  # Synthetic.
-  labels = rng.integers(0, 10, 60_000).astype(np.int32)
-  replicated = NamedSharding(mesh, P())
-  state = jax.device_put(train.create_train_state(config, model, images.shape[1:]), replicated)
-  images, labels = jax.device_put((images, labels), replicated)
-  chunk = make_train_chunk_fn(
-    model,
-    data_lib.get_preprocessor(config.input.preprocess),
-    mesh,
-    seed=config.seed,
+  _, seconds, _ = time_training_steps(
+    config,
+    (28, 28, 1),
+    10,
+    steps_per_call,
+    calls=1,
     scan_unroll=_UNROLL.value,
+    repeats=repeats,
   )
-  indices = jax.device_put(
-    data_lib.batch_indices(60_000, config.batch_size, 0, 0, steps_per_call),
-    NamedSharding(mesh, P(None, AXIS)),
-  )
-  state, metrics = chunk(state, images, labels, indices)  # Compile and warm up.
-  jax.block_until_ready(metrics)
-  best = float('inf')
-  for _ in range(repeats):
-    start = time.perf_counter()
-    state, metrics = chunk(state, images, labels, indices)
-    jax.block_until_ready(metrics)
-    best = min(best, (time.perf_counter() - start) / steps_per_call)
   flops = matmul_flops(784, tuple(config.model.hidden_sizes), 10, config.batch_size)
-  return best, flops
+  return seconds, flops
 
 
 def main(argv: list[str]) -> None:

@@ -2,10 +2,24 @@
 
 import importlib.util
 import pathlib
+import types
 
 import ml_collections
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def load_config_module(path_text: str) -> types.ModuleType:
+  """Imports the config file at `path_text` (relative: to the working dir, else the repo)."""
+  path = pathlib.Path(path_text)
+  if not path.is_absolute() and not path.exists():
+    path = REPO_ROOT / path
+  if not path.is_file():
+    raise FileNotFoundError(f'Config file {path_text!r} not found (looked in {path.parent}).')
+  module_spec = importlib.util.spec_from_file_location(f'bn_repro_config_{path.stem}', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
@@ -15,14 +29,7 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   from the repository root, so scripts work from any directory.
   """
   path_text, _, arg = spec.partition(':')
-  path = pathlib.Path(path_text)
-  if not path.is_absolute() and not path.exists():
-    path = REPO_ROOT / path
-  if not path.is_file():
-    raise FileNotFoundError(f'Config file {path_text!r} not found (looked in {path.parent}).')
-  module_spec = importlib.util.spec_from_file_location(f'bn_repro_config_{path.stem}', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module = load_config_module(path_text)
   return module.get_config(arg) if arg else module.get_config()
 
 

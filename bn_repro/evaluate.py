@@ -4,61 +4,53 @@ The test set is padded to whole evaluation batches and the padding masked out;
 correct counts and losses are summed, never averaged per batch (flax #262).
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from bn_repro.steps import AXIS, TrainState
+from bn_repro.sharding import gathered_to_host, put_global, replicated_to_host
+from bn_repro.steps import TrainState
 
 
 class Evaluator:
-  """Evaluates a TrainState on a fixed test set held on device.
+  """Evaluates a TrainState exactly on a fixed evaluation split.
 
   Args:
     eval_fn: from `bn_repro.steps.make_eval_fn`.
-    images: uint8 `(N, H, W, C)`; labels: int `(N,)`.
-    batch_size: examples per evaluation call; a multiple of the mesh size.
+    batches: returns a fresh iterable of sharded (images, labels, mask) batches
+      (`bn_repro.inputs`); padding examples have mask False.
+    num_examples: examples in the split; every one must be counted exactly once.
     mesh: the device mesh.
   """
 
   def __init__(
-    self, eval_fn: Callable, images: np.ndarray, labels: np.ndarray, batch_size: int, mesh: Mesh
+    self,
+    eval_fn: Callable,
+    batches: Callable[[], Iterable[tuple[jax.Array, jax.Array, jax.Array]]],
+    num_examples: int,
+    mesh: Mesh,
   ):
-    if batch_size % mesh.size:
-      raise ValueError(
-        f'eval batch_size={batch_size} is not a multiple of the {mesh.size} devices.'
-      )
     self._eval_fn = eval_fn
-    self._num_examples = len(images)
-    num_batches = -(-self._num_examples // batch_size)
-    padding = num_batches * batch_size - self._num_examples
-    mask = np.arange(num_batches * batch_size) < self._num_examples
-    images = np.concatenate([images, np.zeros((padding,) + images.shape[1:], images.dtype)])
-    labels = np.concatenate([labels, np.zeros((padding,), labels.dtype)])
+    self._batches = batches
+    self._num_examples = num_examples
     self._replicated = NamedSharding(mesh, P())
-    sharding = NamedSharding(mesh, P(AXIS))
-    self._batches = [
-      tuple(
-        jax.device_put(a[i * batch_size : (i + 1) * batch_size], sharding)
-        for a in (images, labels, mask)
-      )
-      for i in range(num_batches)
-    ]
 
   def __call__(self, state: TrainState) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Returns {'accuracy', 'top5_accuracy', 'loss'} and the preactivations `(N, units)`."""
-    state = jax.device_put(state, self._replicated)  # A no-op when already replicated.
+    state = put_global(state, self._replicated)  # A no-op when already replicated.
     totals = {'correct': 0, 'correct_top5': 0, 'loss': 0.0, 'count': 0}
     parts: dict[str, list[np.ndarray]] = {}
-    for images, labels, mask in self._batches:
+    for images, labels, mask in self._batches():
       sums, preactivations = self._eval_fn(state, images, labels, mask)
+      sums = replicated_to_host(sums)
       for key in totals:
         totals[key] += sums[key].item()
-      for name, values in preactivations.items():
-        parts.setdefault(name, []).append(np.asarray(values))
+      keep = gathered_to_host(mask)
+      for name, values in gathered_to_host(preactivations).items():
+        parts.setdefault(name, []).append(values[keep])
     if totals['count'] != self._num_examples:
       raise AssertionError(f'evaluated {totals["count"]} of {self._num_examples} examples')
     metrics = {
@@ -66,8 +58,7 @@ class Evaluator:
       'top5_accuracy': totals['correct_top5'] / totals['count'],
       'loss': totals['loss'] / totals['count'],
     }
-    preactivations = {name: np.concatenate(p)[: self._num_examples] for name, p in parts.items()}
-    return metrics, preactivations
+    return metrics, {name: np.concatenate(p) for name, p in parts.items()}
 
 
 def preactivation_percentiles(

@@ -7,16 +7,12 @@ each variant's steps to reach it and its own best are read from its evaluations.
 import json
 import pathlib
 
+from bn_repro.config_files import load_config_module
+
 Scalars = dict[str, list[tuple[int, float]]]
 
-VARIANT_ORDER = (
-  'inception',
-  'bn_baseline',
-  'bn_x5',
-  'bn_x30',
-  'bn_x5_sigmoid',
-  'inception_sigmoid',
-)
+# The paper's variants, in the order of its table (configs/inception.py defines them).
+VARIANT_ORDER = load_config_module('configs/inception.py').VARIANTS
 # The paper's table (Sec. 4.2.2): steps to 72.2% and max top-1 accuracy on ImageNet.
 PAPER = {
   'inception': ('31.0M', '72.2%'),

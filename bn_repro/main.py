@@ -5,19 +5,53 @@ an unknown field or variant stops the run before any compute, naming the valid o
 """
 
 import logging as python_logging
+import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from bn_repro import train
 from bn_repro.config_files import load_config
+from bn_repro.preemption import PreemptedError
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', None, 'Experiment config file[:variant].', lock_config=True
 )
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and TensorBoard logs.')
+_OVERWRITE = flags.DEFINE_bool(
+  'overwrite', False, 'Delete the checkpoints and logs in --workdir and start over.'
+)
+_COORDINATOR = flags.DEFINE_string(
+  'coordinator_address', None, 'host:port of process 0 of a multi-process job (jax.distributed).'
+)
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the job.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1.')
+_DISTRIBUTED = flags.DEFINE_bool(
+  'distributed',
+  False,
+  'Join a multi-process job found by jax.distributed auto-detection (SLURM, Cloud TPU, ...).',
+)
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def initialize_distributed() -> None:
+  """Joins a multi-process JAX job when the flags or JAX's environment variables ask for one.
+
+  `jax.distributed.initialize` reads `JAX_COORDINATOR_ADDRESS` and cluster variables
+  (SLURM, Open MPI, Cloud TPU) for whatever the flags leave unset.
+  """
+  if not (_COORDINATOR.value or _DISTRIBUTED.value or os.environ.get('JAX_COORDINATOR_ADDRESS')):
+    return
+  # Collectives between CPU devices of different processes (tests, CPU clusters); GPU and
+  # TPU backends ignore it. Must be set, like initialize(), before any computation.
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(
+    coordinator_address=_COORDINATOR.value,
+    num_processes=_NUM_PROCESSES.value,
+    process_id=_PROCESS_ID.value,
+  )
 
 
 def _unknown_config_field(argv: list[str]) -> str | None:
@@ -65,8 +99,13 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_QuietLibraryInfo())
+  initialize_distributed()
   logging.info('Config:\n%s', _CONFIG.value)
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
+  except PreemptedError as stopped:
+    logging.warning('%s', stopped)
+    sys.exit(128 + stopped.signum)
 
 
 if __name__ == '__main__':

@@ -87,44 +87,47 @@ def make_train_chunk_fn(
   model: nn.Module,
   preprocess: Callable[[jax.Array], jax.Array],
   mesh: Mesh,
+  train_input: Any,
   *,
   seed: int,
   distortion_strength: float = 0.0,
   scan_unroll: int | bool = 1,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
-  """Builds `chunk(state, images, labels, indices) -> (state, metrics)`.
+  """Builds `chunk(state, resident, per_step) -> (state, metrics)` for T steps per call.
 
-  Runs `indices.shape[0]` training steps in one call (`lax.scan`), because on
-  CPU a host call costs more than a step of the MNIST MLP. The random numbers of
-  a step (dropout, photometric distortion) derive from (seed, step, device), so
-  a resumed run draws the same ones. `scan_unroll` is `lax.scan`'s unroll: on
-  XLA:CPU a rolled loop body runs convolutions several times slower than straight
-  code (benchmarks/README.md), so conv nets unroll their chunks fully (True).
-
-  Args of the returned function:
-    state: replicated TrainState (donated).
-    images: uint8 `(N, H, W, C)`, replicated: the whole training set.
-    labels: int32 `(N,)`, replicated.
-    indices: int32 `(T, B)`, the examples of T global batches, sharded over B.
+  `train_input` (a `bn_repro.inputs` input) says where a step's examples come
+  from: `train_input.fetch(resident, per_step_slice)` returns its uint8 images and
+  labels on this device, `resident` being arrays kept on device across calls (the
+  whole dataset for small datasets) and `per_step` a pytree with a leading T axis
+  (example indices, or streamed batches). The random numbers of a step (dropout,
+  photometric distortion) derive from (seed, step, device), so a resumed run draws
+  the same ones. `scan_unroll` is `lax.scan`'s unroll: on XLA:CPU a rolled loop
+  body runs convolutions several times slower than straight code
+  (benchmarks/README.md), so conv nets unroll their few fused steps fully.
 
   Returns:
-    The new state and metrics {'loss', 'accuracy'}, each float32 `(T,)`.
+    A jitted function returning the new state (donated in) and metrics
+    {'loss', 'accuracy'}, each float32 `(T,)`.
   """
   base_key = jax.random.key(seed)
 
-  def chunk(state, images, labels, indices):
-    def body(state, batch_indices):
+  def chunk(state, resident, per_steps):
+    def body(state, per_step):
       step_key = jax.random.fold_in(jax.random.fold_in(base_key, state.step), lax.axis_index(AXIS))
       distort_key, dropout_key = jax.random.split(step_key)
-      x = preprocess(images[batch_indices])
+      images, labels = train_input.fetch(resident, per_step)
+      x = preprocess(images)
       if distortion_strength:
         x = data_lib.distort_photometric(x, distort_key, distortion_strength)
-      return train_step(state, x, labels[batch_indices], dropout_key, model=model)
+      return train_step(state, x, labels, dropout_key, model=model)
 
-    return lax.scan(body, state, indices, unroll=scan_unroll)
+    return lax.scan(body, state, per_steps, unroll=scan_unroll)
 
   sharded = jax.shard_map(
-    chunk, mesh=mesh, in_specs=(P(), P(), P(), P(None, AXIS)), out_specs=(P(), P())
+    chunk,
+    mesh=mesh,
+    in_specs=(P(), train_input.resident_specs, train_input.per_step_specs),
+    out_specs=(P(), P()),
   )
   return jax.jit(sharded, donate_argnums=0)
 
@@ -141,19 +144,26 @@ def eval_step(
   """Inference (running statistics) on this device's slice of an evaluation batch.
 
   Args:
-    images: uint8 `(n, H, W, C)`; labels: int32 `(n,)`; mask: bool `(n,)`, False
-      for padding examples, which count nowhere.
+    images: uint8 `(n, H, W, C)`, or `(n, crops, H, W, C)` for multi-crop evaluation
+      (class probabilities averaged over the crops); labels: int32 `(n,)`; mask:
+      bool `(n,)`, False for padding examples, which count nowhere.
 
   Returns:
     Global sums {'correct', 'correct_top5', 'loss', 'count'} and each hidden layer's input to its
     nonlinearity {'preactivationI': (n, units)} for this slice.
   """
+  crops = images.shape[1] if images.ndim == 5 else 0
+  if crops:  # (n, crops, H, W, C): the model sees every crop.
+    images = images.reshape((-1,) + images.shape[2:])
   logits, state_vars = model.apply(
     {'params': state.params, 'batch_stats': state.batch_stats},
     preprocess(images),
     train=False,
     mutable=['intermediates'],
   )
+  if crops:  # Multi-crop evaluation: average the class probabilities over the crops.
+    probs = jax.nn.softmax(logits.reshape(labels.shape[0], crops, -1), axis=-1)
+    logits = jnp.log(jnp.mean(probs, axis=1))
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   top5 = lax.top_k(logits, min(5, logits.shape[-1]))[1]
   sums = {
@@ -163,8 +173,9 @@ def eval_step(
     'count': jnp.sum(mask),
   }
   sums = jax.tree.map(lambda v: lax.psum(v, AXIS), sums)
-  preactivations = {name: values[0] for name, values in state_vars.get('intermediates', {}).items()}
-  return sums, preactivations
+  # Per-example preactivations (Figure 1) are a single-crop notion: none for multi-crop.
+  intermediates = {} if crops else state_vars.get('intermediates', {})
+  return sums, {name: values[0] for name, values in intermediates.items()}
 
 
 def make_eval_fn(

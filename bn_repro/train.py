@@ -10,6 +10,7 @@ import time
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -21,9 +22,13 @@ from bn_repro import models, optim
 from bn_repro.checkpointing import Checkpointer
 from bn_repro.config_checks import validate_config
 from bn_repro.evaluate import Evaluator, preactivation_percentiles
+from bn_repro.inputs import create_inputs
+from bn_repro.preemption import PreemptedError, StopRequest
 from bn_repro.run_info import write_run_info
+from bn_repro.sharding import put_global, replicated_to_host
 from bn_repro.steps import AXIS, TrainState, create_mesh, make_eval_fn, make_train_chunk_fn
-from bn_repro.tensorboard import SummaryWriter
+from bn_repro.tensorboard import SummaryWriter, truncate_events
+from bn_repro.workdir import prepare_workdir
 
 
 def create_train_state(
@@ -48,9 +53,12 @@ def _format_eta(seconds: float) -> str:
 
 
 def train_and_evaluate(
-  config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+  config: ml_collections.ConfigDict, workdir: str | pathlib.Path, overwrite: bool = False
 ) -> dict[str, float]:
   """Trains and evaluates; resumes from the newest checkpoint in `workdir`.
+
+  A workdir holding a run with a different config is refused (see
+  `bn_repro.workdir`) unless `overwrite`, which deletes its checkpoints and logs.
 
   Returns:
     The final evaluation metrics {'accuracy', 'loss'}.
@@ -58,113 +66,153 @@ def train_and_evaluate(
   Raises:
     FloatingPointError: the training loss became non-finite; the message names
       the step. The last good checkpoint is kept.
+    PreemptedError: SIGTERM or SIGINT arrived; a checkpoint of the current step was saved.
   """
   workdir = pathlib.Path(workdir)
   mesh = create_mesh(config.num_devices)
   validate_config(config, mesh.size)
+  config_json = config.to_json_best_effort(indent=2)
+  is_chief = jax.process_index() == 0  # Process 0 writes logs and run records.
+  prepare_workdir(workdir, config_json, overwrite and is_chief)
   preprocess = data_lib.get_preprocessor(config.input.preprocess)
-  dataset = data_lib.load_dataset(config.input)
-  model = models.create_model(config.model, dataset.num_classes, axis_name=AXIS)
+  inputs = create_inputs(config, mesh)
+  model = models.create_model(config.model, inputs.num_classes, axis_name=AXIS)
 
-  replicated = NamedSharding(mesh, P())
-  state = create_train_state(config, model, dataset.train_images.shape[1:])
-  state = jax.device_put(state, replicated)
+  state = create_train_state(config, model, inputs.image_shape)
+  state = put_global(state, NamedSharding(mesh, P()))
   checkpointer = Checkpointer(workdir / 'checkpoints', config.keep_checkpoints)
+  # The best test accuracy's checkpoint, kept apart from the last `keep_checkpoints`.
+  best_checkpointer = Checkpointer(workdir / 'best_checkpoint', 1)
   state = checkpointer.restore_latest(state)
   step = int(state.step)
   if step:
     logging.info('Resumed from the checkpoint at step %d.', step)
 
-  write_run_info(workdir, config.to_json_best_effort(indent=2))
-  writer = SummaryWriter(workdir)
+  if is_chief:
+    write_run_info(workdir, config_json)
+    truncate_events(workdir, step)  # Forget what a killed run logged after its checkpoint.
+  writer = SummaryWriter(workdir, enabled=is_chief)
+  train_input = inputs.create_train_input(step)
   train_chunk = make_train_chunk_fn(
     model,
     preprocess,
     mesh,
+    train_input,
     seed=config.seed,
     distortion_strength=config.input.distortion_strength,
     scan_unroll=config.scan_unroll,
   )
   learning_rate = optim.create_learning_rate_schedule(config)
   evaluate = Evaluator(
-    make_eval_fn(model, preprocess, mesh),
-    dataset.test_images,
-    dataset.test_labels,
-    config.eval.batch_size,
-    mesh,
+    make_eval_fn(model, preprocess, mesh), inputs.eval_batches, inputs.num_eval_examples, mesh
   )
-  train_images = jax.device_put(dataset.train_images, replicated)
-  train_labels = jax.device_put(dataset.train_labels, replicated)
-  index_sharding = NamedSharding(mesh, P(None, AXIS))
 
   eval_metrics: dict[str, float] = {}
   start_time, start_step = time.perf_counter(), step
   elapsed_before = _elapsed_from_previous_runs(workdir, step)
-  while step < config.num_steps:
-    num = min(config.log_every - step % config.log_every, config.num_steps - step)
-    indices = data_lib.batch_indices(
-      len(dataset.train_labels),
-      config.batch_size,
-      config.seed,
-      step,
-      num,
-      config.input.shuffle,
-      config.input.num_shards,
-    )
-    chunks = []
-    for first in range(0, num, config.steps_per_call):
-      call_indices = indices[first : first + config.steps_per_call]
-      state, call_metrics = train_chunk(
-        state, train_images, train_labels, jax.device_put(call_indices, index_sharding)
-      )
-      chunks.append(call_metrics)
-    metrics = {k: np.concatenate([np.asarray(c[k]) for c in chunks]) for k in chunks[0]}
-    losses = np.asarray(metrics['loss'])
-    if not np.all(np.isfinite(losses)):
-      bad_step = step + int(np.argmin(np.isfinite(losses))) + 1
-      raise FloatingPointError(
-        f'Training loss is {losses[bad_step - step - 1]} at step {bad_step}; stopping. '
-        f'The last good checkpoint (step {checkpointer.latest_step()}) is kept in '
-        f'{workdir / "checkpoints"}.'
-      )
-    step += num
-    elapsed = time.perf_counter() - start_time
-    steps_per_sec = (step - start_step) / elapsed
-    writer.write_scalars(
-      step,
-      {
-        'train/loss': float(losses.mean()),
-        'train/accuracy': float(metrics['accuracy'].mean()),
-        'train/learning_rate': float(learning_rate(step)),
-        'train/steps_per_sec': steps_per_sec,
-        'train/elapsed_s': elapsed_before + elapsed,
-      },
-    )
-    if step % config.eval_every == 0 or step == config.num_steps:
-      eval_metrics, preactivations = evaluate(state)
+  best_accuracy = _best_logged_accuracy(workdir, step)
+  with StopRequest() as stop:
+    while step < config.num_steps:
+      num = min(config.log_every - step % config.log_every, config.num_steps - step)
+      chunks = []
+      for first in range(step, step + num, config.steps_per_call):
+        calls = min(config.steps_per_call, step + num - first)
+        state, call_metrics = train_chunk(
+          state, train_input.resident, train_input.per_steps(first, calls)
+        )
+        chunks.append(call_metrics)
+      chunks = replicated_to_host(chunks)
+      metrics = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+      losses = metrics['loss']
+      bad_value = _first_nonfinite(state)
+      if bad_value or not np.all(np.isfinite(losses)):
+        finite = np.isfinite(losses)
+        bad_step = step + (num if finite.all() else int(np.argmin(finite)) + 1)
+        raise FloatingPointError(
+          f'Training diverged at step {bad_step} (loss {losses[bad_step - step - 1]}; '
+          f'first non-finite value: {bad_value or "none in the state yet"}); stopping. '
+          f'The last good checkpoint (step {checkpointer.latest_step()}) is kept in '
+          f'{workdir / "checkpoints"}.'
+        )
+      step += num
+      elapsed = time.perf_counter() - start_time
+      steps_per_sec = (step - start_step) / elapsed
       writer.write_scalars(
         step,
         {
-          **{f'eval/{name}': value for name, value in eval_metrics.items()},
-          **preactivation_percentiles(
-            preactivations, config.model.typical_unit, config.eval.percentiles
-          ),
+          'train/loss': float(losses.mean()),
+          'train/accuracy': float(metrics['accuracy'].mean()),
+          'train/learning_rate': float(learning_rate(step)),
+          'train/steps_per_sec': steps_per_sec,
+          'train/elapsed_s': elapsed_before + elapsed,
         },
       )
-      logging.info(
-        'step %d/%d | train loss %.4f | test accuracy %.4f | %.0f steps/s | ETA %s',
-        step,
-        config.num_steps,
-        losses.mean(),
-        eval_metrics['accuracy'],
-        steps_per_sec,
-        _format_eta((config.num_steps - step) / steps_per_sec),
-      )
-    if step % config.checkpoint_every == 0 or step == config.num_steps:
-      checkpointer.save(state)
+      if step % config.eval_every == 0 or step == config.num_steps:
+        eval_metrics, preactivations = evaluate(state)
+        if eval_metrics['accuracy'] > best_accuracy:
+          best_accuracy = eval_metrics['accuracy']
+          best_checkpointer.save(state)
+        writer.write_scalars(
+          step,
+          {
+            **{f'eval/{name}': value for name, value in eval_metrics.items()},
+            **preactivation_percentiles(
+              preactivations, config.model.typical_unit, config.eval.percentiles
+            ),
+          },
+        )
+        logging.info(
+          'step %d/%d | train loss %.4f | test accuracy %.4f | %.0f steps/s | ETA %s',
+          step,
+          config.num_steps,
+          losses.mean(),
+          eval_metrics['accuracy'],
+          steps_per_sec,
+          _format_eta((config.num_steps - step) / steps_per_sec),
+        )
+      if step % config.checkpoint_every == 0 or step == config.num_steps or stop.requested:
+        checkpointer.save(state)
+      if stop.requested:
+        writer.close()
+        checkpointer.close()
+        best_checkpointer.close()
+        raise PreemptedError(step, stop.requested)
   writer.close()
   checkpointer.close()
+  best_checkpointer.close()
+  fingerprint = float(
+    sum(np.sum(np.abs(x)) for x in jax.tree.leaves(replicated_to_host(state.params)))
+  )
+  logging.info(
+    'Finished at step %d; parameter fingerprint (sum of |params|) %.10e', step, fingerprint
+  )
   return eval_metrics
+
+
+@jax.jit
+def _finite_leaves(tree: object) -> list[jax.Array]:
+  return [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
+
+
+def _first_nonfinite(state: object) -> str | None:
+  """The path of the first parameter or BN statistic holding inf or nan, or None."""
+  tree = {'params': state.params, 'batch_stats': state.batch_stats}
+  finite = replicated_to_host(_finite_leaves(tree))
+  if all(bool(f) for f in finite):
+    return None
+  paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
+  return next(path for path, ok in zip(paths, finite, strict=True) if not bool(ok))
+
+
+def _best_logged_accuracy(workdir: pathlib.Path, step: int) -> float:
+  """The best test accuracy that earlier runs in `workdir` logged up to `step` (-1 if none)."""
+  if step == 0:
+    return -1.0
+  from bn_repro.tensorboard import read_scalars
+
+  return max(
+    (a for s, a in read_scalars(workdir).get('eval/accuracy', []) if s <= step), default=-1.0
+  )
 
 
 def _elapsed_from_previous_runs(workdir: pathlib.Path, step: int) -> float:

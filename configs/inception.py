@@ -95,6 +95,8 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   config.input.distortion_strength = 0.5 if changes_4_2_1 else 1.0
   config.input.shuffle = 'within_shards' if changes_4_2_1 else 'shards'
   config.input.num_shards = 1024
+  config.input.shuffle_buffer = 16_384  # Examples in the tf.data shuffle buffer (ImageNet).
+  config.input.image_size = 224
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'inception'
@@ -129,6 +131,7 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 500
+  config.eval.crops = 1  # 144: the paper's multi-crop evaluation (ImageNet only).
   config.eval.percentiles = (15, 50, 85)
 
   if small:
@@ -143,14 +146,18 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
     # 8 "epochs" of the proxy's decay clock: 60k examples / 32 per step.
     config.schedule.decay_steps = 8 * 60_000 // 32
     config.eval.batch_size = 1000
-  if 'smoke' in options:
-    config.num_steps = 2
+  if 'smoke' in options:  # The ImageNet pipeline on tiny images (tests use mock data).
+    config.num_steps = 1
+    config.batch_size = 8
+    config.model.bn.group_size = 4
     config.log_every = 1
     config.steps_per_call = 1
-    config.eval_every = 2
-    config.checkpoint_every = 2
-    config.input.dataset = 'mnist'
+    config.eval_every = 1
+    config.checkpoint_every = 1
+    config.input.dataset = 'imagenet2012'
+    config.input.image_size = 32
+    config.input.shuffle_buffer = 16
     config.model.width = 1 / 32
-    config.eval.batch_size = 64
+    config.eval.batch_size = 8
   config.lock()
   return config

@@ -16,3 +16,25 @@ jax.config.update(
   'jax_compilation_cache_dir', str(pathlib.Path(__file__).resolve().parent.parent / '.jax_cache')
 )
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def synthetic_mnist_tfds(tmp_path):
+  """A TFDS data dir holding small SYNTHETIC data (test-only) as `mnist` 3.0.1.
+
+  For tests that train in a subprocess, where tfds.testing.mock_data cannot reach.
+  """
+  from bn_repro.data import offline
+
+  rng = np.random.default_rng(0)
+  splits = {
+    'train': (rng.integers(0, 256, (300, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 300)),
+    'test': (rng.integers(0, 256, (50, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 50)),
+  }
+  data_dir = tmp_path / 'tfds'
+  offline.store_as_tfds('mnist', '3.0.1', splits, 10, data_dir)
+  return data_dir

@@ -128,3 +128,13 @@ def test_shard_shuffles():
   assert any(list(b) != sorted(b) for b in within)
   with pytest.raises(ValueError, match="'full', 'shards', 'within_shards'"):
     data_lib.epoch_order(12, 0, 0, 'sometimes')
+
+
+def test_unprepared_dataset_without_fetcher_says_how_to_prepare_it(tmp_path):
+  config = type(
+    'InputConfig',
+    (),
+    {'dataset': 'cifar10', 'tfds_data_dir': str(tmp_path), 'download_cache_dir': None},
+  )
+  with pytest.raises(FileNotFoundError, match=r"'cifar10' is not prepared.*tfds build cifar10"):
+    data_lib.load_dataset(config)

@@ -91,3 +91,30 @@ def test_local_response_norm_matches_numpy():
     window = np.sum(x[..., max(0, c - 2) : c + 3] ** 2, axis=-1)
     expected[..., c] = x[..., c] / (1.0 + 1e-4 / 5 * window) ** 0.75
   np.testing.assert_allclose(local_response_norm(jnp.asarray(x)), expected, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_full_size_network_trains_a_step_at_224():
+  """The paper's network (plain stem, width 1) takes an SGD step on 224x224 images."""
+  import optax
+
+  model = BNInception(num_classes=1000, bn_group_size=4)
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.uniform(size=(4, 224, 224, 3)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 1000, 4))
+  variables = model.init(jax.random.key(0), x, train=False)
+
+  def loss_fn(params):
+    logits, updates = model.apply(
+      {'params': params, 'batch_stats': variables['batch_stats']},
+      x,
+      train=True,
+      mutable=['batch_stats'],
+    )
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates
+
+  (loss, updates), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(variables['params'])
+  assert abs(float(loss) - np.log(1000)) < 1.0
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads['inception_5b']))
+  assert not np.allclose(updates['batch_stats']['conv1']['BatchNorm_0']['mean'], 0)

@@ -1,15 +1,20 @@
 """End-to-end tests of the training loop on tfds.testing.mock_data (synthetic MNIST-shaped data)."""
 
+import re
+
 import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from bn_repro import data as data_lib
 from bn_repro import models, train
 from bn_repro.checkpointing import Checkpointer
 from bn_repro.config_files import load_config, override
 from bn_repro.evaluate import Evaluator, preactivation_percentiles
+from bn_repro.inputs import padded_batches
 from bn_repro.steps import create_mesh, make_eval_fn
 from bn_repro.tensorboard import read_scalars
 
@@ -46,6 +51,10 @@ def test_smoke_run_logs_evaluates_and_checkpoints(tmp_path, variant):
     20,
   ]
   assert (tmp_path / 'config.json').exists() and (tmp_path / 'run_info.json').exists()
+  # The best evaluation's state is kept apart from the last checkpoints.
+  accuracies = dict(scalars['eval/accuracy'])
+  best_step = max(accuracies, key=lambda step: (accuracies[step], -step))
+  assert Checkpointer(tmp_path / 'best_checkpoint', 1).latest_step() == best_step
   # The first logged loss is near chance level, log(10), for a freshly initialized net.
   assert abs(scalars['train/loss'][0][1] - np.log(10)) < 0.3
 
@@ -57,7 +66,9 @@ def test_evaluation_is_exact_with_padding_on_many_devices(tmp_path):
   images, labels = dataset.test_images[:100], dataset.test_labels[:100]
   mesh = create_mesh(8)
   preprocess = data_lib.get_preprocessor(config.input.preprocess)
-  evaluate = Evaluator(make_eval_fn(model, preprocess, mesh), images, labels, 24, mesh)
+  sharding = NamedSharding(mesh, P('batch'))
+  batches = [jax.device_put(b, sharding) for b in padded_batches(images, labels, 24)]
+  evaluate = Evaluator(make_eval_fn(model, preprocess, mesh), lambda: batches, 100, mesh)
   metrics, preactivations = evaluate(state)
   # Reference: one un-sharded forward pass over all 100 examples.
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
@@ -88,29 +99,50 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   )
 
 
-@pytest.mark.parametrize('group_size', [None, 5])
+@pytest.mark.parametrize('group_size', [None, 8])
 def test_training_does_not_depend_on_device_count(tmp_path, group_size):
-  states = []
-  for devices in (1, 4):
-    config = _config('bn', num_devices=devices, model__bn__group_size=group_size, num_steps=10)
+  """Global-batch BN (None) or fixed groups of 8: equal curves on 1, 2 and 8 devices."""
+  runs = []
+  for devices in (1, 2, 8):
+    config = _config(
+      'bn', num_devices=devices, batch_size=64, model__bn__group_size=group_size, num_steps=10
+    )
     train.train_and_evaluate(config, tmp_path / str(devices))
-    states.append(_restore(config, tmp_path / str(devices))[0])
-  jax.tree.map(
-    lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
-    states[0].params,
-    states[1].params,
-  )
-  jax.tree.map(
-    lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
-    states[0].batch_stats,
-    states[1].batch_stats,
-  )
+    state = _restore(config, tmp_path / str(devices))[0]
+    runs.append((state, read_scalars(tmp_path / str(devices))['train/loss']))
+  (reference, reference_losses), *others = runs
+  for state, losses in others:
+    np.testing.assert_allclose([v for _, v in losses], [v for _, v in reference_losses], rtol=1e-5)
+    for tree, ref in ((state.params, reference.params), (state.batch_stats, reference.batch_stats)):
+      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6), tree, ref)
 
 
 def test_nonfinite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
-  train.train_and_evaluate(_config('baseline', num_steps=10), tmp_path)
-  with pytest.raises(FloatingPointError, match=r'at step 1[1-5]; stopping.*step 10'):
-    train.train_and_evaluate(_config('baseline', optimizer__learning_rate=1e38), tmp_path)
-  assert Checkpointer(tmp_path / 'checkpoints', 5).latest_step() == 10
+  # The learning rate grows 1e12-fold every 5 steps: it reaches inf at step 20, so the
+  # parameters and then the loss become non-finite after a few good checkpoints.
+  config = _config(
+    'baseline',
+    num_steps=40,
+    checkpoint_every=5,
+    schedule__name='exponential',
+    schedule__decay_rate=1e12,
+    schedule__decay_steps=5,
+  )
+  with pytest.raises(FloatingPointError, match='first non-finite value: ') as error:
+    train.train_and_evaluate(config, tmp_path)
+  found = re.search(r'diverged at step (\d+) .*checkpoint \(step (\d+)\)', str(error.value))
+  bad_step, kept = int(found[1]), int(found[2])
+  assert 0 < kept < bad_step and kept % 5 == 0
+  assert Checkpointer(tmp_path / 'checkpoints', 5).latest_step() == kept
   state, _, _ = _restore(_config('baseline'), tmp_path)
+  assert int(state.step) == kept
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.params))
+
+
+def test_workdir_of_another_config_is_refused_unless_overwritten(tmp_path):
+  train.train_and_evaluate(_config('bn', num_steps=10), tmp_path)
+  with pytest.raises(ValueError, match=r"model.normalization: 'batch' -> 'none'.*--overwrite"):
+    train.train_and_evaluate(_config('baseline', num_steps=10), tmp_path)
+  train.train_and_evaluate(_config('bn', num_steps=20), tmp_path)  # Longer: resumes.
+  train.train_and_evaluate(_config('baseline', num_steps=10), tmp_path, overwrite=True)
+  assert [s for s, _ in read_scalars(tmp_path)['train/loss']] == [5, 10]

@@ -62,20 +62,23 @@ DATASETS: dict[str, Callable[[pathlib.Path, pathlib.Path | None], None]] = {
 }
 
 
+# Datasets too large for device memory, streamed by bn_repro.data.imagenet.
+STREAMING_DATASETS = ('imagenet2012',)
+
+
 def default_tfds_data_dir() -> pathlib.Path:
   """TFDS's own default: `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`."""
   return pathlib.Path(os.environ.get('TFDS_DATA_DIR', '~/tensorflow_datasets')).expanduser()
 
 
 def load_dataset(input_config: ml_collections.ConfigDict) -> InMemoryDataset:
-  """Loads `input_config.dataset` (train and test splits) through `tfds.load`.
+  """Loads TFDS image dataset `input_config.dataset` (train and test splits) into memory.
 
-  The dataset is read from `input_config.tfds_data_dir` (TFDS's default if
-  unset) when prepared there; otherwise it is first fetched offline into it.
+  Any TFDS image-classification dataset prepared in `input_config.tfds_data_dir`
+  (TFDS's default if unset) works; those in `DATASETS` are fetched offline into
+  it when missing.
   """
   name = input_config.dataset
-  if name not in DATASETS:
-    raise ValueError(f'Unknown dataset {name!r}; expected one of {sorted(DATASETS)}.')
   data_dir = (
     pathlib.Path(input_config.tfds_data_dir).expanduser()
     if input_config.tfds_data_dir
@@ -83,7 +86,13 @@ def load_dataset(input_config: ml_collections.ConfigDict) -> InMemoryDataset:
   )
   try:
     splits = _load_splits(name, data_dir)
-  except _dataset_not_found_errors():
+  except _dataset_not_found_errors() as error:
+    if name not in DATASETS:
+      raise FileNotFoundError(
+        f'TFDS dataset {name!r} is not prepared in {data_dir} ({error}). Prepare it with '
+        f'`tfds build {name} --data_dir={data_dir}`, or use one that bn_repro fetches '
+        f'offline: {sorted(DATASETS)}.'
+      ) from error
     cache_dir = input_config.download_cache_dir
     DATASETS[name](data_dir, pathlib.Path(cache_dir).expanduser() if cache_dir else None)
     splits = _load_splits(name, data_dir)

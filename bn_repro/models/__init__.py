@@ -14,19 +14,28 @@ from bn_repro.models.inception import BNInception
 from bn_repro.models.mlp import MLP
 
 
+def _shared_fields(
+  model_config: ml_collections.ConfigDict, num_classes: int, axis_name: str | None
+) -> dict[str, object]:
+  """Keyword arguments every model takes: outputs, nonlinearity and its normalization."""
+  return {
+    'num_classes': num_classes,
+    'nonlinearity': model_config.nonlinearity,
+    'normalization': model_config.normalization,
+    'bn_momentum': model_config.bn.momentum,
+    'bn_epsilon': model_config.bn.epsilon,
+    'bn_group_size': model_config.bn.group_size,
+    'axis_name': axis_name,
+  }
+
+
 def _create_mlp(
   model_config: ml_collections.ConfigDict, num_classes: int, axis_name: str | None
 ) -> nn.Module:
   return MLP(
     hidden_sizes=tuple(model_config.hidden_sizes),
-    num_classes=num_classes,
-    nonlinearity=model_config.nonlinearity,
-    normalization=model_config.normalization,
     init_std=model_config.init_std,
-    bn_momentum=model_config.bn.momentum,
-    bn_epsilon=model_config.bn.epsilon,
-    bn_group_size=model_config.bn.group_size,
-    axis_name=axis_name,
+    **_shared_fields(model_config, num_classes, axis_name),
   )
 
 
@@ -34,19 +43,13 @@ def _create_inception(
   model_config: ml_collections.ConfigDict, num_classes: int, axis_name: str | None
 ) -> nn.Module:
   return BNInception(
-    num_classes=num_classes,
-    nonlinearity=model_config.nonlinearity,
-    normalization=model_config.normalization,
     dropout_rate=model_config.dropout_rate,
     lrn=model_config.lrn,
     stem=model_config.stem,
     pool_proj_4cd=model_config.pool_proj_4cd,
     conv_bias=model_config.conv_bias,
     width=model_config.width,
-    bn_momentum=model_config.bn.momentum,
-    bn_epsilon=model_config.bn.epsilon,
-    bn_group_size=model_config.bn.group_size,
-    axis_name=axis_name,
+    **_shared_fields(model_config, num_classes, axis_name),
   )
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks of bn_repro; run each as `python -m benchmarks.NAME` from the repository root."""

@@ -1,0 +1,62 @@
+"""Shared setup of the benchmarks: a training step of a config on SYNTHETIC data, timed."""
+
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from bn_repro import data as data_lib
+from bn_repro import models, train
+from bn_repro.inputs import InMemoryTrainInput
+from bn_repro.steps import AXIS, create_mesh, make_train_chunk_fn
+
+
+def time_training_steps(
+  config: ml_collections.ConfigDict,
+  image_shape: tuple[int, ...],
+  num_classes: int,
+  steps_per_call: int,
+  calls: int,
+  scan_unroll: int,
+  repeats: int = 1,
+) -> tuple[float, float, int]:
+  """Times `calls` calls of `steps_per_call` fused steps on synthetic uint8 images.
+
+  Returns:
+    (compile seconds, best seconds per step over `repeats`, number of parameters).
+  """
+  mesh = create_mesh(1)
+  rng = np.random.default_rng(0)
+  num_examples = max(2 * config.batch_size, 1000)
+  images = rng.integers(0, 256, (num_examples, *image_shape), dtype=np.uint8)  # Synthetic.
+  labels = rng.integers(0, num_classes, num_examples).astype(np.int32)
+  model = models.create_model(config.model, num_classes, axis_name=AXIS)
+  state = jax.device_put(
+    train.create_train_state(config, model, image_shape), NamedSharding(mesh, P())
+  )
+  train_input = InMemoryTrainInput(images, labels, config.input, config.batch_size, 0, mesh)
+  chunk = make_train_chunk_fn(
+    model,
+    data_lib.get_preprocessor(config.input.preprocess),
+    mesh,
+    train_input,
+    seed=0,
+    distortion_strength=config.input.distortion_strength,
+    scan_unroll=scan_unroll,
+  )
+  per_steps = [train_input.per_steps(i * steps_per_call, steps_per_call) for i in range(calls + 1)]
+  start = time.perf_counter()
+  state, metrics = chunk(state, train_input.resident, per_steps[0])
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - start
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for per_step in per_steps[1:]:
+      state, metrics = chunk(state, train_input.resident, per_step)
+    jax.block_until_ready(metrics)
+    best = min(best, (time.perf_counter() - start) / (calls * steps_per_call))
+  return compile_s, best, sum(p.size for p in jax.tree.leaves(state.params))

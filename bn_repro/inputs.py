@@ -1,0 +1,166 @@
+"""Where training and evaluation examples come from: device-resident arrays or a stream.
+
+Small datasets (MNIST, Fashion-MNIST) live whole on device and each step gathers
+its examples by index, so the data order is a function of (seed, step). Large
+ones (ImageNet) stream from `tf.data` through the host. Both feed the same
+training loop and step (`bn_repro.steps.make_train_chunk_fn`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from bn_repro import data as data_lib
+from bn_repro.sharding import put_global, put_process_local
+from bn_repro.steps import AXIS
+
+if TYPE_CHECKING:
+  import ml_collections
+
+EvalBatch = tuple[jax.Array, jax.Array, jax.Array]  # images, labels, mask (False: padding)
+
+
+class InMemoryTrainInput:
+  """The whole training set on device (replicated); a step gathers its examples by index."""
+
+  resident_specs = (P(), P())
+  per_step_specs = P(None, AXIS)
+
+  def __init__(
+    self,
+    images: np.ndarray,
+    labels: np.ndarray,
+    input_config,
+    batch_size: int,
+    seed: int,
+    mesh: Mesh,
+  ):
+    self.resident = put_global((images, labels), NamedSharding(mesh, P()))
+    self._num_examples = len(labels)
+    self._input_config, self._batch_size, self._seed = input_config, batch_size, seed
+    self._sharding = NamedSharding(mesh, self.per_step_specs)
+
+  @staticmethod
+  def fetch(resident: tuple[jax.Array, jax.Array], indices: jax.Array):
+    images, labels = resident
+    return images[indices], labels[indices]
+
+  def per_steps(self, first_step: int, num_steps: int) -> jax.Array:
+    """Example indices `(num_steps, batch)` of those steps, sharded over the batch."""
+    indices = data_lib.batch_indices(
+      self._num_examples,
+      self._batch_size,
+      self._seed,
+      first_step,
+      num_steps,
+      self._input_config.shuffle,
+      self._input_config.num_shards,
+    )
+    return put_global(indices, self._sharding)  # Every process draws the same indices.
+
+
+class StreamingTrainInput:
+  """Global batches streamed from the host: (uint8 images `(B, H, W, C)`, labels `(B,)`)."""
+
+  resident: tuple = ()
+  resident_specs: tuple = ()
+  per_step_specs = (P(None, AXIS), P(None, AXIS))
+
+  def __init__(self, batches: Iterator[tuple[np.ndarray, np.ndarray]], mesh: Mesh):
+    self._batches = batches
+    self._sharding = NamedSharding(mesh, P(None, AXIS))
+
+  @staticmethod
+  def fetch(resident: tuple, batch: tuple[jax.Array, jax.Array]):
+    del resident
+    return batch
+
+  def per_steps(self, first_step: int, num_steps: int) -> tuple[jax.Array, jax.Array]:
+    """The next `num_steps` batches, stacked to `(num_steps, B, ...)` and sharded."""
+    del first_step  # The stream was positioned at the run's first step when it was built.
+    batches = [next(self._batches) for _ in range(num_steps)]
+    stacked = tuple(np.stack(parts) for parts in zip(*batches, strict=True))
+    return put_process_local(stacked, self._sharding)  # Each process streams its part.
+
+
+def padded_batches(
+  images: np.ndarray, labels: np.ndarray, batch_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+  """Splits arrays into `batch_size` batches, the last padded; mask marks real examples."""
+  for start in range(0, len(labels), batch_size):
+    part_images, part_labels = (
+      images[start : start + batch_size],
+      labels[start : start + batch_size],
+    )
+    padding = batch_size - len(part_labels)
+    mask = np.arange(batch_size) < len(part_labels)
+    yield (
+      np.concatenate([part_images, np.zeros((padding,) + images.shape[1:], images.dtype)]),
+      np.concatenate([part_labels, np.zeros((padding,), labels.dtype)]),
+      mask,
+    )
+
+
+@dataclasses.dataclass
+class Inputs:
+  """Everything the loop needs to know about the data of a config.
+
+  Attributes:
+    num_classes, image_shape: for building and initializing the model.
+    num_eval_examples: examples in the evaluation split (each counted once).
+    eval_batches: a fresh iterable of sharded (images, labels, mask) batches.
+    create_train_input: `start_step -> train input` positioned at that step.
+  """
+
+  num_classes: int
+  image_shape: tuple[int, ...]
+  num_eval_examples: int
+  eval_batches: Callable[[], Iterable[EvalBatch]]
+  create_train_input: Callable[[int], InMemoryTrainInput | StreamingTrainInput]
+
+
+def _shard(batch: tuple[np.ndarray, ...], sharding: NamedSharding) -> EvalBatch:
+  return tuple(put_global(part, sharding) for part in batch)
+
+
+def create_inputs(config: ml_collections.ConfigDict, mesh: Mesh) -> Inputs:
+  """Builds the inputs of `config.input.dataset`, in memory or streamed."""
+  if config.eval.batch_size % mesh.size:
+    raise ValueError(
+      f'eval.batch_size={config.eval.batch_size} is not a multiple of the {mesh.size} devices.'
+    )
+  sharding = NamedSharding(mesh, P(AXIS))
+  if config.input.dataset in data_lib.STREAMING_DATASETS:
+    from bn_repro.data import imagenet
+
+    source = imagenet.ImageNet(config.input, config.batch_size, config.seed)
+    return Inputs(
+      num_classes=source.num_classes,
+      image_shape=source.image_shape,
+      num_eval_examples=source.num_eval_examples,
+      eval_batches=lambda: (
+        _shard(b, sharding) for b in source.eval_batches(config.eval.batch_size, config.eval.crops)
+      ),
+      create_train_input=lambda step: StreamingTrainInput(source.train_batches(step), mesh),
+    )
+  dataset = data_lib.load_dataset(config.input)
+  eval_batches = [
+    _shard(b, sharding)
+    for b in padded_batches(dataset.test_images, dataset.test_labels, config.eval.batch_size)
+  ]
+  return Inputs(
+    num_classes=dataset.num_classes,
+    image_shape=dataset.train_images.shape[1:],
+    num_eval_examples=len(dataset.test_labels),
+    eval_batches=lambda: eval_batches,
+    create_train_input=lambda step: InMemoryTrainInput(
+      dataset.train_images, dataset.train_labels, config.input, config.batch_size, config.seed, mesh
+    ),
+  )
