@@ -1,4 +1,4 @@
-"""Test setup: 8 fake CPU devices, a persistent compilation cache, quiet TensorFlow.
+"""Test setup: 8 fake CPU devices, fast compiles and a persistent cache, quiet TensorFlow.
 
 The environment variables must be set before jax is first imported.
 """
@@ -6,7 +6,10 @@ The environment variables must be set before jax is first imported.
 import os
 import pathlib
 
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+# 8 fake CPU devices; the lowest backend optimization halves compile times, which dominate
+# these few-step tests (every comparison in the suite runs under the same flags).
+TEST_XLA_FLAGS = '--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0'
+os.environ.setdefault('XLA_FLAGS', TEST_XLA_FLAGS)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 

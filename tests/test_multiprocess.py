@@ -27,7 +27,8 @@ def _free_port() -> int:
 
 def test_two_process_job_matches_single_process(tmp_path, synthetic_mnist_tfds):
   port = _free_port()
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2', JAX_PLATFORMS='cpu')
+  flags = '--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0'
+  env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS='cpu')
   processes = [
     subprocess.Popen(
       [
