@@ -121,7 +121,11 @@ def make_train_chunk_fn(
         x = data_lib.distort_photometric(x, distort_key, distortion_strength)
       return train_step(state, x, labels, dropout_key, model=model)
 
-    return lax.scan(body, state, per_steps, unroll=scan_unroll)
+    length = jax.tree.leaves(per_steps)[0].shape[0]
+    # An unroll covering the whole chunk must be True: `unroll=1` on a length-1 scan still
+    # emits a loop, which is the slow path for convolutions.
+    unroll = True if scan_unroll is True or scan_unroll >= length else scan_unroll
+    return lax.scan(body, state, per_steps, unroll=unroll)
 
   sharded = jax.shard_map(
     chunk,
