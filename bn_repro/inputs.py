@@ -37,7 +37,7 @@ class InMemoryTrainInput:
     self,
     images: np.ndarray,
     labels: np.ndarray,
-    input_config,
+    input_config: ml_collections.ConfigDict,
     batch_size: int,
     seed: int,
     mesh: Mesh,

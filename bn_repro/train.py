@@ -1,10 +1,12 @@
 """The training loop: `train_and_evaluate(config, workdir)`.
 
-Trains `config.model` on `config.input` with SGD, fusing `config.log_every`
-steps per host call, evaluating exactly every `config.eval_every` steps,
-logging to TensorBoard under `workdir`, and checkpointing with auto-resume.
+Trains `config.model` on `config.input` with SGD, fusing `config.steps_per_call`
+steps per host call, logging training metrics every `config.log_every` steps,
+evaluating exactly every `config.eval_every` steps, writing TensorBoard events
+under `workdir`, and checkpointing with auto-resume.
 """
 
+import contextlib
 import pathlib
 import time
 
@@ -27,7 +29,7 @@ from bn_repro.preemption import PreemptedError, StopRequest
 from bn_repro.run_info import write_run_info
 from bn_repro.sharding import put_global, replicated_to_host
 from bn_repro.steps import AXIS, TrainState, create_mesh, make_eval_fn, make_train_chunk_fn
-from bn_repro.tensorboard import SummaryWriter, truncate_events
+from bn_repro.tensorboard import SummaryWriter, read_scalars, truncate_events
 from bn_repro.workdir import prepare_workdir
 
 
@@ -61,7 +63,7 @@ def train_and_evaluate(
   `bn_repro.workdir`) unless `overwrite`, which deletes its checkpoints and logs.
 
   Returns:
-    The final evaluation metrics {'accuracy', 'loss'}.
+    The final evaluation metrics {'accuracy', 'top5_accuracy', 'loss'}.
 
   Raises:
     FloatingPointError: the training loss became non-finite; the message names
@@ -109,9 +111,12 @@ def train_and_evaluate(
 
   eval_metrics: dict[str, float] = {}
   start_time, start_step = time.perf_counter(), step
-  elapsed_before = _elapsed_from_previous_runs(workdir, step)
-  best_accuracy = _best_logged_accuracy(workdir, step)
-  with StopRequest() as stop:
+  logged = read_scalars(workdir) if step else {}  # What earlier runs logged, up to `step`.
+  elapsed_before = dict(logged.get('train/elapsed_s', [])).get(step, 0.0)
+  best_accuracy = max((a for s, a in logged.get('eval/accuracy', []) if s <= step), default=-1.0)
+  with contextlib.ExitStack() as cleanup, StopRequest() as stop:
+    for resource in (writer, checkpointer, best_checkpointer):
+      cleanup.callback(resource.close)
     while step < config.num_steps:
       num = min(config.log_every - step % config.log_every, config.num_steps - step)
       chunks = []
@@ -173,13 +178,7 @@ def train_and_evaluate(
       if step % config.checkpoint_every == 0 or step == config.num_steps or stop.requested:
         checkpointer.save(state)
       if stop.requested:
-        writer.close()
-        checkpointer.close()
-        best_checkpointer.close()
         raise PreemptedError(step, stop.requested)
-  writer.close()
-  checkpointer.close()
-  best_checkpointer.close()
   fingerprint = float(
     sum(np.sum(np.abs(x)) for x in jax.tree.leaves(replicated_to_host(state.params)))
   )
@@ -202,24 +201,3 @@ def _first_nonfinite(state: object) -> str | None:
     return None
   paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
   return next(path for path, ok in zip(paths, finite, strict=True) if not bool(ok))
-
-
-def _best_logged_accuracy(workdir: pathlib.Path, step: int) -> float:
-  """The best test accuracy that earlier runs in `workdir` logged up to `step` (-1 if none)."""
-  if step == 0:
-    return -1.0
-  from bn_repro.tensorboard import read_scalars
-
-  return max(
-    (a for s, a in read_scalars(workdir).get('eval/accuracy', []) if s <= step), default=-1.0
-  )
-
-
-def _elapsed_from_previous_runs(workdir: pathlib.Path, step: int) -> float:
-  """Training seconds logged up to `step` by earlier runs in `workdir` (0 if none)."""
-  if step == 0:
-    return 0.0
-  from bn_repro.tensorboard import read_scalars
-
-  logged = dict(read_scalars(workdir).get('train/elapsed_s', []))
-  return logged.get(step, 0.0)

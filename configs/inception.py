@@ -7,8 +7,9 @@ Variants (`--config=configs/inception.py:VARIANT[,small][,smoke]`):
   bn_x30             as bn_x5 with LR x30 (0.045)
   bn_x5_sigmoid      as bn_x5 with the logistic sigmoid
   inception_sigmoid  no BN, sigmoid (the paper: never beats chance)
-Options: `small` = the CPU proxy (Fashion-MNIST 28x28, small stem, width 1/8);
-`smoke` = a few steps of a tiny model, for tests.
+Options: `small` = the CPU proxy (Fashion-MNIST 28x28, small stride-2 stem, width 1/8,
+6,000 steps); `smoke` = one step of a tiny model through the ImageNet pipeline at 32x32
+(tests run it on tfds.testing.mock_data).
 
 Each Sec. 4.2.1 change is its own field, so each can be ablated alone:
   optimizer.lr_multiple (1, 5, 30), model.dropout_rate (0.4 -> 0),
