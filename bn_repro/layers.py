@@ -1,4 +1,5 @@
-"""Normalization layers under study: batch normalization (Ioffe & Szegedy 2015).
+"""Normalization layers under study: batch normalization (Ioffe & Szegedy 2015) and
+weight normalization (Salimans & Kingma 2016).
 
 `BatchNorm` is a Flax linen module whose running statistics live in the mutable
 `batch_stats` collection, with constructor keywords compatible with
@@ -56,6 +57,9 @@ class BatchNorm(nn.Module):
       statistics are averaged over it (global-batch BN); with a group size only
       the running averages are.
     group_size: examples per statistics group; `None` for the whole batch.
+    mean_only: subtract the mean but do not divide by the standard deviation
+      (Salimans & Kingma 2016's mean-only BN, used with weight normalization,
+      which supplies the scale: pair it with `use_scale=False`).
     bias_init, scale_init: initializers of beta (zeros) and gamma (ones).
   """
 
@@ -67,6 +71,7 @@ class BatchNorm(nn.Module):
   use_scale: bool = True
   axis_name: str | None = None
   group_size: int | None = None
+  mean_only: bool = False
   bias_init: nn.initializers.Initializer = nn.initializers.zeros
   scale_init: nn.initializers.Initializer = nn.initializers.ones
 
@@ -90,9 +95,9 @@ class BatchNorm(nn.Module):
     x32 = x.astype(jnp.float32)
     if use_running_average:
       mean, var = ra_mean.value, ra_var.value
-      y = (x32 - _broadcast(mean, x.ndim, feature_axes)) * lax.rsqrt(
-        _broadcast(var, x.ndim, feature_axes) + self.epsilon
-      )
+      y = x32 - _broadcast(mean, x.ndim, feature_axes)
+      if not self.mean_only:
+        y = y * lax.rsqrt(_broadcast(var, x.ndim, feature_axes) + self.epsilon)
     else:
       y, batch_mean, batch_var, count = self._normalize_with_batch_statistics(
         x32, feature_axes, reduce_axes, axis_name
@@ -124,8 +129,9 @@ class BatchNorm(nn.Module):
     """Algorithm 1, steps 1-3, on float32 `x`.
 
     Returns:
-      xhat (shape of x), the mean and biased variance of the batch (shape of the
-      features, averaged over groups), and m, the values behind each statistic.
+      xhat (shape of x; only centered if `mean_only`), the mean and biased
+      variance of the batch (shape of the features, averaged over groups), and m,
+      the values behind each statistic.
     """
     if self.group_size is None:
       mean = jnp.mean(x, axis=reduce_axes)
@@ -137,6 +143,8 @@ class BatchNorm(nn.Module):
       if axis_name is not None:
         var = lax.pmean(var, axis_name)
         count *= lax.axis_size(axis_name)
+      if self.mean_only:
+        return centered, mean, var, count
       xhat = centered * lax.rsqrt(_broadcast(var, x.ndim, feature_axes) + self.epsilon)
       return xhat, mean, var, count
 
@@ -153,7 +161,9 @@ class BatchNorm(nn.Module):
     mean = jnp.mean(grouped, axis=group_reduce_axes, keepdims=True)
     centered = grouped - mean
     var = jnp.mean(jnp.square(centered), axis=group_reduce_axes, keepdims=True)
-    xhat = (centered * lax.rsqrt(var + self.epsilon)).reshape(x.shape)
+    xhat = (centered if self.mean_only else centered * lax.rsqrt(var + self.epsilon)).reshape(
+      x.shape
+    )
     count = grouped[0].size / _feature_size(grouped.shape, group_feature_axes)
     squeeze = tuple(a for a in range(grouped.ndim) if a not in group_feature_axes)
     return xhat, jnp.mean(mean, axis=squeeze), jnp.mean(var, axis=squeeze), count
@@ -172,3 +182,61 @@ def _broadcast(stat: jax.Array, ndim: int, feature_axes: tuple[int, ...]) -> jax
   for i, a in enumerate(feature_axes):
     shape[a] = stat.shape[i]
   return stat.reshape(shape)
+
+
+class _WeightNorm(nn.Module):
+  """w = g * v / ||v|| per output unit (Salimans & Kingma 2016, eq. 2), then conv or dense.
+
+  `v` is drawn from N(0, 0.05^2) as in the authors' code. With `data_init`, the first
+  call under `init` applies the paper's data-dependent initialization to its input
+  batch: t = x v/||v||, g = 1/std(t), b = -mean(t)/std(t) per output unit, so the
+  layer's pre-activations on that batch have mean 0 and std 1; layers initialized in
+  sequence (as `model.init` runs them) each see the already-initialized earlier ones.
+  """
+
+  features: int
+  kernel_size: tuple[int, ...] = ()  # () for dense; (kh, kw) for convolution.
+  strides: int = 1
+  padding: str = 'SAME'
+  data_init: bool = True
+  epsilon: float = 1e-6
+
+  def _apply_kernel(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    if not self.kernel_size:
+      return x @ kernel
+    return lax.conv_general_dilated(
+      x,
+      kernel,
+      (self.strides,) * len(self.kernel_size),
+      self.padding,
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    )
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """`(N, in)` -> `(N, features)`, or `(N, H, W, in)` -> `(N, H', W', features)`."""
+    shape = (*self.kernel_size, x.shape[-1], self.features)
+    v = self.param('kernel', nn.initializers.normal(0.05), shape, jnp.float32)
+    norm_axes = tuple(range(v.ndim - 1))  # All but the output unit.
+    direction = v * lax.rsqrt(jnp.sum(jnp.square(v), axis=norm_axes, keepdims=True))
+    t = self._apply_kernel(x.astype(jnp.float32), direction)
+    if self.data_init and self.is_initializing():
+      stat_axes = tuple(range(t.ndim - 1))
+      std = jnp.std(t, axis=stat_axes) + self.epsilon
+      g = self.param('scale', lambda *_: 1.0 / std)
+      b = self.param('bias', lambda *_: -jnp.mean(t, axis=stat_axes) / std)
+    else:
+      g = self.param('scale', nn.initializers.ones, (self.features,), jnp.float32)
+      b = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+    # g scales the unit-norm direction: x (g v/||v||) = g (x v/||v||).
+    return (t * g + b).astype(x.dtype)
+
+
+class WeightNormDense(_WeightNorm):
+  """Dense layer with weight normalization: `(N, in)` -> `(N, features)`."""
+
+
+class WeightNormConv(_WeightNorm):
+  """Convolution with weight normalization, per output feature map (NHWC, HWIO)."""
+
+  kernel_size: tuple[int, ...] = (3, 3)
