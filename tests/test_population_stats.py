@@ -1,0 +1,31 @@
+"""Algorithm 2's population statistics against a numpy re-derivation."""
+
+import jax
+import numpy as np
+
+from bn_repro import models, train
+from bn_repro.config_files import load_config
+from bn_repro.population_stats import compute_population_statistics
+
+
+def test_population_statistics_follow_algorithm_2():
+  config = load_config('configs/mnist.py:bn,smoke')
+  model = models.create_model(config.model, 10)
+  state = train.create_train_state(config, model, (28, 28, 1))
+  rng = np.random.default_rng(0)
+  batches = [rng.uniform(size=(20, 28, 28, 1)).astype(np.float32) for _ in range(5)]
+  stats = compute_population_statistics(model, state.params, state.batch_stats, batches)
+
+  # Layer 0 by hand: its BN input is x W (no bias before BN); m = 20 examples per batch.
+  kernel = np.asarray(state.params['dense0']['kernel'], np.float64)
+  inputs = [b.reshape(20, -1).astype(np.float64) @ kernel for b in batches]
+  np.testing.assert_allclose(
+    stats['bn0']['mean'], np.mean([u.mean(axis=0) for u in inputs], axis=0), rtol=1e-4, atol=1e-6
+  )
+  np.testing.assert_allclose(
+    stats['bn0']['var'], 20 / 19 * np.mean([u.var(axis=0) for u in inputs], axis=0), rtol=1e-4
+  )
+  # Every BN layer's statistics were replaced, and the parameters were left alone.
+  for layer in ('bn0', 'bn1'):
+    assert not np.allclose(stats[layer]['var'], state.batch_stats[layer]['var'])
+  assert jax.tree.structure(stats) == jax.tree.structure(state.batch_stats)
