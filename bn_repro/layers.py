@@ -60,6 +60,9 @@ class BatchNorm(nn.Module):
     mean_only: subtract the mean but do not divide by the standard deviation
       (Salimans & Kingma 2016's mean-only BN, used with weight normalization,
       which supplies the scale: pair it with `use_scale=False`).
+    stop_gradient: 'none' (Algorithm 1: backprop through the statistics), 'mean' or
+      'mean_and_variance': treat those batch statistics as constants in the backward
+      pass, the flawed scheme of the paper's Sec. 2 example (for ablations only).
     bias_init, scale_init: initializers of beta (zeros) and gamma (ones).
   """
 
@@ -72,12 +75,17 @@ class BatchNorm(nn.Module):
   axis_name: str | None = None
   group_size: int | None = None
   mean_only: bool = False
+  stop_gradient: str = 'none'
   bias_init: nn.initializers.Initializer = nn.initializers.zeros
   scale_init: nn.initializers.Initializer = nn.initializers.ones
 
   @nn.compact
   def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
     """Normalizes `x` of shape `(N, ..., C)`; returns an array of the same shape."""
+    if self.stop_gradient not in STOP_GRADIENT_MODES:
+      raise ValueError(
+        f'BatchNorm stop_gradient={self.stop_gradient!r}; expected one of {STOP_GRADIENT_MODES}.'
+      )
     use_running_average = nn.merge_param(
       'use_running_average', self.use_running_average, use_running_average
     )
@@ -119,6 +127,11 @@ class BatchNorm(nn.Module):
       y = y + _broadcast(bias, x.ndim, feature_axes)
     return y.astype(x.dtype)
 
+  def _maybe_stop(self, statistic: jax.Array, which: str) -> jax.Array:
+    """`statistic` as a constant of the backward pass if `stop_gradient` covers `which`."""
+    stopped = which in _STOPPED_STATISTICS[self.stop_gradient]
+    return lax.stop_gradient(statistic) if stopped else statistic
+
   def _normalize_with_batch_statistics(
     self,
     x: jax.Array,
@@ -137,12 +150,14 @@ class BatchNorm(nn.Module):
       mean = jnp.mean(x, axis=reduce_axes)
       if axis_name is not None:
         mean = lax.pmean(mean, axis_name)
+      mean = self._maybe_stop(mean, 'mean')
       centered = x - _broadcast(mean, x.ndim, feature_axes)
       var = jnp.mean(jnp.square(centered), axis=reduce_axes)
       count = x.size / var.size
       if axis_name is not None:
         var = lax.pmean(var, axis_name)
         count *= lax.axis_size(axis_name)
+      var = self._maybe_stop(var, 'variance')
       if self.mean_only:
         return centered, mean, var, count
       xhat = centered * lax.rsqrt(_broadcast(var, x.ndim, feature_axes) + self.epsilon)
@@ -158,15 +173,21 @@ class BatchNorm(nn.Module):
     # In `grouped`, axis 0 indexes groups and every input axis moved up by one.
     group_feature_axes = tuple(a + 1 for a in feature_axes)
     group_reduce_axes = tuple(a + 1 for a in reduce_axes)
-    mean = jnp.mean(grouped, axis=group_reduce_axes, keepdims=True)
+    mean = self._maybe_stop(jnp.mean(grouped, axis=group_reduce_axes, keepdims=True), 'mean')
     centered = grouped - mean
     var = jnp.mean(jnp.square(centered), axis=group_reduce_axes, keepdims=True)
+    var = self._maybe_stop(var, 'variance')
     xhat = (centered if self.mean_only else centered * lax.rsqrt(var + self.epsilon)).reshape(
       x.shape
     )
     count = grouped[0].size / _feature_size(grouped.shape, group_feature_axes)
     squeeze = tuple(a for a in range(grouped.ndim) if a not in group_feature_axes)
     return xhat, jnp.mean(mean, axis=squeeze), jnp.mean(var, axis=squeeze), count
+
+
+# stop_gradient mode -> the batch statistics it treats as constants in the backward pass.
+_STOPPED_STATISTICS = {'none': (), 'mean': ('mean',), 'mean_and_variance': ('mean', 'variance')}
+STOP_GRADIENT_MODES = tuple(_STOPPED_STATISTICS)
 
 
 def _feature_size(shape: tuple[int, ...], feature_axes: tuple[int, ...]) -> int:

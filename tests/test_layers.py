@@ -250,3 +250,72 @@ def test_group_statistics_do_not_depend_on_device_count():
     y, stats = _sharded_bn(layer, x, gamma, beta, devices)
     np.testing.assert_allclose(y, y1, rtol=1e-5, atol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), stats, stats1)
+
+
+class _BiasThenBN(nn.Module):
+  """The paper's Sec. 2 example: x = u + b, then mean subtraction xhat = x - E[x]."""
+
+  stop_gradient: str
+
+  @nn.compact
+  def __call__(self, u):
+    b = self.param('b', nn.initializers.zeros, (u.shape[-1],))
+    return BatchNorm(
+      mean_only=True, use_scale=False, use_bias=False, stop_gradient=self.stop_gradient
+    )(u + b, use_running_average=False)
+
+
+def test_section_2_bias_grows_without_bound_when_the_mean_is_outside_the_gradient():
+  rng = np.random.default_rng(5)
+  u = rng.normal(size=(16, 3)).astype(np.float32)
+  target = rng.normal(size=(16, 3)).astype(np.float32)
+
+  def run(stop_gradient, steps=20, lr=0.1):
+    model = _BiasThenBN(stop_gradient)
+    variables = model.init(jax.random.key(0), u)
+
+    def loss_fn(params):
+      y, _ = model.apply(
+        {'params': params, 'batch_stats': variables['batch_stats']}, u, mutable=['batch_stats']
+      )
+      return jnp.mean((y - target) ** 2)
+
+    params, losses, norms = variables['params'], [], []
+    for _ in range(steps):
+      loss, grads = jax.value_and_grad(loss_fn)(params)
+      params = jax.tree.map(lambda p, g: p - lr * g, params, grads)
+      losses.append(float(loss))
+      norms.append(float(jnp.linalg.norm(params['b'])))
+    return np.array(losses), np.array(norms)
+
+  losses, norms = run('mean')
+  # The update never changes the output (b cancels in x - E[x]) ...
+  np.testing.assert_allclose(losses, losses[0], rtol=1e-5)
+  # ... but b moves by the same nonzero step each time: ||b|| grows linearly, without bound.
+  np.testing.assert_allclose(np.diff(norms), norms[0], rtol=1e-3)
+  assert norms[0] > 0
+  losses, norms = run('none')  # Statistics inside the gradient: b gets no gradient at all.
+  np.testing.assert_allclose(norms, 0.0, atol=1e-6)
+
+
+def test_stopped_statistics_give_the_naive_gradient():
+  """With mean and variance constant, dl/dx = dl/dy * gamma / sqrt(sigma2 + eps)."""
+  x, gamma, beta = _inputs((12, 4))
+  dl_dy = np.random.default_rng(6).normal(size=x.shape).astype(np.float32)
+  layer = BatchNorm(epsilon=EPS, stop_gradient='mean_and_variance')
+  stats = layer.init(jax.random.key(0), x, use_running_average=False)['batch_stats']
+  grad = jax.grad(
+    lambda x: jnp.sum(
+      layer.apply(
+        {'params': {'scale': gamma, 'bias': beta}, 'batch_stats': stats},
+        x,
+        use_running_average=False,
+        mutable=['batch_stats'],
+      )[0]
+      * dl_dy
+    )
+  )(x)
+  _, _, _, sigma2 = bn_forward(x, gamma, beta, EPS)
+  np.testing.assert_allclose(grad, dl_dy * gamma / np.sqrt(sigma2 + EPS), rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="stop_gradient='variance'; expected one of"):
+    _apply(BatchNorm(stop_gradient='variance'), x, gamma, beta)
