@@ -3,8 +3,15 @@
 import ml_collections
 
 
-def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
-  """Raises ValueError naming the first bad value and what is expected."""
+def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) -> None:
+  """Raises ValueError naming the first bad value and what is expected.
+
+  Runs twice: at flag-parse time with `num_devices=None`, before JAX starts (the
+  device checks then use `config.num_devices`, or the global batch as one device's
+  if unset), and when training starts, with the real device count.
+  """
+  if num_devices is None:
+    num_devices = config.num_devices or 1
 
   def require(ok: bool, message: str) -> None:
     if not ok:
@@ -17,6 +24,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     )
   require(config.optimizer.momentum >= 0, f'optimizer.momentum={config.optimizer.momentum} < 0.')
   require(config.batch_size > 0, f'batch_size={config.batch_size} must be positive.')
+  require(num_devices > 0, f'num_devices={num_devices} must be positive.')
   require(
     config.batch_size % num_devices == 0,
     f'batch_size={config.batch_size} is not divisible by the {num_devices} devices.',

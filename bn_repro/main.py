@@ -13,6 +13,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from bn_repro import train
+from bn_repro.config_checks import validate_config
 from bn_repro.config_files import load_config
 from bn_repro.preemption import PreemptedError
 
@@ -80,12 +81,21 @@ def _unknown_config_field(argv: list[str]) -> str | None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's parser, with config errors reported in one line instead of a traceback."""
+  """absl's parser, with config errors reported in one line instead of a traceback.
+
+  Unknown fields or variants and invalid values stop the run here, at parse time.
+  """
   try:
-    return flags.FLAGS(argv)
+    remaining = flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError) as error:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     sys.exit(f'FATAL: {_unknown_config_field(argv) or (lines[-1] if lines else repr(error))}')
+  if _CONFIG.value is not None:
+    try:  # Values checkable without devices are rejected now, before JAX starts.
+      validate_config(_CONFIG.value, num_devices=None)
+    except ValueError as error:
+      sys.exit(f'FATAL: {error}')
+  return remaining
 
 
 class _QuietLibraryInfo(python_logging.Filter):

@@ -47,14 +47,25 @@ def test_invalid_values_are_rejected_with_the_value(fields, message):
     validate_config(override(load_config('configs/mnist.py:bn'), **fields), num_devices=4)
 
 
-def test_command_line_rejects_unknown_field_before_any_compute(tmp_path):
+@pytest.mark.parametrize(
+  'override_flag, message',
+  [
+    (
+      '--config.model.widths=3',
+      "Unknown config field 'model.widths'; valid fields of 'model': ['bn', 'hidden_sizes',",
+    ),
+    ('--config.optimizer.learning_rate=-0.5', 'optimizer.learning_rate=-0.5 must be positive'),
+    ('--config.model.bn.group_size=90', 'group_size=90 must divide the per-device batch of 60'),
+  ],
+)
+def test_command_line_rejects_bad_config_at_parse_time(tmp_path, override_flag, message):
   result = subprocess.run(
     [
       sys.executable,
       '-m',
       'bn_repro.main',
       '--config=configs/mnist.py:bn',
-      '--config.model.widths=3',
+      override_flag,
       f'--workdir={tmp_path}',
     ],
     cwd=REPO_ROOT,
@@ -63,7 +74,5 @@ def test_command_line_rejects_unknown_field_before_any_compute(tmp_path):
     timeout=120,
   )
   assert result.returncode != 0
-  assert (
-    "Unknown config field 'model.widths'; valid fields of 'model': ['bn', 'hidden_sizes',"
-  ) in result.stderr
+  assert 'FATAL: ' in result.stderr and message in result.stderr
   assert not any(tmp_path.iterdir())  # Nothing was trained or written.
