@@ -35,7 +35,8 @@ def time_training_steps(
   labels = rng.integers(0, num_classes, num_examples).astype(np.int32)
   model = models.create_model(config.model, num_classes, axis_name=AXIS)
   state = jax.device_put(
-    train.create_train_state(config, model, image_shape), NamedSharding(mesh, P())
+    train.create_train_state(config, model, np.zeros((1,) + image_shape, np.float32)),
+    NamedSharding(mesh, P()),
   )
   train_input = InMemoryTrainInput(images, labels, config.input, config.batch_size, 0, mesh)
   chunk = make_train_chunk_fn(

@@ -2,6 +2,10 @@
 
 import ml_collections
 
+from bn_repro.layers import STOP_GRADIENT_MODES
+from bn_repro.models.mlp import BN_POSITIONS
+from bn_repro.models.normalization import NORMALIZATIONS
+
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) -> None:
   """Raises ValueError naming the first bad value and what is expected.
@@ -45,4 +49,27 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) 
     require(
       config[field] > 0 and config[field] % config.log_every == 0,
       f'{field}={config[field]} must be a positive multiple of log_every={config.log_every}.',
+    )
+  normalization = config.model.normalization
+  require(
+    normalization in NORMALIZATIONS,
+    f'model.normalization={normalization!r}; expected one of {NORMALIZATIONS}.',
+  )
+  require(
+    config.population_stats.num_batches >= 0,
+    f'population_stats.num_batches={config.population_stats.num_batches} must be >= 0.',
+  )
+  if 'position' in config.model.bn:  # The MLP's normalization-study fields.
+    position, stop_gradient = config.model.bn.position, config.model.bn.stop_gradient
+    require(
+      position in BN_POSITIONS, f'model.bn.position={position!r}; expected one of {BN_POSITIONS}.'
+    )
+    require(
+      position == 'preactivation' or normalization in ('batch', 'mean_only_batch'),
+      f"model.bn.position='input' needs model.normalization 'batch' or 'mean_only_batch', "
+      f'not {normalization!r}.',
+    )
+    require(
+      stop_gradient in STOP_GRADIENT_MODES,
+      f'model.bn.stop_gradient={stop_gradient!r}; expected one of {STOP_GRADIENT_MODES}.',
     )

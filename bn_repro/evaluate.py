@@ -6,7 +6,9 @@ correct counts and losses are summed, never averaged per batch (flax #262).
 
 from collections.abc import Callable, Iterable, Sequence
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -84,3 +86,48 @@ def preactivation_percentiles(
       out[f'bn/layer{layer}/unit_p{p:g}'] = float(u)
       out[f'bn/layer{layer}/all_p{p:g}'] = float(a)
   return out
+
+
+def batch_statistics_accuracy(
+  model: nn.Module,
+  params: object,
+  batch_stats: object,
+  images: jax.Array,
+  labels: np.ndarray,
+  batch_size: int,
+) -> float:
+  """Test accuracy when inference normalizes with mini-batch statistics (Algorithm 1).
+
+  The `(N, ...)` test `images` are split into consecutive batches of `batch_size`
+  (the last incomplete one dropped), and each batch is normalized with its own
+  statistics, as in training: the prediction for an example then depends on the
+  other examples of its batch, which Algorithm 2 avoids. `model` is built without
+  a mesh axis; its group size, if any, must divide `batch_size`.
+  """
+  count = len(labels) // batch_size * batch_size
+  if not count:
+    raise ValueError(f'batch_size={batch_size} exceeds the {len(labels)} test examples.')
+  batches = images[:count].reshape((count // batch_size, batch_size) + images.shape[1:])
+
+  @jax.jit
+  def predictions(params, batch_stats, batches):
+    def one_batch(x):
+      logits, _ = model.apply(
+        {'params': params, 'batch_stats': batch_stats}, x, train=True, mutable=['batch_stats']
+      )
+      return jnp.argmax(logits, -1)
+
+    return jax.vmap(one_batch)(batches)
+
+  predicted = np.asarray(predictions(params, batch_stats, batches)).reshape(-1)
+  return float(np.mean(predicted == labels[:count]))
+
+
+def running_statistics_accuracy(
+  model: nn.Module, params: object, batch_stats: object, images: jax.Array, labels: np.ndarray
+) -> float:
+  """Test accuracy with the stored inference statistics `batch_stats` (Algorithm 2, step 11)."""
+  logits = jax.jit(model.apply, static_argnames='train')(
+    {'params': params, 'batch_stats': batch_stats}, images, train=False
+  )
+  return float(np.mean(np.asarray(jnp.argmax(logits, -1)) == labels))

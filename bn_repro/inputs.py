@@ -9,6 +9,7 @@ training loop and step (`bn_repro.steps.make_train_chunk_fn`).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -117,6 +118,8 @@ class Inputs:
     num_eval_examples: examples in the evaluation split (each counted once).
     eval_batches: a fresh iterable of sharded (images, labels, mask) batches.
     create_train_input: `start_step -> train input` positioned at that step.
+    train_batches: `K -> ` the uint8 images `(batch, H, W, C)` of the first K training
+      batches, on the host (data-dependent initialization, population statistics).
   """
 
   num_classes: int
@@ -124,6 +127,7 @@ class Inputs:
   num_eval_examples: int
   eval_batches: Callable[[], Iterable[EvalBatch]]
   create_train_input: Callable[[int], InMemoryTrainInput | StreamingTrainInput]
+  train_batches: Callable[[int], Iterator[np.ndarray]]
 
 
 def _shard(batch: tuple[np.ndarray, ...], sharding: NamedSharding) -> EvalBatch:
@@ -149,8 +153,24 @@ def create_inputs(config: ml_collections.ConfigDict, mesh: Mesh) -> Inputs:
         _shard(b, sharding) for b in source.eval_batches(config.eval.batch_size, config.eval.crops)
       ),
       create_train_input=lambda step: StreamingTrainInput(source.train_batches(step), mesh),
+      train_batches=lambda k: (
+        images for images, _ in itertools.islice(source.train_batches(0), k)
+      ),
     )
   dataset = data_lib.load_dataset(config.input)
+
+  def train_batches(num_batches: int) -> Iterator[np.ndarray]:
+    indices = data_lib.batch_indices(
+      len(dataset.train_labels),
+      config.batch_size,
+      config.seed,
+      0,
+      num_batches,
+      config.input.shuffle,
+      config.input.num_shards,
+    )
+    return (dataset.train_images[step_indices] for step_indices in indices)
+
   eval_batches = [
     _shard(b, sharding)
     for b in padded_batches(dataset.test_images, dataset.test_labels, config.eval.batch_size)
@@ -163,4 +183,5 @@ def create_inputs(config: ml_collections.ConfigDict, mesh: Mesh) -> Inputs:
     create_train_input=lambda step: InMemoryTrainInput(
       dataset.train_images, dataset.train_labels, config.input, config.batch_size, config.seed, mesh
     ),
+    train_batches=train_batches,
   )

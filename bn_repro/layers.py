@@ -213,12 +213,14 @@ class _WeightNorm(nn.Module):
   batch: t = x v/||v||, g = 1/std(t), b = -mean(t)/std(t) per output unit, so the
   layer's pre-activations on that batch have mean 0 and std 1; layers initialized in
   sequence (as `model.init` runs them) each see the already-initialized earlier ones.
+  Without `use_bias` (WN followed by mean-only BN, which supplies beta) there is no b.
   """
 
   features: int
   kernel_size: tuple[int, ...] = ()  # () for dense; (kh, kw) for convolution.
   strides: int = 1
   padding: str = 'SAME'
+  use_bias: bool = True
   data_init: bool = True
   epsilon: float = 1e-6
 
@@ -245,12 +247,15 @@ class _WeightNorm(nn.Module):
       stat_axes = tuple(range(t.ndim - 1))
       std = jnp.std(t, axis=stat_axes) + self.epsilon
       g = self.param('scale', lambda *_: 1.0 / std)
-      b = self.param('bias', lambda *_: -jnp.mean(t, axis=stat_axes) / std)
+      if self.use_bias:
+        b = self.param('bias', lambda *_: -jnp.mean(t, axis=stat_axes) / std)
     else:
       g = self.param('scale', nn.initializers.ones, (self.features,), jnp.float32)
-      b = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+      if self.use_bias:
+        b = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
     # g scales the unit-norm direction: x (g v/||v||) = g (x v/||v||).
-    return (t * g + b).astype(x.dtype)
+    y = t * g + b if self.use_bias else t * g
+    return y.astype(x.dtype)
 
 
 class WeightNormDense(_WeightNorm):

@@ -25,6 +25,8 @@ from bn_repro.checkpointing import Checkpointer
 from bn_repro.config_checks import validate_config
 from bn_repro.evaluate import Evaluator, preactivation_percentiles
 from bn_repro.inputs import create_inputs
+from bn_repro.models import normalization as norm_lib
+from bn_repro.population_stats import population_statistics_fn
 from bn_repro.preemption import PreemptedError, StopRequest
 from bn_repro.run_info import write_run_info
 from bn_repro.sharding import put_global, replicated_to_host
@@ -34,18 +36,28 @@ from bn_repro.workdir import prepare_workdir
 
 
 def create_train_state(
-  config: ml_collections.ConfigDict, model: nn.Module, image_shape: tuple[int, ...]
+  config: ml_collections.ConfigDict, model: nn.Module, init_batch: jax.Array | np.ndarray
 ) -> TrainState:
-  """Initializes parameters (seeded by `config.seed`), BN statistics and optimizer state."""
-  variables = model.init(
-    jax.random.key(config.seed), np.zeros((1,) + image_shape, np.float32), train=False
-  )
+  """Initializes parameters (seeded by `config.seed`), BN statistics and optimizer state.
+
+  `init_batch` `(n, H, W, C)`, preprocessed, is what the model sees at `init`: only
+  weight normalization's data-dependent initialization depends on its values.
+  """
+  variables = model.init(jax.random.key(config.seed), init_batch, train=False)
   return TrainState.create(
     apply_fn=model.apply,
     params=variables['params'],
     batch_stats=variables.get('batch_stats', {}),
     tx=optim.create_optimizer(config),
   )
+
+
+class TrainingDivergedError(FloatingPointError):
+  """The loss or the state became non-finite at `step` (a FloatingPointError)."""
+
+  def __init__(self, step: int, message: str):
+    super().__init__(message)
+    self.step = step
 
 
 def _format_eta(seconds: float) -> str:
@@ -66,8 +78,8 @@ def train_and_evaluate(
     The final evaluation metrics {'accuracy', 'top5_accuracy', 'loss'}.
 
   Raises:
-    FloatingPointError: the training loss became non-finite; the message names
-      the step. The last good checkpoint is kept.
+    TrainingDivergedError: the training loss became non-finite; the message and
+      its `step` name the step. The last good checkpoint is kept.
     PreemptedError: SIGTERM or SIGINT arrived; a checkpoint of the current step was saved.
   """
   workdir = pathlib.Path(workdir)
@@ -80,7 +92,11 @@ def train_and_evaluate(
   inputs = create_inputs(config, mesh)
   model = models.create_model(config.model, inputs.num_classes, axis_name=AXIS)
 
-  state = create_train_state(config, model, inputs.image_shape)
+  if norm_lib.uses_weight_norm(config.model.normalization):
+    init_batch = preprocess(next(inputs.train_batches(1)))  # The first training batch.
+  else:
+    init_batch = np.zeros((1,) + inputs.image_shape, np.float32)
+  state = create_train_state(config, model, init_batch)
   state = put_global(state, NamedSharding(mesh, P()))
   checkpointer = Checkpointer(workdir / 'checkpoints', config.keep_checkpoints)
   # The best test accuracy's checkpoint, kept apart from the last `keep_checkpoints`.
@@ -108,6 +124,7 @@ def train_and_evaluate(
   evaluate = Evaluator(
     make_eval_fn(model, preprocess, mesh), inputs.eval_batches, inputs.num_eval_examples, mesh
   )
+  population_stats = _population_stats_fn(config, inputs, preprocess)
 
   eval_metrics: dict[str, float] = {}
   start_time, start_step = time.perf_counter(), step
@@ -133,11 +150,12 @@ def train_and_evaluate(
       if bad_value or not np.all(np.isfinite(losses)):
         finite = np.isfinite(losses)
         bad_step = step + (num if finite.all() else int(np.argmin(finite)) + 1)
-        raise FloatingPointError(
+        raise TrainingDivergedError(
+          bad_step,
           f'Training diverged at step {bad_step} (loss {losses[bad_step - step - 1]}; '
           f'first non-finite value: {bad_value or "none in the state yet"}); stopping. '
           f'The last good checkpoint (step {checkpointer.latest_step()}) is kept in '
-          f'{workdir / "checkpoints"}.'
+          f'{workdir / "checkpoints"}.',
         )
       step += num
       elapsed = time.perf_counter() - start_time
@@ -150,6 +168,7 @@ def train_and_evaluate(
           'train/learning_rate': float(learning_rate(step)),
           'train/steps_per_sec': steps_per_sec,
           'train/elapsed_s': elapsed_before + elapsed,
+          **(_parameter_norms(state.params) if config.log_param_norms else {}),
         },
       )
       if step % config.eval_every == 0 or step == config.num_steps:
@@ -166,6 +185,14 @@ def train_and_evaluate(
             ),
           },
         )
+        if population_stats and (config.population_stats.every_eval or step == config.num_steps):
+          population_state = state.replace(batch_stats=population_stats(state))
+          population_metrics, _ = evaluate(population_state)
+          writer.write_scalars(
+            step, {f'eval_population/{name}': value for name, value in population_metrics.items()}
+          )
+          if step == config.num_steps:
+            _save_population_checkpoint(workdir / 'population_checkpoint', population_state)
         logging.info(
           'step %d/%d | train loss %.4f | test accuracy %.4f | %.0f steps/s | ETA %s',
           step,
@@ -186,6 +213,54 @@ def train_and_evaluate(
     'Finished at step %d; parameter fingerprint (sum of |params|) %.10e', step, fingerprint
   )
   return eval_metrics
+
+
+def _population_stats_fn(
+  config: ml_collections.ConfigDict, inputs: object, preprocess: object
+) -> object | None:
+  """`state -> batch_stats` of Algorithm 2 over `population_stats.num_batches` batches, or None.
+
+  Every process computes them from the same first training batches, on its own.
+  """
+  num_batches = config.population_stats.num_batches
+  if not num_batches or not norm_lib.uses_batch_norm(config.model.normalization):
+    return None
+  if jax.process_count() > 1 and config.input.dataset in data_lib.STREAMING_DATASETS:
+    raise ValueError(
+      f'population_stats.num_batches={num_batches} with the streamed '
+      f'{config.input.dataset!r} on {jax.process_count()} processes is not supported: each '
+      'process streams different batches. Set it to 0.'
+    )
+  single_device_model = models.create_model(config.model, inputs.num_classes)
+  statistics = population_statistics_fn(single_device_model)
+
+  def population_stats(state: TrainState) -> object:
+    batches = (preprocess(images) for images in inputs.train_batches(num_batches))
+    return statistics(state.params, state.batch_stats, batches)
+
+  return population_stats
+
+
+def _save_population_checkpoint(directory: pathlib.Path, state: TrainState) -> None:
+  """The final state with population statistics in place of the moving averages."""
+  checkpointer = Checkpointer(directory, 1)
+  checkpointer.save(state)
+  checkpointer.close()
+
+
+@jax.jit
+def _norms(tree: object) -> list[jax.Array]:
+  return [jnp.linalg.norm(leaf.ravel()) for leaf in jax.tree.leaves(tree)]
+
+
+def _parameter_norms(params: object) -> dict[str, float]:
+  """{'params/LAYER/NAME': L2 norm} of every parameter array."""
+  norms = replicated_to_host(_norms(params))
+  paths = [
+    '/'.join(str(getattr(k, 'key', k)) for k in path)
+    for path, _ in jax.tree_util.tree_leaves_with_path(params)
+  ]
+  return {f'params/{path}': float(n) for path, n in zip(paths, norms, strict=True)}
 
 
 @jax.jit

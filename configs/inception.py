@@ -135,6 +135,15 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   config.eval.crops = 1  # 144: the paper's multi-crop evaluation (ImageNet only).
   config.eval.percentiles = (15, 50, 85)
 
+  # Algorithm 2: inference statistics recomputed over the first K training batches
+  # (bn_repro/population_stats.py); 0: off. The final state with them is saved in
+  # WORKDIR/population_checkpoint and evaluated as eval_population/*; with every_eval,
+  # at every evaluation too (the moving-average vs population gap during training).
+  config.population_stats = ml_collections.ConfigDict()
+  config.population_stats.num_batches = 0
+  config.population_stats.every_eval = False
+  config.log_param_norms = False  # Log params/LAYER/NAME L2 norms with the train metrics.
+
   if small:
     config.num_steps = 6_000
     config.eval_every = 500

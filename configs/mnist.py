@@ -3,7 +3,14 @@ r"""MNIST, paper Sec. 4.1 and Figure 1: a 3x100 sigmoid MLP with and without BN.
 Variants (`--config=configs/mnist.py:VARIANT[,smoke]`):
   baseline  no normalization, y = sigmoid(Wu + b) (the paper's "Without BN").
   bn        BN on Wu before every hidden sigmoid, bias dropped (the paper's "With BN").
-  smoke     appended to either (e.g. `bn,smoke`): a few steps for tests.
+The normalization studies (results/studies/README.md) add:
+  bn_bias                    BN(Wu + b): the redundant pre-BN bias kept (studies 1, 4).
+  bn_input                   sigmoid(W BN(u) + b): BN on the layer input u (study 3).
+  bn_stop_mean               bn_bias with the batch mean held out of the gradient (Sec. 2).
+  bn_stop_mean_and_variance  ... mean and variance held out of the gradient (study 1).
+  wn                         weight normalization with data-dependent init (studies 5, 7).
+  wn_mean_only_bn            WN followed by mean-only BN (Salimans & Kingma 2016, Sec. 3).
+Option `smoke`, appended to any variant (e.g. `bn,smoke`): a few steps for tests.
 
 Command (one arm; `scripts/reproduce_mnist.sh` runs both and draws Figure 1):
   python -m bn_repro.main --config=configs/mnist.py:bn --workdir=/tmp/mnist_bn
@@ -29,7 +36,19 @@ from ml_collections import config_dict
 
 from bn_repro import optim
 
-VARIANTS = ('baseline', 'bn')
+# Variant -> model.normalization (bn_repro/models/normalization.py).
+NORMALIZATION = {
+  'baseline': 'none',
+  'bn': 'batch',
+  'bn_bias': 'batch',
+  'bn_input': 'batch',
+  'bn_stop_mean': 'batch',
+  'bn_stop_mean_and_variance': 'batch',
+  'wn': 'weight',
+  'wn_mean_only_bn': 'weight_mean_only_batch',
+}
+VARIANTS = tuple(NORMALIZATION)
+STOP_GRADIENT = {'bn_stop_mean': 'mean', 'bn_stop_mean_and_variance': 'mean_and_variance'}
 OPTIONS = ('smoke',)
 
 
@@ -72,13 +91,16 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
   config.model.name = 'mlp'
   config.model.hidden_sizes = (100, 100, 100)
   config.model.nonlinearity = 'sigmoid'
-  config.model.normalization = 'batch' if variant == 'bn' else 'none'
+  config.model.normalization = NORMALIZATION[variant]
   config.model.init_std = 0.1
   config.model.typical_unit = 0  # The unit whose input Figure 1(b, c) tracks.
   config.model.bn = ml_collections.ConfigDict()
   config.model.bn.momentum = 0.99
   config.model.bn.epsilon = 1e-5
   config.model.bn.group_size = config_dict.placeholder(int)  # None: the whole global batch.
+  config.model.bn.position = 'input' if variant == 'bn_input' else 'preactivation'
+  config.model.bn.pre_bn_bias = variant in ('bn_bias', 'bn_stop_mean', 'bn_stop_mean_and_variance')
+  config.model.bn.stop_gradient = STOP_GRADIENT.get(variant, 'none')
 
   config.optimizer = optim.optimizer_config(learning_rate=2.0)
   config.schedule = optim.schedule_config('constant')
@@ -86,6 +108,15 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 10_000
   config.eval.percentiles = (15, 50, 85)
+
+  # Algorithm 2: inference statistics recomputed over the first K training batches
+  # (bn_repro/population_stats.py); 0: off. The final state with them is saved in
+  # WORKDIR/population_checkpoint and evaluated as eval_population/*; with every_eval,
+  # at every evaluation too (the moving-average vs population gap during training).
+  config.population_stats = ml_collections.ConfigDict()
+  config.population_stats.num_batches = 0
+  config.population_stats.every_eval = False
+  config.log_param_norms = False  # Log params/LAYER/NAME L2 norms with the train metrics.
 
   if 'smoke' in options:
     config.num_steps = 20

@@ -95,7 +95,9 @@ def test_multi_crop_eval_averages_class_probabilities():
   config = load_config('configs/mnist.py:bn,smoke')
   model = models.create_model(config.model, 10, axis_name='batch')
   variables = model.init(jax.random.key(1), np.zeros((1, 28, 28, 1)), train=False)
-  state = train.create_train_state(config, model, (28, 28, 1)).replace(**variables)
+  state = train.create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32)).replace(
+    **variables
+  )
   rng = np.random.default_rng(1)
   crops = rng.integers(0, 256, (6, 3, 28, 28, 1), dtype=np.uint8)  # 6 images, 3 crops each.
   labels = rng.integers(0, 10, 6).astype(np.int32)

@@ -81,6 +81,6 @@ def _fingerprint_of_last_run(workdir, config):
   from bn_repro.checkpointing import Checkpointer
 
   model = models.create_model(config.model, 10, axis_name='batch')
-  state = train.create_train_state(config, model, (28, 28, 1))
+  state = train.create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32))
   state = Checkpointer(workdir / 'checkpoints', 2).restore_latest(state)
   return float(sum(np.sum(np.abs(np.asarray(x))) for x in jax.tree.leaves(state.params)))

@@ -11,7 +11,7 @@ from bn_repro.population_stats import compute_population_statistics
 def test_population_statistics_follow_algorithm_2():
   config = load_config('configs/mnist.py:bn,smoke')
   model = models.create_model(config.model, 10)
-  state = train.create_train_state(config, model, (28, 28, 1))
+  state = train.create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32))
   rng = np.random.default_rng(0)
   batches = [rng.uniform(size=(20, 28, 28, 1)).astype(np.float32) for _ in range(5)]
   stats = compute_population_statistics(model, state.params, state.batch_stats, batches)

@@ -33,7 +33,9 @@ def _config(variant='bn', **fields):
 def _restore(config, workdir):
   dataset = data_lib.load_dataset(config.input)
   model = models.create_model(config.model, dataset.num_classes, axis_name='batch')
-  state = train.create_train_state(config, model, dataset.train_images.shape[1:])
+  state = train.create_train_state(
+    config, model, np.zeros((1,) + dataset.train_images.shape[1:], np.float32)
+  )
   return Checkpointer(workdir / 'checkpoints', 5).restore_latest(state), model, dataset
 
 

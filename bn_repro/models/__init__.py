@@ -35,6 +35,9 @@ def _create_mlp(
   return MLP(
     hidden_sizes=tuple(model_config.hidden_sizes),
     init_std=model_config.init_std,
+    bn_position=model_config.bn.position,
+    pre_bn_bias=model_config.bn.pre_bn_bias,
+    bn_stop_gradient=model_config.bn.stop_gradient,
     **_shared_fields(model_config, num_classes, axis_name),
   )
 

@@ -26,10 +26,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bn_repro import layers
+from bn_repro.models import normalization as norm_lib
 from bn_repro.nonlinearities import get_nonlinearity
 
 STEMS = ('plain', 'separable', 'small')
+_KERNEL_INIT = nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
 
 # (name, #1x1, #3x3 reduce, #3x3, double #3x3 reduce, double #3x3, pool, pool proj, stride);
 # a pool proj of 0 means a pass-through pool branch; #1x1 = 0 means no 1x1 branch.
@@ -56,7 +57,8 @@ class ConvUnit(nn.Module):
   features: int
   kernel: int
   stride: int
-  norm: functools.partial | None  # BatchNorm with its settings, or None for no normalization.
+  normalization: str  # A name in bn_repro.models.normalization.NORMALIZATIONS.
+  norm: functools.partial | None  # BatchNorm with its settings, or None for no BN.
   nonlinearity: str
   conv_bias: bool
   depthwise_multiplier: int = 0  # > 0: a depthwise convolution with this channel multiplier.
@@ -64,19 +66,29 @@ class ConvUnit(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.depthwise_multiplier:
-      features, groups = x.shape[-1] * self.depthwise_multiplier, x.shape[-1]
+      if norm_lib.uses_weight_norm(self.normalization):
+        raise ValueError("The 'separable' stem has no weight-normalized form; use another stem.")
+      x = nn.Conv(
+        x.shape[-1] * self.depthwise_multiplier,
+        (self.kernel, self.kernel),
+        strides=self.stride,
+        padding='SAME',
+        feature_group_count=x.shape[-1],
+        use_bias=self.conv_bias,
+        kernel_init=_KERNEL_INIT,
+        dtype=x.dtype,
+      )(x)
     else:
-      features, groups = self.features, 1
-    x = nn.Conv(
-      features,
-      (self.kernel, self.kernel),
-      strides=self.stride,
-      padding='SAME',
-      feature_group_count=groups,
-      use_bias=self.conv_bias,
-      kernel_init=nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal'),
-      dtype=x.dtype,
-    )(x)
+      x = norm_lib.linear_layer(
+        self.normalization,
+        self.features,
+        # WN's b is part of its reparameterization (set by the data-dependent init).
+        use_bias=self.conv_bias or self.normalization == 'weight',
+        kernel_init=_KERNEL_INIT,
+        kernel_size=(self.kernel, self.kernel),
+        strides=self.stride,
+        dtype=x.dtype,
+      )(x)
     if self.norm is not None:
       x = self.norm()(x)
     return get_nonlinearity(self.nonlinearity)(x)
@@ -136,7 +148,8 @@ class BNInception(nn.Module):
   Attributes:
     num_classes: classifier outputs (1000 for ImageNet).
     nonlinearity: 'relu' (the paper), 'sigmoid' (BN-x5-Sigmoid), 'tanh', ...
-    normalization: 'batch' (BN before every nonlinearity) or 'none' (Inception).
+    normalization: 'batch' (BN before every nonlinearity), 'none' (Inception), or
+      another of `bn_repro.models.normalization.NORMALIZATIONS` (the WN study).
     dropout_rate: before the classifier (Inception: 0.4; the BN variants remove it).
     lrn: local response normalization after the stem convolutions (Inception only).
     stem, pool_proj_4cd, conv_bias: the table's readings (module docstring).
@@ -163,20 +176,21 @@ class BNInception(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     if self.stem not in STEMS:
       raise ValueError(f'Unknown stem {self.stem!r}; expected one of {STEMS}.')
-    if self.normalization not in ('none', 'batch'):
-      raise ValueError(f"Unknown normalization {self.normalization!r}; expected 'none' or 'batch'.")
-    norm = None
-    if self.normalization == 'batch':
-      norm = functools.partial(
-        layers.BatchNorm,
-        use_running_average=not train,
-        momentum=self.bn_momentum,
-        epsilon=self.bn_epsilon,
-        group_size=self.bn_group_size,
-        axis_name=self.axis_name,
-      )
+    norm_lib.check_normalization(self.normalization)
+    norm = norm_lib.batch_norm_factory(
+      self.normalization,
+      train=train,
+      momentum=self.bn_momentum,
+      epsilon=self.bn_epsilon,
+      group_size=self.bn_group_size,
+      axis_name=self.axis_name,
+    )
     unit = functools.partial(
-      ConvUnit, norm=norm, nonlinearity=self.nonlinearity, conv_bias=self.conv_bias
+      ConvUnit,
+      normalization=self.normalization,
+      norm=norm,
+      nonlinearity=self.nonlinearity,
+      conv_bias=self.conv_bias,
     )
 
     def w(c):

@@ -3,6 +3,10 @@
 Three hidden layers of 100 units, y = g(Wu + b), and a 10-way softmax layer. In
 the BN variant every hidden layer computes g(BN(Wu)): the bias b is dropped
 because BN's mean subtraction cancels it and beta takes its role (Sec. 3.2).
+The normalization studies vary this: the normalization kind
+(`bn_repro.models.normalization`), BN on the layer input u instead of Wu
+(`bn_position='input'`), a redundant pre-BN bias, and BN statistics held out of
+the gradient (the Sec. 2 example).
 """
 
 from collections.abc import Sequence
@@ -11,22 +15,26 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bn_repro import layers
+from bn_repro.models import normalization as norm_lib
 from bn_repro.nonlinearities import get_nonlinearity
 
-NORMALIZATIONS = ('none', 'batch')
+BN_POSITIONS = ('preactivation', 'input')
 
 
 class MLP(nn.Module):
-  """Multilayer perceptron with optional batch normalization before each nonlinearity.
+  """Multilayer perceptron with optional normalization of each hidden layer.
 
   Attributes:
     hidden_sizes: units per hidden layer (the paper: 100, 100, 100).
     num_classes: output units (10 for MNIST).
     nonlinearity: a name in `bn_repro.nonlinearities.NONLINEARITIES`.
-    normalization: 'none' (the paper's baseline) or 'batch' (BN on Wu).
-    init_std: std of the Gaussian initialization of every weight matrix; the
-      paper says only "small random Gaussian values".
+    normalization: a name in `bn_repro.models.normalization.NORMALIZATIONS`.
+    init_std: std of the Gaussian initialization of every unnormalized weight
+      matrix; the paper says only "small random Gaussian values".
+    bn_position: 'preactivation' (BN on Wu, the paper's choice) or 'input' (BN on
+      u, the previous layer's output, Sec. 3.2's rejected alternative; then W u keeps b).
+    pre_bn_bias: keep the bias b in BN(Wu + b), which BN's centring makes redundant.
+    bn_stop_gradient: `bn_repro.layers.BatchNorm.stop_gradient` (Sec. 2 ablation).
     bn_momentum, bn_epsilon, bn_group_size: see `bn_repro.layers.BatchNorm`.
     axis_name: the data-parallel mesh axis, passed to BatchNorm.
   """
@@ -36,6 +44,9 @@ class MLP(nn.Module):
   nonlinearity: str
   normalization: str
   init_std: float
+  bn_position: str = 'preactivation'
+  pre_bn_bias: bool = False
+  bn_stop_gradient: str = 'none'
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-5
   bn_group_size: int | None = None
@@ -46,27 +57,37 @@ class MLP(nn.Module):
     """Maps images `(N, H, W, C)` or `(N, D)` to logits `(N, num_classes)`.
 
     The input of each hidden layer's nonlinearity, shape `(N, units)`, is sown
-    into the `intermediates` collection as `preactivation` (Figure 1(b, c)).
+    into the `intermediates` collection as `preactivationI` (Figure 1(b, c)).
     """
-    if self.normalization not in NORMALIZATIONS:
-      raise ValueError(
-        f'Unknown normalization {self.normalization!r}; expected one of {NORMALIZATIONS}.'
-      )
+    norm_lib.check_normalization(self.normalization)
+    if self.bn_position not in BN_POSITIONS:
+      raise ValueError(f'Unknown bn_position {self.bn_position!r}; expected one of {BN_POSITIONS}.')
     g = get_nonlinearity(self.nonlinearity)
     kernel_init = nn.initializers.normal(stddev=self.init_std)
-    use_bn = self.normalization == 'batch'
+    bn = norm_lib.batch_norm_factory(
+      self.normalization,
+      train=train,
+      stop_gradient=self.bn_stop_gradient,
+      momentum=self.bn_momentum,
+      epsilon=self.bn_epsilon,
+      group_size=self.bn_group_size,
+      axis_name=self.axis_name,
+    )
+    bn_on_input = bn is not None and self.bn_position == 'input'
+    bn_on_preactivation = bn is not None and not bn_on_input
     x = x.reshape((x.shape[0], -1))
     for i, units in enumerate(self.hidden_sizes):
-      x = nn.Dense(units, use_bias=not use_bn, kernel_init=kernel_init, name=f'dense{i}')(x)
-      if use_bn:
-        x = layers.BatchNorm(
-          use_running_average=not train,
-          momentum=self.bn_momentum,
-          epsilon=self.bn_epsilon,
-          group_size=self.bn_group_size,
-          axis_name=self.axis_name,
-          name=f'bn{i}',
-        )(x)
+      if bn_on_input:
+        x = bn(name=f'bn{i}')(x)
+      x = norm_lib.linear_layer(
+        self.normalization,
+        units,
+        use_bias=self.pre_bn_bias or not bn_on_preactivation,
+        kernel_init=kernel_init,
+        name=f'dense{i}',
+      )(x)
+      if bn_on_preactivation:
+        x = bn(name=f'bn{i}')(x)
       self.sow('intermediates', f'preactivation{i}', x)
       x = g(x)
     return nn.Dense(self.num_classes, kernel_init=kernel_init, name='logits')(x).astype(jnp.float32)

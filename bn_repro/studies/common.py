@@ -1,0 +1,206 @@
+"""What every normalization study shares: training its arms, reading their curves,
+restoring a trained network, and writing its figure, table and record.
+
+A study trains its arms with the ordinary trainer (`bn_repro.train`) into
+`WORKDIR/<study>/<arm>` (a finished arm is reused, an interrupted one resumes)
+and writes `OUT/<study>/{figure.png, table.md, summary.json}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from bn_repro import data as data_lib
+from bn_repro import models, train
+from bn_repro.checkpointing import Checkpointer
+from bn_repro.config_files import load_config, override
+from bn_repro.run_info import git_commit, hardware_description
+from bn_repro.tensorboard import read_scalars
+
+Curve = list[tuple[int, float]]
+
+
+_SMALL_INCEPTION_SMOKE = {
+  'model__width': 1 / 32,
+  'log_every': 10,
+  'eval_every': 10,
+  'checkpoint_every': 10,
+}
+
+
+@dataclasses.dataclass
+class StudyContext:
+  """Where a study writes and how big it runs.
+
+  Attributes:
+    name: the study's name (its directory under `workdir` and `out`).
+    workdir: root of the arms' training directories.
+    out: root of the results.
+    smoke: tiny runs (the `smoke` config option, few steps) for tests; results of
+      a smoke run are not findings.
+  """
+
+  name: str
+  workdir: pathlib.Path
+  out: pathlib.Path
+  smoke: bool = False
+
+  @property
+  def out_dir(self) -> pathlib.Path:
+    return self.out / self.name
+
+  def steps(self, full: int) -> int:
+    """`full` training steps, or 20 in smoke mode."""
+    return 20 if self.smoke else full
+
+  def config(self, spec: str, **fields: object) -> ml_collections.ConfigDict:
+    """`configs/FILE.py:ARG` with `fields` overridden; tiny in smoke mode.
+
+    Smoke mode appends the `smoke` option, except to the Inception proxy (`,small`),
+    whose smoke option would switch to ImageNet: that one is only narrowed.
+    """
+    if self.smoke and spec.endswith(',small'):
+      fields = {**_SMALL_INCEPTION_SMOKE, **fields}
+    elif self.smoke:
+      spec += ',smoke'
+    return override(load_config(spec), **fields)
+
+
+@dataclasses.dataclass
+class Arm:
+  """One finished (or diverged) training run of a study.
+
+  Attributes:
+    scalars: every logged tag -> [(step, value)].
+    diverged_at: the step whose loss became non-finite, or None.
+    workdir: its training directory.
+  """
+
+  scalars: dict[str, Curve]
+  diverged_at: int | None
+  workdir: pathlib.Path
+
+  def curve(self, tag: str) -> Curve:
+    return self.scalars.get(tag, [])
+
+  def final(self, tag: str) -> float | None:
+    curve = self.curve(tag)
+    return curve[-1][1] if curve else None
+
+  def steps_to(self, tag: str, threshold: float) -> int | None:
+    """The first step at which `tag` reached `threshold`, or None."""
+    return next((s for s, v in self.curve(tag) if v >= threshold), None)
+
+  def seconds_per_step(self) -> float | None:
+    """Wall time per step after the first logging period (which holds the compilation)."""
+    elapsed = self.curve('train/elapsed_s')
+    if len(elapsed) < 2:
+      return None
+    (first_step, first), (last_step, last) = elapsed[0], elapsed[-1]
+    return (last - first) / (last_step - first_step)
+
+
+def train_arm(context: StudyContext, arm: str, config: ml_collections.ConfigDict) -> Arm:
+  """Trains (or resumes, or reuses) one arm; divergence is a result, not an error."""
+  workdir = context.workdir / context.name / arm
+  print(f'[{context.name}] arm {arm!r}: {config.num_steps} steps into {workdir}', flush=True)
+  diverged_at = None
+  try:
+    train.train_and_evaluate(config, workdir)
+  except train.TrainingDivergedError as error:
+    diverged_at = error.step
+    print(f'[{context.name}] arm {arm!r} diverged at step {error.step}.', flush=True)
+  return Arm(read_scalars(workdir), diverged_at, workdir)
+
+
+@dataclasses.dataclass
+class TrainedNetwork:
+  """A trained network restored on one device, with its data.
+
+  Attributes:
+    model: built without a mesh axis (runs on one device).
+    params, batch_stats: the restored variables.
+    dataset: the in-memory dataset it trained on.
+    preprocess: the config's image preprocessing.
+  """
+
+  model: object
+  params: object
+  batch_stats: object
+  dataset: data_lib.InMemoryDataset
+  preprocess: Callable[[jax.Array], jax.Array]
+
+  def test_inputs(self) -> tuple[jax.Array, np.ndarray]:
+    """Preprocessed test images `(N, H, W, C)` and labels `(N,)`."""
+    return self.preprocess(self.dataset.test_images), self.dataset.test_labels
+
+
+def restore(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainedNetwork:
+  """The newest checkpoint of the run in `workdir`."""
+  dataset = data_lib.load_dataset(config.input)
+  model = models.create_model(config.model, dataset.num_classes)
+  template = train.create_train_state(
+    config, model, np.zeros((1,) + dataset.train_images.shape[1:], np.float32)
+  )
+  checkpointer = Checkpointer(workdir / 'checkpoints', config.keep_checkpoints)
+  state = checkpointer.restore_latest(template)
+  checkpointer.close()
+  return TrainedNetwork(
+    model,
+    state.params,
+    state.batch_stats,
+    dataset,
+    data_lib.get_preprocessor(config.input.preprocess),
+  )
+
+
+def write_results(
+  context: StudyContext,
+  figure: object,
+  table: list[str],
+  record: dict[str, object],
+  started: float,
+  data: str,
+) -> None:
+  """Saves `figure` (matplotlib) and writes table.md and summary.json for the study."""
+  import matplotlib.pyplot as plt
+
+  out = context.out_dir
+  out.mkdir(parents=True, exist_ok=True)
+  figure.savefig(out / 'figure.png', dpi=110, bbox_inches='tight')
+  plt.close(figure)
+  wall = time.perf_counter() - started
+  provenance = (
+    f'Command: `scripts/study.sh {context.name}`. Data: {data}. Hardware: '
+    f'{hardware_description()}. Commit {git_commit()}. Study wall time {wall / 60:.1f} min'
+    f'{" (SMOKE RUN: tiny configs, not a result)" if context.smoke else ""}.'
+  )
+  (out / 'table.md').write_text('\n'.join(table + ['', provenance]) + '\n')
+  record = {
+    **record,
+    'study': context.name,
+    'data': data,
+    'hardware': hardware_description(),
+    'commit': git_commit(),
+    'wall_time_s': round(wall, 1),
+    'smoke': context.smoke,
+  }
+  (out / 'summary.json').write_text(json.dumps(record, indent=2, default=float) + '\n')
+  print('\n'.join(table), flush=True)
+
+
+def fmt(value: object, pattern: str = '{:.4f}') -> str:
+  """A table cell: '—' for a missing value."""
+  return '—' if value is None else pattern.format(value)
+
+
+MNIST_DATA = 'real MNIST (60k train, 10k test), binarized at 1/2'
+FASHION_DATA = 'real Fashion-MNIST (60k train, 10k test), the small BN-Inception proxy'

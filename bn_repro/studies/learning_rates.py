@@ -1,0 +1,180 @@
+"""Study 6: higher learning rates (Sec. 3.3) and BN's invariance to the weight scale.
+
+Sweep: final test accuracy against the learning rate, with and without BN, on the
+MNIST MLP and on the small BN-Inception proxy (`inception` vs `bn_baseline`, which
+differ only by BN, at the paper's x1, x5 and x30 multiples of the proxy's base LR);
+the largest LR that still trains (no divergence, final accuracy at least
+`TRAINS_ABOVE`).
+
+Weight scale: Sec. 3.3 states BN((aW)u) = BN(Wu), d BN((aW)u)/du = d BN(Wu)/du and
+d BN((aW)u)/d(aW) = (1/a) d BN(Wu)/dW. Measured on the BN MLP at initialization, with
+every hidden weight matrix multiplied by a, on one real training batch (no BN: the
+same for contrast). BN's epsilon breaks the invariance slightly for units of small
+variance; the epsilon-0 row isolates it.
+"""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+
+from bn_repro import data as data_lib
+from bn_repro import models, train
+from bn_repro.steps import cross_entropy_loss
+from bn_repro.studies.common import (
+  FASHION_DATA,
+  MNIST_DATA,
+  StudyContext,
+  fmt,
+  train_arm,
+  write_results,
+)
+
+MLP_RATES = (0.5, 2.0, 8.0, 32.0, 128.0)
+MLP_STEPS = 10_000
+INCEPTION_MULTIPLES = (1.0, 5.0, 30.0)
+INCEPTION_STEPS = 1_000
+TRAINS_ABOVE = {'mlp': 0.9, 'inception': 0.5}
+WEIGHT_SCALES = (0.01, 0.1, 10.0, 100.0)
+
+
+def _sweep(context: StudyContext) -> dict[tuple[str, str, float], dict]:
+  """{(model, variant, learning rate): {final_test_accuracy, diverged_at}}."""
+  results = {}
+  runs = [
+    ('mlp', 'configs/mnist.py', v, r, MLP_STEPS) for v in ('baseline', 'bn') for r in MLP_RATES
+  ]
+  runs += [
+    ('inception', 'configs/inception.py', v, m, INCEPTION_STEPS)
+    for v in ('inception', 'bn_baseline')
+    for m in INCEPTION_MULTIPLES
+  ]
+  for model, path, variant, rate, steps in runs:
+    spec = f'{path}:{variant}' + (',small' if model == 'inception' else '')
+    rate_field = 'optimizer__lr_multiple' if model == 'inception' else 'optimizer__learning_rate'
+    config = context.config(
+      spec,
+      num_steps=context.steps(steps),
+      checkpoint_every=context.steps(steps),
+      **{rate_field: rate},
+    )
+    if model == 'inception':
+      rate = config.optimizer.learning_rate * rate  # The effective learning rate.
+    arm = train_arm(context, f'{model}_{variant}_lr{rate:g}', config)
+    results[model, variant, rate] = {
+      'final_test_accuracy': None if arm.diverged_at else arm.final('eval/accuracy'),
+      'diverged_at': arm.diverged_at,
+    }
+  return results
+
+
+def _scaled_kernels(params: dict, a: float) -> dict:
+  """`params` with every hidden layer's weight matrix multiplied by `a`."""
+  return {
+    name: {**layer, 'kernel': layer['kernel'] * a} if name.startswith('dense') else layer
+    for name, layer in params.items()
+  }
+
+
+def _relative(x: jax.Array, reference: jax.Array) -> float:
+  return float(jnp.max(jnp.abs(x - reference)) / jnp.max(jnp.abs(reference)))
+
+
+def _weight_scale_response(config: object) -> dict[float, dict[str, float]]:
+  """For each a: relative changes of logits, input gradients and a x weight gradients."""
+  dataset = data_lib.load_dataset(config.input)
+  model = models.create_model(config.model, dataset.num_classes)
+  images = data_lib.get_preprocessor(config.input.preprocess)(dataset.train_images[:60])
+  labels = dataset.train_labels[:60]
+  state = train.create_train_state(config, model, images)
+
+  def loss_and_logits(params, x):
+    logits, _ = model.apply(
+      {'params': params, 'batch_stats': state.batch_stats}, x, train=True, mutable=['batch_stats']
+    )
+    return cross_entropy_loss(logits, labels), logits
+
+  gradients = jax.jit(jax.grad(loss_and_logits, argnums=(0, 1), has_aux=True))
+  (reference_params, reference_input), reference_logits = gradients(state.params, images)
+  out = {}
+  for a in WEIGHT_SCALES:
+    (grad_params, grad_input), logits = gradients(_scaled_kernels(state.params, a), images)
+    out[a] = {
+      'logits': _relative(logits, reference_logits),
+      'input_gradient': _relative(grad_input, reference_input),
+      'weight_gradient_times_a': max(
+        _relative(a * grad_params[name]['kernel'], reference_params[name]['kernel'])
+        for name in grad_params
+        if name.startswith('dense')
+      ),
+    }
+  return out
+
+
+def run(context: StudyContext) -> None:
+  started = time.perf_counter()
+  sweep = _sweep(context)
+  scale = {
+    v: _weight_scale_response(context.config(f'configs/mnist.py:{v}')) for v in ('bn', 'baseline')
+  }
+
+  figure, axes = plt.subplots(1, 2, figsize=(12, 4))
+  largest = {}
+  for ax, model in zip(axes, ('mlp', 'inception'), strict=True):
+    for variant in sorted({v for m, v, _ in sweep if m == model}):
+      rates = sorted(r for m, v, r in sweep if m == model and v == variant)
+      accuracy = [sweep[model, variant, r]['final_test_accuracy'] or 0.0 for r in rates]
+      ax.semilogx(rates, accuracy, 'o-', label=variant)
+      trains = [r for r, a in zip(rates, accuracy, strict=True) if a >= TRAINS_ABOVE[model]]
+      largest[model, variant] = max(trains, default=None)
+    ax.set(xlabel='learning rate', ylabel='final test accuracy (0: diverged)', ylim=(0, 1))
+    ax.legend()
+  axes[0].set_title(f'MNIST MLP, {context.steps(MLP_STEPS)} steps')
+  axes[1].set_title(f'small BN-Inception proxy, {context.steps(INCEPTION_STEPS)} steps')
+  figure.suptitle('Study 6: accuracy vs learning rate, with and without BN')
+
+  table = [
+    'Final test accuracy by learning rate ("div@N": diverged at step N). '
+    f'MLP: {context.steps(MLP_STEPS)} steps, plain SGD, batch 60. Inception proxy: '
+    f'{context.steps(INCEPTION_STEPS)} steps, momentum 0.9, batch 32.',
+    '',
+    '| model | variant | learning rate: final test accuracy | largest LR that trains |',
+    '|---|---|---|---|',
+  ]
+  for (model, variant), rate in largest.items():
+    cells = ', '.join(
+      f'{r:g}: '
+      + (f'div@{v["diverged_at"]}' if v['diverged_at'] else fmt(v['final_test_accuracy']))
+      for (m, var, r), v in sweep.items()
+      if m == model and var == variant
+    )
+    table.append(f'| {model} | {variant} | {cells} | {fmt(rate, "{:g}")} |')
+  table += [
+    '',
+    f'Trains: no divergence and final test accuracy >= {TRAINS_ABOVE["mlp"]} (MLP), '
+    f'{TRAINS_ABOVE["inception"]} (Inception proxy).',
+    '',
+    'Weight scale (Sec. 3.3), MLP at initialization, every hidden W multiplied by a, one '
+    'real batch of 60: max relative change of the logits, of dloss/du (input), and of '
+    'a x dloss/dW against dloss/dW.',
+    '',
+    '| network | a | logits | input gradient | a x weight gradient |',
+    '|---|---|---|---|---|',
+    *[
+      f'| {variant} | {a:g} | {r["logits"]:.2g} | {r["input_gradient"]:.2g} | '
+      f'{r["weight_gradient_times_a"]:.2g} |'
+      for variant, by_scale in scale.items()
+      for a, r in by_scale.items()
+    ],
+  ]
+  record = {
+    'sweep': [
+      {'model': m, 'variant': v, 'learning_rate': r, **res} for (m, v, r), res in sweep.items()
+    ],
+    'largest_lr_that_trains': [
+      {'model': m, 'variant': v, 'learning_rate': r} for (m, v), r in largest.items()
+    ],
+    'weight_scale': scale,
+  }
+  write_results(context, figure, table, record, started, f'{MNIST_DATA}; {FASHION_DATA}')
