@@ -116,7 +116,11 @@ def run(context: StudyContext) -> None:
   started = time.perf_counter()
   sweep = _sweep(context)
   scale = {
-    v: _weight_scale_response(context.config(f'configs/mnist.py:{v}')) for v in ('bn', 'baseline')
+    'bn': _weight_scale_response(context.config('configs/mnist.py:bn')),
+    'bn, epsilon 0': _weight_scale_response(
+      context.config('configs/mnist.py:bn', model__bn__epsilon=0.0)
+    ),
+    'baseline': _weight_scale_response(context.config('configs/mnist.py:baseline')),
   }
 
   figure, axes = plt.subplots(1, 2, figsize=(12, 4))
