@@ -21,7 +21,7 @@ def test_variants_differ_only_in_normalization():
 
 
 def test_unknown_variant_and_option_name_the_valid_ones():
-  with pytest.raises(ValueError, match=r"'bogus'.*\('baseline', 'bn'\)"):
+  with pytest.raises(ValueError, match=r"'bogus'.*\('baseline', 'bn', 'bn_bias', "):
     load_config('configs/mnist.py:bogus')
   with pytest.raises(ValueError, match=r"'fast'.*\('smoke',\)"):
     load_config('configs/mnist.py:bn,fast')

@@ -65,8 +65,10 @@ class StudyContext:
     """`configs/FILE.py:ARG` with `fields` overridden; tiny in smoke mode.
 
     Smoke mode appends the `smoke` option, except to the Inception proxy (`,small`),
-    whose smoke option would switch to ImageNet: that one is only narrowed.
+    whose smoke option would switch to ImageNet: that one is only narrowed. Studies
+    train on one device (their batches of 32 or 60 do not split over every mesh).
     """
+    fields = {'num_devices': 1, **fields}
     if self.smoke and spec.endswith(',small'):
       fields = {**_SMALL_INCEPTION_SMOKE, **fields}
     elif self.smoke:
@@ -143,14 +145,17 @@ class TrainedNetwork:
     return self.preprocess(self.dataset.test_images), self.dataset.test_labels
 
 
-def restore(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainedNetwork:
-  """The newest checkpoint of the run in `workdir`."""
+def restore(config: ml_collections.ConfigDict, checkpoint_dir: pathlib.Path) -> TrainedNetwork:
+  """The newest checkpoint in `checkpoint_dir` (WORKDIR/checkpoints, WORKDIR/best_checkpoint
+  or WORKDIR/population_checkpoint) of a run of `config`."""
   dataset = data_lib.load_dataset(config.input)
   model = models.create_model(config.model, dataset.num_classes)
   template = train.create_train_state(
     config, model, np.zeros((1,) + dataset.train_images.shape[1:], np.float32)
   )
-  checkpointer = Checkpointer(workdir / 'checkpoints', config.keep_checkpoints)
+  checkpointer = Checkpointer(checkpoint_dir, config.keep_checkpoints)
+  if checkpointer.latest_step() is None:
+    raise FileNotFoundError(f'No checkpoint in {checkpoint_dir}.')
   state = checkpointer.restore_latest(template)
   checkpointer.close()
   return TrainedNetwork(

@@ -41,7 +41,7 @@ def run(context: StudyContext) -> None:
       population_stats__num_batches=POPULATION_BATCHES,
     )
     arm = train_arm(context, f'group_{g}', config)
-    network = restore(config, arm.workdir)
+    network = restore(config, arm.workdir / 'checkpoints')
     images, labels = network.test_inputs()
     rows[g] = {
       'train_accuracy': float(np.mean([v for _, v in arm.curve('train/accuracy')[-10:]])),

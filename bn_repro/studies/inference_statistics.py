@@ -47,7 +47,7 @@ def run(context: StudyContext) -> None:
       population_stats__every_eval=momentum == 0.99,
     )
     arms[momentum] = train_arm(context, f'momentum_{momentum}', config)
-    networks[momentum] = restore(config, arms[momentum].workdir)
+    networks[momentum] = restore(config, arms[momentum].workdir / 'checkpoints')
   main = networks[0.99]
   images, labels = main.test_inputs()
   parameter_gap = max(

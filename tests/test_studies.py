@@ -1,0 +1,108 @@
+"""The trainer's study features and the study scripts, on tfds.testing.mock_data."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from bn_repro import data as data_lib
+from bn_repro import train
+from bn_repro.config_files import load_config, override
+from bn_repro.evaluate import batch_statistics_accuracy
+from bn_repro.studies import STUDIES
+from bn_repro.studies.common import StudyContext, restore
+from bn_repro.tensorboard import read_scalars
+
+
+@pytest.fixture(autouse=True)
+def mock_mnist(tmp_path):
+  with tfds.testing.mock_data(num_examples=240, data_dir=str(tmp_path / 'no_real_data')):
+    yield
+
+
+def _config(variant='bn', **fields):
+  fields.setdefault('num_devices', 2)
+  return override(load_config(f'configs/mnist.py:{variant},smoke'), **fields)
+
+
+def test_trainer_population_statistics_follow_algorithm_2(tmp_path):
+  config = _config(population_stats__num_batches=3, population_stats__every_eval=True)
+  train.train_and_evaluate(config, tmp_path)
+  scalars = read_scalars(tmp_path)
+  assert [s for s, _ in scalars['eval_population/accuracy']] == [10, 20]
+
+  population = restore(
+    config, tmp_path / 'checkpoints'
+  )  # The moving-average checkpoint's params...
+  final = restore(config, tmp_path / 'population_checkpoint')  # ...and the population one's.
+  jax.tree.map(np.testing.assert_array_equal, final.params, population.params)
+  # Layer 0 by hand over the first 3 training batches: x W, m = 60 examples per batch.
+  dataset = data_lib.load_dataset(config.input)
+  indices = data_lib.batch_indices(len(dataset.train_labels), 60, config.seed, 0, 3)
+  kernel = np.asarray(final.params['dense0']['kernel'], np.float64)
+  inputs = [
+    (dataset.train_images[i].reshape(60, -1) > 127).astype(np.float64) @ kernel for i in indices
+  ]
+  np.testing.assert_allclose(
+    final.batch_stats['bn0']['mean'], np.mean([u.mean(0) for u in inputs], 0), atol=1e-5
+  )
+  np.testing.assert_allclose(
+    final.batch_stats['bn0']['var'], 60 / 59 * np.mean([u.var(0) for u in inputs], 0), rtol=1e-4
+  )
+
+
+def test_parameter_norms_are_logged(tmp_path):
+  config = _config(log_param_norms=True)
+  train.train_and_evaluate(config, tmp_path)
+  scalars = read_scalars(tmp_path)
+  params = restore(config, tmp_path / 'checkpoints').params
+  assert scalars['params/dense1/kernel'][-1] == (
+    20,
+    pytest.approx(float(np.linalg.norm(params['dense1']['kernel'])), rel=1e-5),
+  )
+  assert 'params/bn0/scale' in scalars and 'params/dense0/bias' not in scalars
+
+
+def test_pre_bn_bias_does_not_change_training(tmp_path):
+  """Study 4 as a test: BN(Wu + b) trains exactly like BN(Wu) (Sec. 3.2)."""
+  losses = {}
+  for variant in ('bn', 'bn_bias'):
+    train.train_and_evaluate(_config(variant, num_steps=40), tmp_path / variant)
+    losses[variant] = [v for _, v in read_scalars(tmp_path / variant)['train/loss']]
+  np.testing.assert_allclose(losses['bn'], losses['bn_bias'], rtol=1e-5)
+  assert losses['bn'][-1] < losses['bn'][0]  # It trained.
+
+
+def test_batch_statistics_accuracy_normalizes_each_test_batch_on_its_own(tmp_path):
+  config = _config()
+  train.train_and_evaluate(config, tmp_path)
+  network = restore(config, tmp_path / 'checkpoints')
+  images, labels = network.test_inputs()
+  variables = {'params': network.params, 'batch_stats': network.batch_stats}
+  for batch_size in (4, 10):
+    correct = 0
+    for start in range(0, len(labels) - len(labels) % batch_size, batch_size):
+      logits, _ = network.model.apply(
+        variables, images[start : start + batch_size], train=True, mutable=['batch_stats']
+      )
+      correct += int(np.sum(np.argmax(logits, -1) == labels[start : start + batch_size]))
+    expected = correct / (len(labels) - len(labels) % batch_size)
+    accuracy = batch_statistics_accuracy(
+      network.model, network.params, network.batch_stats, images, labels, batch_size
+    )
+    assert accuracy == pytest.approx(expected)
+
+
+@pytest.mark.parametrize('name', ['bias_redundancy', 'group_size'])
+def test_study_writes_figure_table_and_record(tmp_path, name):
+  context = StudyContext(name, tmp_path / 'runs', tmp_path / 'out', smoke=True)
+  STUDIES[name].run(context)
+  out = tmp_path / 'out' / name
+  assert (out / 'figure.png').stat().st_size > 10_000
+  assert 'SMOKE RUN' in (out / 'table.md').read_text()
+  record = json.loads((out / 'summary.json').read_text())
+  assert record['study'] == name and record['smoke']
+  if name == 'bias_redundancy':
+    assert max(record['max_abs_difference'].values()) < 1e-4
