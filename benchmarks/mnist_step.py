@@ -9,50 +9,16 @@ the step's matmul FLOPs divided by its time, over this machine's float32 matmul
 rate measured in the same process (best of several square matmuls).
 """
 
-import time
-
 import jax
-import jax.numpy as jnp
 from absl import app, flags
 
+from benchmarks.roofline import matmul_flops, measure_matmul_peak
 from benchmarks.timing import time_training_steps
 from bn_repro.config_files import load_config
 
 _STEPS_PER_CALL = flags.DEFINE_integer('steps_per_call', 500, 'Steps fused per host call.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per arm (the best is reported).')
 _UNROLL = flags.DEFINE_integer('scan_unroll', 1, 'lax.scan unroll factor of the fused steps.')
-
-
-def matmul_flops(
-  image_size: int, hidden_sizes: tuple[int, ...], num_classes: int, batch: int
-) -> int:
-  """Matmul FLOPs of one SGD step of the MLP: forward, weight and input gradients.
-
-  Forward 2*B*sum(in*out); weight gradients the same; input gradients for every
-  layer but the first (the data needs none).
-  """
-  sizes = (image_size, *hidden_sizes, num_classes)
-  products = [a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
-  return 2 * batch * (3 * sum(products) - products[0])
-
-
-def measure_matmul_peak(seconds_per_size: float = 1.0) -> float:
-  """Best sustained float32 FLOP/s over square matmuls of a few sizes, default device.
-
-  Each size runs back to back for `seconds_per_size`, longer than a CPU quota
-  period, so short bursts above the machine's share do not inflate the peak.
-  """
-  best = 0.0
-  for n in (512, 1024, 2048):
-    a = jnp.ones((n, n), jnp.float32)
-    dot = jax.jit(lambda x: x @ x)
-    dot(a).block_until_ready()
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds_per_size:
-      dot(a).block_until_ready()
-      count += 1
-    best = max(best, 2 * n**3 * count / (time.perf_counter() - start))
-  return best
 
 
 def time_arm(variant: str, steps_per_call: int, repeats: int) -> tuple[float, int]:

@@ -14,6 +14,47 @@ from bn_repro.inputs import InMemoryTrainInput
 from bn_repro.steps import AXIS, create_mesh, make_train_chunk_fn
 
 
+class TrainingBench:
+  """A config's fused training loop on SYNTHETIC uint8 images (timing only), one device.
+
+  Attributes:
+    state: the initial TrainState (seeded by the config).
+    images, labels: the synthetic training set, uint8 `(N, H, W, C)` and int32 `(N,)`.
+    train_input: `bn_repro.inputs.InMemoryTrainInput` over them (batch order of seed 0).
+    chunk: `bn_repro.steps.make_train_chunk_fn`'s jitted function.
+  """
+
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    image_shape: tuple[int, ...],
+    num_classes: int,
+    scan_unroll: int,
+  ):
+    mesh = create_mesh(1)
+    rng = np.random.default_rng(0)
+    num_examples = max(2 * config.batch_size, 1000)
+    self.images = rng.integers(0, 256, (num_examples, *image_shape), dtype=np.uint8)
+    self.labels = rng.integers(0, num_classes, num_examples).astype(np.int32)
+    model = models.create_model(config.model, num_classes, axis_name=AXIS)
+    self.state = jax.device_put(
+      train.create_train_state(config, model, np.zeros((1,) + image_shape, np.float32)),
+      NamedSharding(mesh, P()),
+    )
+    self.train_input = InMemoryTrainInput(
+      self.images, self.labels, config.input, config.batch_size, 0, mesh
+    )
+    self.chunk = make_train_chunk_fn(
+      model,
+      data_lib.get_preprocessor(config.input.preprocess),
+      mesh,
+      self.train_input,
+      seed=0,
+      distortion_strength=config.input.distortion_strength,
+      scan_unroll=scan_unroll,
+    )
+
+
 def time_training_steps(
   config: ml_collections.ConfigDict,
   image_shape: tuple[int, ...],
@@ -28,36 +69,20 @@ def time_training_steps(
   Returns:
     (compile seconds, best seconds per step over `repeats`, number of parameters).
   """
-  mesh = create_mesh(1)
-  rng = np.random.default_rng(0)
-  num_examples = max(2 * config.batch_size, 1000)
-  images = rng.integers(0, 256, (num_examples, *image_shape), dtype=np.uint8)  # Synthetic.
-  labels = rng.integers(0, num_classes, num_examples).astype(np.int32)
-  model = models.create_model(config.model, num_classes, axis_name=AXIS)
-  state = jax.device_put(
-    train.create_train_state(config, model, np.zeros((1,) + image_shape, np.float32)),
-    NamedSharding(mesh, P()),
-  )
-  train_input = InMemoryTrainInput(images, labels, config.input, config.batch_size, 0, mesh)
-  chunk = make_train_chunk_fn(
-    model,
-    data_lib.get_preprocessor(config.input.preprocess),
-    mesh,
-    train_input,
-    seed=0,
-    distortion_strength=config.input.distortion_strength,
-    scan_unroll=scan_unroll,
-  )
-  per_steps = [train_input.per_steps(i * steps_per_call, steps_per_call) for i in range(calls + 1)]
+  bench = TrainingBench(config, image_shape, num_classes, scan_unroll)
+  state, chunk, resident = bench.state, bench.chunk, bench.train_input.resident
+  per_steps = [
+    bench.train_input.per_steps(i * steps_per_call, steps_per_call) for i in range(calls + 1)
+  ]
   start = time.perf_counter()
-  state, metrics = chunk(state, train_input.resident, per_steps[0])
+  state, metrics = chunk(state, resident, per_steps[0])
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - start
   best = float('inf')
   for _ in range(repeats):
     start = time.perf_counter()
     for per_step in per_steps[1:]:
-      state, metrics = chunk(state, train_input.resident, per_step)
+      state, metrics = chunk(state, resident, per_step)
     jax.block_until_ready(metrics)
     best = min(best, (time.perf_counter() - start) / (calls * steps_per_call))
   return compile_s, best, sum(p.size for p in jax.tree.leaves(state.params))

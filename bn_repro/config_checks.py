@@ -2,6 +2,7 @@
 
 import ml_collections
 
+from bn_repro.data import STREAMING_DATASETS
 from bn_repro.layers import STOP_GRADIENT_MODES
 from bn_repro.models.mlp import BN_POSITIONS
 from bn_repro.models.normalization import NORMALIZATIONS
@@ -50,6 +51,12 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) 
       config[field] > 0 and config[field] % config.log_every == 0,
       f'{field}={config[field]} must be a positive multiple of log_every={config.log_every}.',
     )
+  require(config.num_seeds >= 1, f'num_seeds={config.num_seeds} must be at least 1.')
+  require(
+    config.num_seeds == 1 or config.input.dataset not in STREAMING_DATASETS,
+    f'num_seeds={config.num_seeds} needs an in-memory dataset; {config.input.dataset!r} '
+    'is streamed. Run the seeds as separate jobs.',
+  )
   normalization = config.model.normalization
   require(
     normalization in NORMALIZATIONS,

@@ -29,10 +29,13 @@ EvalBatch = tuple[jax.Array, jax.Array, jax.Array]  # images, labels, mask (Fals
 
 
 class InMemoryTrainInput:
-  """The whole training set on device (replicated); a step gathers its examples by index."""
+  """The whole training set on device (replicated); a step gathers its examples by index.
+
+  With `num_seeds` > 1, run s of a multi-seed program (`bn_repro.steps`) draws its
+  batches in the order of seed `seed + s`, as a single run of that seed would.
+  """
 
   resident_specs = (P(), P())
-  per_step_specs = P(None, AXIS)
 
   def __init__(
     self,
@@ -42,10 +45,14 @@ class InMemoryTrainInput:
     batch_size: int,
     seed: int,
     mesh: Mesh,
+    num_seeds: int = 1,
   ):
     self.resident = put_global((images, labels), NamedSharding(mesh, P()))
     self._num_examples = len(labels)
     self._input_config, self._batch_size, self._seed = input_config, batch_size, seed
+    self._num_seeds = num_seeds
+    # Indices (steps, batch), or (steps, seeds, batch): the batch axis is split over devices.
+    self.per_step_specs = P(None, AXIS) if num_seeds == 1 else P(None, None, AXIS)
     self._sharding = NamedSharding(mesh, self.per_step_specs)
 
   @staticmethod
@@ -54,16 +61,20 @@ class InMemoryTrainInput:
     return images[indices], labels[indices]
 
   def per_steps(self, first_step: int, num_steps: int) -> jax.Array:
-    """Example indices `(num_steps, batch)` of those steps, sharded over the batch."""
-    indices = data_lib.batch_indices(
-      self._num_examples,
-      self._batch_size,
-      self._seed,
-      first_step,
-      num_steps,
-      self._input_config.shuffle,
-      self._input_config.num_shards,
-    )
+    """Example indices `(num_steps, [seeds,] batch)` of those steps, sharded over the batch."""
+    per_seed = [
+      data_lib.batch_indices(
+        self._num_examples,
+        self._batch_size,
+        self._seed + s,
+        first_step,
+        num_steps,
+        self._input_config.shuffle,
+        self._input_config.num_shards,
+      )
+      for s in range(self._num_seeds)
+    ]
+    indices = per_seed[0] if self._num_seeds == 1 else np.stack(per_seed, axis=1)
     return put_global(indices, self._sharding)  # Every process draws the same indices.
 
 
@@ -181,7 +192,13 @@ def create_inputs(config: ml_collections.ConfigDict, mesh: Mesh) -> Inputs:
     num_eval_examples=len(dataset.test_labels),
     eval_batches=lambda: eval_batches,
     create_train_input=lambda step: InMemoryTrainInput(
-      dataset.train_images, dataset.train_labels, config.input, config.batch_size, config.seed, mesh
+      dataset.train_images,
+      dataset.train_labels,
+      config.input,
+      config.batch_size,
+      config.seed,
+      mesh,
+      config.num_seeds,
     ),
     train_batches=train_batches,
   )

@@ -7,6 +7,8 @@ import json
 import pathlib
 from collections.abc import Sequence
 
+import numpy as np
+
 Scalars = dict[str, list[tuple[int, float]]]
 
 ACCURACY_THRESHOLDS = (0.95, 0.97, 0.98)
@@ -41,11 +43,37 @@ def percentile_drift(scalars: Scalars) -> dict[str, float]:
   return ranges
 
 
+def seed_accuracies(scalars: Scalars) -> np.ndarray | None:
+  """Test accuracy `(seeds, evaluations)` of a multi-seed run (`config.num_seeds`), or None."""
+  tags = sorted(
+    (t for t in scalars if t.startswith('eval_seed') and t.endswith('/accuracy')),
+    key=lambda t: int(t.split('/')[0].removeprefix('eval_seed')),
+  )
+  if not tags:
+    return None
+  return np.array([[v for _, v in scalars[t]] for t in tags])
+
+
 def summarize_arm(scalars: Scalars) -> dict[str, object]:
-  """The summary.json entry of one arm; accuracies on the full test set."""
+  """The summary.json entry of one arm; accuracies on the full test set.
+
+  For a multi-seed run, `eval/accuracy` is the mean over the seeds, and the entry also
+  holds the standard deviation over the seeds at the report steps and each seed's final
+  accuracy. Percentiles follow the first seed.
+  """
   accuracy = scalars['eval/accuracy']
   by_step = dict(accuracy)
+  per_seed = seed_accuracies(scalars)
+  seeds = {}
+  if per_seed is not None:
+    std = dict(zip([s for s, _ in accuracy], per_seed.std(axis=0, ddof=1), strict=True))
+    seeds = {
+      'num_seeds': len(per_seed),
+      'test_accuracy_std_over_seeds_at': {str(s): std.get(s) for s in REPORT_STEPS},
+      'final_test_accuracy_per_seed': per_seed[:, -1].tolist(),
+    }
   return {
+    **seeds,
     'steps': accuracy[-1][0],
     'final_test_accuracy': accuracy[-1][1],
     'test_accuracy_at': {str(s): by_step.get(s) for s in REPORT_STEPS},
@@ -70,6 +98,10 @@ def plot_figure1(arms: dict[str, Scalars], path: pathlib.Path) -> None:
   for arm, scalars in arms.items():
     label, color, line = styles[arm]
     steps, values = zip(*scalars['eval/accuracy'], strict=True)
+    per_seed = seed_accuracies(scalars)
+    if per_seed is not None:
+      label += f' (mean; band: min-max of {len(per_seed)} seeds)'
+      axes[0].fill_between(steps, per_seed.min(0), per_seed.max(0), color=color, alpha=0.2)
     axes[0].plot(steps, values, line, color=color, label=label)
   axes[0].set_ylim(0.9, 1.0)
   axes[0].set_xlabel('training steps')
@@ -149,12 +181,13 @@ def _summary_markdown(record: dict) -> str:
     row('final test accuracy', [_fmt(arms[a]['final_test_accuracy']) for a in arms]),
   ]
   for step in REPORT_STEPS:
-    lines.append(
-      row(
-        f'test accuracy at {step // 1000}k steps',
-        [_fmt(arms[a]['test_accuracy_at'][str(step)]) for a in arms],
-      )
-    )
+
+    def cell(arm: dict, step: int = step) -> str:
+      mean = _fmt(arm['test_accuracy_at'][str(step)])
+      std = arm.get('test_accuracy_std_over_seeds_at', {}).get(str(step))
+      return mean if std is None else f'{mean} ± {std:.4f}'
+
+    lines.append(row(f'test accuracy at {step // 1000}k steps', [cell(arms[a]) for a in arms]))
   for t in ACCURACY_THRESHOLDS:
     lines.append(
       row(
@@ -175,6 +208,14 @@ def _summary_markdown(record: dict) -> str:
         [_fmt(arms[a]['percentile_drift_by_percentile'][f'p{p}'], '{:.3f}') for a in arms],
       )
     )
+  num_seeds = next(iter(arms.values())).get('num_seeds')
+  if num_seeds:
+    lines += [
+      '',
+      f'{num_seeds} seeds per arm, trained side by side (`config.num_seeds`): accuracies are',
+      'the mean over the seeds ± their standard deviation; steps-to-accuracy use the mean',
+      'curve; the percentiles follow the first seed.',
+    ]
   lines += [
     '',
     'Percentile drift: for one fixed unit (config `model.typical_unit`) of the last hidden',

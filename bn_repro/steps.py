@@ -83,6 +83,27 @@ def train_step(
   return state, {'loss': loss, 'accuracy': accuracy}
 
 
+def seed_axes(state: TrainState) -> TrainState:
+  """The vmap axes of a multi-seed TrainState: seeds lead every array but the step counter."""
+  return state.replace(step=None, params=0, opt_state=0, batch_stats=0)
+
+
+def seed_states(state: TrainState, num_seeds: int) -> list[TrainState]:
+  """The runs of a multi-seed TrainState as single-run states (`[state]` for one seed)."""
+  if num_seeds == 1:
+    return [state]
+  return [_run(state, i) for i in range(num_seeds)]
+
+
+def _run(state: TrainState, index: int) -> TrainState:
+  def take(tree):
+    return jax.tree.map(lambda x: x[index], tree)
+
+  return state.replace(
+    params=take(state.params), opt_state=take(state.opt_state), batch_stats=take(state.batch_stats)
+  )
+
+
 def make_train_chunk_fn(
   model: nn.Module,
   preprocess: Callable[[jax.Array], jax.Array],
@@ -92,6 +113,7 @@ def make_train_chunk_fn(
   seed: int,
   distortion_strength: float = 0.0,
   scan_unroll: int | bool = 1,
+  num_seeds: int = 1,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """Builds `chunk(state, resident, per_step) -> (state, metrics)` for T steps per call.
 
@@ -105,21 +127,33 @@ def make_train_chunk_fn(
   body runs convolutions several times slower than straight code
   (benchmarks/README.md), so conv nets unroll their few fused steps fully.
 
+  With `num_seeds` > 1, S = num_seeds independent runs (seeds `seed`, ..., `seed + S - 1`)
+  train side by side in one program (`jax.vmap`): every array of the state but the step
+  has a leading S axis (`seed_axes`), and so has each step's `per_step` after T.
+
   Returns:
     A jitted function returning the new state (donated in) and metrics
-    {'loss', 'accuracy'}, each float32 `(T,)`.
+    {'loss', 'accuracy'}, each float32 `(T,)`, or `(T, S)` for several seeds.
   """
-  base_key = jax.random.key(seed)
 
   def chunk(state, resident, per_steps):
-    def body(state, per_step):
-      step_key = jax.random.fold_in(jax.random.fold_in(base_key, state.step), lax.axis_index(AXIS))
+    def one_step(state, per_step, run_seed):
+      step_key = jax.random.fold_in(
+        jax.random.fold_in(jax.random.key(run_seed), state.step), lax.axis_index(AXIS)
+      )
       distort_key, dropout_key = jax.random.split(step_key)
       images, labels = train_input.fetch(resident, per_step)
       x = preprocess(images)
       if distortion_strength:
         x = data_lib.distort_photometric(x, distort_key, distortion_strength)
       return train_step(state, x, labels, dropout_key, model=model)
+
+    def body(state, per_step):
+      if num_seeds == 1:
+        return one_step(state, per_step, seed)
+      axes = seed_axes(state)
+      seeds = seed + jnp.arange(num_seeds)
+      return jax.vmap(one_step, in_axes=(axes, 0, 0), out_axes=(axes, 0))(state, per_step, seeds)
 
     length = jax.tree.leaves(per_steps)[0].shape[0]
     # An unroll covering the whole chunk must be True: `unroll=1` on a length-1 scan still

@@ -30,7 +30,14 @@ from bn_repro.population_stats import population_statistics_fn
 from bn_repro.preemption import PreemptedError, StopRequest
 from bn_repro.run_info import write_run_info
 from bn_repro.sharding import put_global, replicated_to_host
-from bn_repro.steps import AXIS, TrainState, create_mesh, make_eval_fn, make_train_chunk_fn
+from bn_repro.steps import (
+  AXIS,
+  TrainState,
+  create_mesh,
+  make_eval_fn,
+  make_train_chunk_fn,
+  seed_states,
+)
 from bn_repro.tensorboard import SummaryWriter, read_scalars, truncate_events
 from bn_repro.workdir import prepare_workdir
 
@@ -41,15 +48,24 @@ def create_train_state(
   """Initializes parameters (seeded by `config.seed`), BN statistics and optimizer state.
 
   `init_batch` `(n, H, W, C)`, preprocessed, is what the model sees at `init`: only
-  weight normalization's data-dependent initialization depends on its values.
+  weight normalization's data-dependent initialization depends on its values. With
+  `config.num_seeds` = S > 1, the S runs seeded `seed`..`seed + S - 1` are stacked on a
+  leading axis of every array but the step (`bn_repro.steps.seed_axes`).
   """
-  variables = model.init(jax.random.key(config.seed), init_batch, train=False)
-  return TrainState.create(
-    apply_fn=model.apply,
-    params=variables['params'],
-    batch_stats=variables.get('batch_stats', {}),
-    tx=optim.create_optimizer(config),
-  )
+
+  def init(seed: int | jax.Array) -> TrainState:
+    variables = model.init(jax.random.key(seed), init_batch, train=False)
+    return TrainState.create(
+      apply_fn=model.apply,
+      params=variables['params'],
+      batch_stats=variables.get('batch_stats', {}),
+      tx=optim.create_optimizer(config),
+    )
+
+  if config.num_seeds == 1:
+    return init(config.seed)
+  states = jax.vmap(init)(config.seed + jnp.arange(config.num_seeds))
+  return states.replace(step=states.step[0])
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -119,12 +135,18 @@ def train_and_evaluate(
     seed=config.seed,
     distortion_strength=config.input.distortion_strength,
     scan_unroll=config.scan_unroll,
+    num_seeds=config.num_seeds,
   )
   learning_rate = optim.create_learning_rate_schedule(config)
   evaluate = Evaluator(
     make_eval_fn(model, preprocess, mesh), inputs.eval_batches, inputs.num_eval_examples, mesh
   )
   population_stats = _population_stats_fn(config, inputs, preprocess)
+
+  num_seeds = config.num_seeds
+
+  def first_run(state: TrainState) -> TrainState:
+    return seed_states(state, num_seeds)[0]
 
   eval_metrics: dict[str, float] = {}
   start_time, start_step = time.perf_counter(), step
@@ -145,10 +167,10 @@ def train_and_evaluate(
         chunks.append(call_metrics)
       chunks = replicated_to_host(chunks)
       metrics = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-      losses = metrics['loss']
+      losses = metrics['loss']  # (steps,), or (steps, seeds)
       bad_value = _first_nonfinite(state)
       if bad_value or not np.all(np.isfinite(losses)):
-        finite = np.isfinite(losses)
+        finite = np.isfinite(losses).reshape(num, -1).all(axis=1)
         bad_step = step + (num if finite.all() else int(np.argmin(finite)) + 1)
         raise TrainingDivergedError(
           bad_step,
@@ -168,29 +190,27 @@ def train_and_evaluate(
           'train/learning_rate': float(learning_rate(step)),
           'train/steps_per_sec': steps_per_sec,
           'train/elapsed_s': elapsed_before + elapsed,
-          **(_parameter_norms(state.params) if config.log_param_norms else {}),
+          **(_parameter_norms(first_run(state).params) if config.log_param_norms else {}),
         },
       )
       if step % config.eval_every == 0 or step == config.num_steps:
-        eval_metrics, preactivations = evaluate(state)
+        eval_metrics, scalars, preactivations = _evaluate_runs(evaluate, state, num_seeds, 'eval')
         if eval_metrics['accuracy'] > best_accuracy:
           best_accuracy = eval_metrics['accuracy']
           best_checkpointer.save(state)
         writer.write_scalars(
           step,
           {
-            **{f'eval/{name}': value for name, value in eval_metrics.items()},
+            **scalars,
             **preactivation_percentiles(
               preactivations, config.model.typical_unit, config.eval.percentiles
             ),
           },
         )
         if population_stats and (config.population_stats.every_eval or step == config.num_steps):
-          population_state = state.replace(batch_stats=population_stats(state))
-          population_metrics, _ = evaluate(population_state)
-          writer.write_scalars(
-            step, {f'eval_population/{name}': value for name, value in population_metrics.items()}
-          )
+          population_state = _with_population_stats(state, population_stats, num_seeds)
+          _, scalars, _ = _evaluate_runs(evaluate, population_state, num_seeds, 'eval_population')
+          writer.write_scalars(step, scalars)
           if step == config.num_steps:
             _save_population_checkpoint(workdir / 'population_checkpoint', population_state)
         logging.info(
@@ -239,6 +259,35 @@ def _population_stats_fn(
     return statistics(state.params, state.batch_stats, batches)
 
   return population_stats
+
+
+def _evaluate_runs(
+  evaluate: Evaluator, state: TrainState, num_seeds: int, prefix: str
+) -> tuple[dict[str, float], dict[str, float], dict[str, np.ndarray]]:
+  """Evaluates every run of a (multi-seed) state.
+
+  Returns:
+    The metrics averaged over the runs; the scalars to log: `PREFIX/NAME` (averages)
+    and, for several seeds, `PREFIX_seedI/NAME` per run; and the first run's
+    preactivations (Figure 1's percentiles follow the run seeded `config.seed`).
+  """
+  runs = [evaluate(run) for run in seed_states(state, num_seeds)]
+  means = {name: float(np.mean([m[name] for m, _ in runs])) for name in runs[0][0]}
+  scalars = {f'{prefix}/{name}': value for name, value in means.items()}
+  if num_seeds > 1:
+    for i, (metrics, _) in enumerate(runs):
+      scalars.update({f'{prefix}_seed{i}/{name}': value for name, value in metrics.items()})
+  return means, scalars, runs[0][1]
+
+
+def _with_population_stats(
+  state: TrainState, population_stats: object, num_seeds: int
+) -> TrainState:
+  """`state` with every run's moving averages replaced by its population statistics."""
+  stats = [population_stats(run) for run in seed_states(state, num_seeds)]
+  if num_seeds > 1:
+    return state.replace(batch_stats=jax.tree.map(lambda *runs: jnp.stack(runs), *stats))
+  return state.replace(batch_stats=stats[0])
 
 
 def _save_population_checkpoint(directory: pathlib.Path, state: TrainState) -> None:

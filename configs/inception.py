@@ -76,6 +76,9 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.variant = variant
   config.seed = 0
+  # Runs trained side by side in one program (jax.vmap), seeded seed..seed+num_seeds-1;
+  # eval/* logs their mean, eval_seedI/* each run (in-memory datasets only).
+  config.num_seeds = 1
   config.num_steps = 3_000_000
   config.batch_size = 32
   config.num_devices = config_dict.placeholder(int)

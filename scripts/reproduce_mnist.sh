@@ -5,33 +5,36 @@
 #
 #   scripts/reproduce_mnist.sh            # 50,000 steps per arm (about 3 minutes on 2 CPU cores)
 #   scripts/reproduce_mnist.sh --quick    # 5,000 steps per arm, into results/mnist_quick/
+#   scripts/reproduce_mnist.sh --seeds=5  # 5 seeds per arm side by side (error bands), into
+#                                         # results/mnist_5seeds/
 #
-# Options: --workdir=DIR (default runs/mnist or runs/mnist_quick), --out=DIR.
+# Options: --workdir=DIR (default runs/mnist[_quick][_Nseeds]), --out=DIR.
 # An interrupted run resumes from its checkpoints when started again with the same options.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-quick=0 workdir='' out=''
+quick=0 seeds=1 workdir='' out=''
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
+    --seeds=*) seeds="${arg#*=}" ;;
     --workdir=*) workdir="${arg#*=}" ;;
     --out=*) out="${arg#*=}" ;;
-    *) echo "Unknown option $arg; expected --quick, --workdir=DIR, --out=DIR." >&2; exit 2 ;;
+    *) echo "Unknown option $arg; expected --quick, --seeds=N, --workdir=DIR, --out=DIR." >&2
+       exit 2 ;;
   esac
 done
-if [ "$quick" = 1 ]; then
-  steps=5000 workdir="${workdir:-runs/mnist_quick}" out="${out:-results/mnist_quick}"
-else
-  steps=50000 workdir="${workdir:-runs/mnist}" out="${out:-results/mnist}"
-fi
+name=mnist steps=50000
+if [ "$quick" = 1 ]; then name+=_quick steps=5000; fi
+if [ "$seeds" != 1 ]; then name+="_${seeds}seeds"; fi
+workdir="${workdir:-runs/$name}" out="${out:-results/$name}"
 
 source scripts/setup_venv.sh
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
 for arm in baseline bn; do
   echo "=== Training the '$arm' arm for $steps steps into $workdir/$arm"
   "$VENV_PYTHON" -m bn_repro.main --config="configs/mnist.py:$arm" --workdir="$workdir/$arm" \
-    --config.num_steps="$steps" 2>&1 | grep --line-buffered -E 'train.py|Error|FATAL|MNIST' || {
+    --config.num_steps="$steps" --config.num_seeds="$seeds" 2>&1 | grep --line-buffered -E 'train.py|Error|FATAL|MNIST' || {
       echo "Training the '$arm' arm failed; rerun without the filter to see the full log:" >&2
       echo "  $VENV_PYTHON -m bn_repro.main --config=configs/mnist.py:$arm --workdir=$workdir/$arm" >&2
       exit 1; }

@@ -66,3 +66,18 @@ def test_figure_and_summary_files(tmp_path):
   assert record['arms']['bn']['steps_to_accuracy']['0.98'] == 20_000
   assert record['wall_time_s'] == 25.0 and record['commit'] == 'abc'
   assert '| steps to 98% test accuracy | — | 20,000 |' in (tmp_path / 'summary.md').read_text()
+
+
+def test_multi_seed_summary_reports_the_spread_over_seeds(tmp_path):
+  per_seed = [[0.94, 0.970], [0.96, 0.974], [0.95, 0.978]]
+  arm = _synthetic_arm([0.95, 0.974], [-1, -1], [0, 0], [1, 1])
+  for seed, accuracies in enumerate(per_seed):
+    arm[f'eval_seed{seed}/accuracy'] = list(zip((10_000, 20_000), accuracies, strict=True))
+  summary = mnist_report.summarize_arm(arm)
+  assert summary['num_seeds'] == 3
+  assert summary['final_test_accuracy_per_seed'] == [0.970, 0.974, 0.978]
+  assert summary['test_accuracy_std_over_seeds_at']['20000'] == pytest.approx(0.004)
+  assert summary['test_accuracy_std_over_seeds_at']['10000'] == pytest.approx(0.01)
+  mnist_report.plot_figure1({'baseline': arm, 'bn': arm}, tmp_path / 'figure1.png')
+  mnist_report.write_summary({'baseline': arm, 'bn': arm}, {'baseline': {}}, tmp_path, 'cmd')
+  assert '| test accuracy at 20k steps | 0.9740 ± 0.0040 |' in (tmp_path / 'summary.md').read_text()

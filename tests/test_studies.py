@@ -105,4 +105,4 @@ def test_study_writes_figure_table_and_record(tmp_path, name):
   record = json.loads((out / 'summary.json').read_text())
   assert record['study'] == name and record['smoke']
   if name == 'bias_redundancy':
-    assert max(record['max_abs_difference'].values()) < 1e-4
+    assert max(record['max_abs_difference_first_1000_steps'].values()) < 1e-4

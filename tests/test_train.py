@@ -148,3 +148,27 @@ def test_workdir_of_another_config_is_refused_unless_overwritten(tmp_path):
   train.train_and_evaluate(_config('bn', num_steps=20), tmp_path)  # Longer: resumes.
   train.train_and_evaluate(_config('baseline', num_steps=10), tmp_path, overwrite=True)
   assert [s for s, _ in read_scalars(tmp_path)['train/loss']] == [5, 10]
+
+
+def test_seeds_side_by_side_equal_separate_runs(tmp_path):
+  """num_seeds=3 (vmap) trains exactly the runs seeded 0, 1, 2 would train alone."""
+  multi = _config('bn', num_seeds=3, num_devices=2)
+  train.train_and_evaluate(multi, tmp_path / 'multi')
+  scalars = read_scalars(tmp_path / 'multi')
+  stacked = _restore(multi, tmp_path / 'multi')[0]
+  finals = []
+  for seed in range(3):
+    single = _config('bn', seed=seed, num_devices=2)
+    train.train_and_evaluate(single, tmp_path / str(seed))
+    alone = read_scalars(tmp_path / str(seed))['eval/accuracy']
+    together = scalars[f'eval_seed{seed}/accuracy']
+    np.testing.assert_allclose([v for _, v in together], [v for _, v in alone], atol=1e-4)
+    state = _restore(single, tmp_path / str(seed))[0]
+    jax.tree.map(
+      lambda a, b, seed=seed: np.testing.assert_allclose(a[seed], b, rtol=1e-4, atol=1e-5),
+      stacked.params,
+      state.params,
+    )
+    finals.append(alone[-1][1])
+  assert scalars['eval/accuracy'][-1][1] == pytest.approx(np.mean(finals))
+  assert len({round(f, 4) for f in finals}) > 1  # The seeds differ.
