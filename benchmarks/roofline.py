@@ -36,3 +36,42 @@ def measure_matmul_peak(seconds_per_size: float = 1.0) -> float:
       count += 1
     best = max(best, 2 * n**3 * count / (time.perf_counter() - start))
   return best
+
+
+def time_step_matmuls(
+  image_size: int, hidden_sizes: tuple[int, ...], num_classes: int, batch: int, steps: int = 500
+) -> float:
+  """Best seconds per step of the MLP step's matmuls alone, at the step's own shapes.
+
+  A `lax.scan` of `steps` iterations, each the forward products, the weight-gradient
+  products and the input-gradient products of every layer but the first, chained
+  through the carried weights so none is optimized away (SYNTHETIC values; timing
+  only). This is the rate these small matmuls reach on this machine: the step's time
+  over it says how much the rest of the step (nonlinearities, BN, loss, update, data
+  gather) costs.
+  """
+  sizes = (image_size, *hidden_sizes, num_classes)
+  weights = [
+    jnp.full((a, b), 1e-3, jnp.float32) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+  ]
+  x = jnp.ones((batch, image_size), jnp.float32)
+
+  def body(weights, _):
+    activations = [x]
+    for w in weights:
+      activations.append(activations[-1] @ w)
+    delta, grads = activations[-1], []
+    for i in reversed(range(len(weights))):
+      grads.append(activations[i].T @ delta)
+      if i:
+        delta = delta @ weights[i].T
+    return [w - 1e-9 * g for w, g in zip(weights, reversed(grads), strict=True)], ()
+
+  run = jax.jit(lambda weights: jax.lax.scan(body, weights, None, length=steps)[0])
+  jax.block_until_ready(run(weights))
+  best = float('inf')
+  for _ in range(5):
+    start = time.perf_counter()
+    jax.block_until_ready(run(weights))
+    best = min(best, (time.perf_counter() - start) / steps)
+  return best

@@ -42,7 +42,7 @@ class TrainingBench:
       NamedSharding(mesh, P()),
     )
     self.train_input = InMemoryTrainInput(
-      self.images, self.labels, config.input, config.batch_size, 0, mesh
+      self.images, self.labels, config.input, config.batch_size, 0, mesh, config.num_seeds
     )
     self.chunk = make_train_chunk_fn(
       model,
@@ -52,6 +52,7 @@ class TrainingBench:
       seed=0,
       distortion_strength=config.input.distortion_strength,
       scan_unroll=scan_unroll,
+      num_seeds=config.num_seeds,
     )
 
 

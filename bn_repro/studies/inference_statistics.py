@@ -82,28 +82,32 @@ def run(context: StudyContext) -> None:
       main.model, main.params, _biased(population, batch_size), images, labels
     )
 
-  figure, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+  figure, axes = plt.subplots(1, 3, figsize=(18, 4.2))
   tracked = arms[0.99]
   axes[0].plot(*zip(*tracked.curve('eval/accuracy'), strict=True), label='moving averages (0.99)')
   axes[0].plot(
     *zip(*tracked.curve('eval_population/accuracy'), strict=True),
     label=f'population statistics (K={TRACKED_POPULATION_BATCHES})',
   )
-  axes[0].set(title='test accuracy during training', xlabel='step', ylim=(0.9, 1.0))
+  axes[0].set(title='(a) test accuracy during training', xlabel='step', ylim=(0.9, 1.0))
   axes[0].legend()
-  axes[1].semilogx(eval_sizes, [batch_accuracy[b] for b in eval_sizes], 'o-', label='batch stats')
   k_values = list(population_accuracy)
-  axes[1].semilogx(
-    [k * batch_size for k in k_values],
-    [population_accuracy[k] for k in k_values],
-    's-',
-    label='population stats over K*60 examples',
-  )
-  for m, accuracy in ema_accuracy.items():
-    axes[1].axhline(accuracy, ls=':', lw=1, color=plt.cm.viridis(MOMENTA.index(m) / 4))
-    axes[1].annotate(f'EMA {m}', (eval_sizes[0], accuracy), fontsize=7)
-  axes[1].set(title='final network: inference statistics', xlabel='examples behind the statistics')
-  axes[1].legend(fontsize=8)
+  for ax in axes[1:]:
+    ax.semilogx(eval_sizes, [batch_accuracy[b] for b in eval_sizes], 'o-', label='batch statistics')
+    ax.semilogx(
+      [k * batch_size for k in k_values],
+      [population_accuracy[k] for k in k_values],
+      's-',
+      label='population statistics (Algorithm 2)',
+    )
+    for m, accuracy in ema_accuracy.items():
+      ax.axhline(
+        accuracy, ls=':', color=plt.cm.viridis(MOMENTA.index(m) / len(MOMENTA)), label=f'EMA {m}'
+      )
+    ax.set(xlabel='test (batch) or training (population) examples behind the statistics')
+  axes[1].set(title='(b) final network, by inference statistics')
+  axes[2].set(title='(c) = (b) zoomed in', ylim=(0.965, 0.98))
+  axes[2].legend(fontsize=8)
   figure.suptitle('Study 2: training vs inference statistics, MNIST MLP with BN')
 
   table = [

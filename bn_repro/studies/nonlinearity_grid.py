@@ -52,11 +52,11 @@ def run(context: StudyContext) -> None:
     return max(accuracies)
 
   grid = np.array([[best(g, n) for n in NORMALIZATIONS] for g in NONLINEARITIES])
-  figure, ax = plt.subplots(figsize=(7, 4.5))
+  figure, ax = plt.subplots(figsize=(8.5, 4.5))
   image = ax.imshow(grid, vmin=0.95, vmax=0.985, cmap='viridis')
   for (i, j), value in np.ndenumerate(grid):
     ax.text(j, i, f'{value:.4f}', ha='center', va='center', color='w' if value < 0.975 else 'k')
-  ax.set_xticks(range(len(NORMALIZATIONS)), list(NORMALIZATIONS))
+  ax.set_xticks(range(len(NORMALIZATIONS)), [n.replace(' + ', ' +\n') for n in NORMALIZATIONS])
   ax.set_yticks(range(len(NONLINEARITIES)), NONLINEARITIES)
   figure.colorbar(image, label='final test accuracy (better of the two LRs)')
   ax.set_title(f'Study 5: final test accuracy after {context.steps(NUM_STEPS)} steps, MNIST MLP')

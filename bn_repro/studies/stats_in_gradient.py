@@ -60,7 +60,7 @@ def run(context: StudyContext) -> None:
         ax.plot(*zip(*curve, strict=True), style, label=name)
   axes[0].set(title='training loss', xlabel='step', yscale='log')
   axes[1].set(title='||b||, pre-BN biases of all hidden layers', xlabel='step', yscale='log')
-  axes[2].set(title='test accuracy (moving-average statistics)', xlabel='step', ylim=(0.8, 1.0))
+  axes[2].set(title='test accuracy (moving-average statistics)', xlabel='step', ylim=(0.0, 1.0))
   axes[2].legend(fontsize=8)
   figure.suptitle('Study 1: statistics inside vs outside the gradient (Sec. 2), MNIST MLP')
 
