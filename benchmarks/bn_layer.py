@@ -3,6 +3,8 @@ r"""The BN layer alone, forward + backward: bn_repro vs flax.linen.BatchNorm vs 
   .venv/bin/pip install -r requirements-bench.txt
   .venv/bin/python -m benchmarks.bn_layer [--repeats=20]
 
+bn_repro's layer with Algorithm 1's two-pass variance (the default) and with
+`fast_variance=True` (E[x^2] - E[x]^2, as flax computes it).
 Training-mode BN (batch statistics, running-average update) and the gradient of
 sum(BN(x) * r) with respect to x, gamma and beta, on SYNTHETIC float32 activations
 (timing only): convolutional `(32, 28, 28, 256)` NHWC (torch: BatchNorm2d on the same
@@ -68,8 +70,8 @@ def main(argv: list[str]) -> None:
   del argv
   print(f'jax {jax.__version__}, flax BatchNorm, torch {torch.__version__}; SYNTHETIC inputs')
   print(
-    '| activations | bn_repro ms | flax ms | torch ms (same layout) | torch ms (NCHW) | '
-    'bn_repro / flax | bn_repro / torch |'
+    '| activations | bn_repro ms (two-pass / fast_variance) | flax ms | torch ms (same layout) '
+    '| torch ms (NCHW) | bn_repro / flax (two-pass / fast) | bn_repro fast / torch |'
   )
   print('|---|---|---|---|---|---|---|')
   for label, shape in SHAPES.items():
@@ -77,11 +79,15 @@ def main(argv: list[str]) -> None:
     x_np = rng.normal(size=shape).astype(np.float32)
     r_np = rng.normal(size=shape).astype(np.float32)
     x, r = jnp.asarray(x_np), jnp.asarray(r_np)
-    ours = _jax_fn(layers.BatchNorm(use_running_average=False, momentum=0.99, epsilon=1e-5), x)
-    theirs = _jax_fn(nn.BatchNorm(use_running_average=False, momentum=0.99, epsilon=1e-5), x)
-    for a, b in zip(jax.tree.leaves(ours(x, r)[0]), jax.tree.leaves(theirs(x, r)[0]), strict=True):
-      np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3)
+    settings = {'use_running_average': False, 'momentum': 0.99, 'epsilon': 1e-5}
+    ours = _jax_fn(layers.BatchNorm(**settings), x)
+    ours_fast = _jax_fn(layers.BatchNorm(**settings, fast_variance=True), x)
+    theirs = _jax_fn(nn.BatchNorm(**settings), x)
+    for fn in (ours, ours_fast):
+      for a, b in zip(jax.tree.leaves(fn(x, r)[0]), jax.tree.leaves(theirs(x, r)[0]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3)
     ours_ms = _best_ms(_jax_call, ours, x, r)
+    fast_ms = _best_ms(_jax_call, ours_fast, x, r)
     flax_ms = _best_ms(_jax_call, theirs, x, r)
 
     torch_ms = {}
@@ -100,8 +106,9 @@ def main(argv: list[str]) -> None:
       torch_ms[layout] = _best_ms(_torch_call, bn, xt, rt)
     nchw = f'{torch_ms["nchw"]:.2f}' if len(shape) == 4 else '—'
     print(
-      f'| {label} | {ours_ms:.2f} | {flax_ms:.2f} | {torch_ms["same"]:.2f} | {nchw} | '
-      f'{ours_ms / flax_ms:.2f} | {ours_ms / min(torch_ms.values()):.2f} |'
+      f'| {label} | {ours_ms:.2f} / {fast_ms:.2f} | {flax_ms:.2f} | {torch_ms["same"]:.2f} | '
+      f'{nchw} | {ours_ms / flax_ms:.2f} / {fast_ms / flax_ms:.2f} | '
+      f'{fast_ms / min(torch_ms.values()):.2f} |'
     )
 
 

@@ -31,19 +31,21 @@ def _apply(layer, x, gamma, beta, stats=None, train=True):
   return layer.apply(variables, x, use_running_average=not train, mutable=['batch_stats'])
 
 
+@pytest.mark.parametrize('fast_variance', [False, True])
 @pytest.mark.parametrize('shape', [(16, 5), (4, 3, 3, 6)])
-def test_forward_matches_algorithm_1(shape):
+def test_forward_matches_algorithm_1(shape, fast_variance):
   x, gamma, beta = _inputs(shape)
-  y, _ = _apply(BatchNorm(epsilon=EPS), x, gamma, beta)
+  y, _ = _apply(BatchNorm(epsilon=EPS, fast_variance=fast_variance), x, gamma, beta)
   expected, *_ = bn_forward(x, gamma, beta, EPS)
   np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('fast_variance', [False, True])
 @pytest.mark.parametrize('shape', [(16, 5), (4, 3, 3, 6)])
-def test_backward_matches_paper_formulas(shape):
+def test_backward_matches_paper_formulas(shape, fast_variance):
   x, gamma, beta = _inputs(shape)
   dl_dy = np.random.default_rng(1).normal(size=shape).astype(np.float32)
-  layer = BatchNorm(epsilon=EPS)
+  layer = BatchNorm(epsilon=EPS, fast_variance=fast_variance)
   variables = layer.init(jax.random.key(0), x, use_running_average=False)
 
   def loss(x, scale, bias):
@@ -232,10 +234,11 @@ def _sharded_bn(layer, x, gamma, beta, num_devices):
   return fn(variables, x)
 
 
-def test_synchronized_statistics_equal_whole_batch_statistics():
+@pytest.mark.parametrize('fast_variance', [False, True])
+def test_synchronized_statistics_equal_whole_batch_statistics(fast_variance):
   """group_size=None with axis_name: the global batch, whatever the device count."""
   x, gamma, beta = _inputs((32, 2, 2, 3))
-  layer = BatchNorm(axis_name='batch', momentum=0.9, epsilon=EPS)
+  layer = BatchNorm(axis_name='batch', momentum=0.9, epsilon=EPS, fast_variance=fast_variance)
   y1, stats1 = _apply(BatchNorm(momentum=0.9, epsilon=EPS), x, gamma, beta)
   y8, stats8 = _sharded_bn(layer, x, gamma, beta, 8)
   np.testing.assert_allclose(y8, y1, rtol=1e-4, atol=1e-4)
@@ -319,3 +322,29 @@ def test_stopped_statistics_give_the_naive_gradient():
   np.testing.assert_allclose(grad, dl_dy * gamma / np.sqrt(sigma2 + EPS), rtol=1e-4, atol=1e-5)
   with pytest.raises(ValueError, match="stop_gradient='variance'; expected one of"):
     _apply(BatchNorm(stop_gradient='variance'), x, gamma, beta)
+
+
+@pytest.mark.parametrize('stop_gradient', ['none', 'mean', 'mean_and_variance'])
+def test_fast_variance_has_the_two_pass_gradients(stop_gradient):
+  """E[x^2] - E[x]^2 (one pass) and Algorithm 1's two passes: same values and gradients."""
+  x, gamma, beta = _inputs((24, 2, 2, 3))
+  x = x + 3.0  # A mean of a few standard deviations: still well within float32 precision.
+  dl_dy = np.random.default_rng(7).normal(size=x.shape).astype(np.float32)
+
+  def grads(fast_variance):
+    layer = BatchNorm(epsilon=EPS, stop_gradient=stop_gradient, fast_variance=fast_variance)
+    stats = layer.init(jax.random.key(0), x, use_running_average=False)['batch_stats']
+
+    def loss(x, scale, bias):
+      y, _ = layer.apply(
+        {'params': {'scale': scale, 'bias': bias}, 'batch_stats': stats},
+        x,
+        use_running_average=False,
+        mutable=['batch_stats'],
+      )
+      return jnp.sum(y * dl_dy)
+
+    return jax.grad(loss, argnums=(0, 1, 2))(x, gamma, beta)
+
+  for fast, two_pass in zip(grads(True), grads(False), strict=True):
+    np.testing.assert_allclose(fast, two_pass, rtol=1e-3, atol=1e-4)

@@ -25,6 +25,7 @@ def _shared_fields(
     'bn_momentum': model_config.bn.momentum,
     'bn_epsilon': model_config.bn.epsilon,
     'bn_group_size': model_config.bn.group_size,
+    'bn_fast_variance': model_config.bn.fast_variance,
     'axis_name': axis_name,
   }
 

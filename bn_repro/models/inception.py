@@ -154,7 +154,8 @@ class BNInception(nn.Module):
     lrn: local response normalization after the stem convolutions (Inception only).
     stem, pool_proj_4cd, conv_bias: the table's readings (module docstring).
     width: multiplier on every convolution's channels (1.0 = the paper's).
-    bn_momentum, bn_epsilon, bn_group_size, axis_name: see `bn_repro.layers.BatchNorm`.
+    bn_momentum, bn_epsilon, bn_group_size, bn_fast_variance, axis_name: see
+      `bn_repro.layers.BatchNorm`.
   """
 
   num_classes: int
@@ -169,6 +170,7 @@ class BNInception(nn.Module):
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-5
   bn_group_size: int | None = None
+  bn_fast_variance: bool = False
   axis_name: str | None = None
   dtype: jnp.dtype = jnp.float32
 
@@ -183,6 +185,7 @@ class BNInception(nn.Module):
       momentum=self.bn_momentum,
       epsilon=self.bn_epsilon,
       group_size=self.bn_group_size,
+      fast_variance=self.bn_fast_variance,
       axis_name=self.axis_name,
     )
     unit = functools.partial(

@@ -35,7 +35,7 @@ class MLP(nn.Module):
       u, the previous layer's output, Sec. 3.2's rejected alternative; then W u keeps b).
     pre_bn_bias: keep the bias b in BN(Wu + b), which BN's centring makes redundant.
     bn_stop_gradient: `bn_repro.layers.BatchNorm.stop_gradient` (Sec. 2 ablation).
-    bn_momentum, bn_epsilon, bn_group_size: see `bn_repro.layers.BatchNorm`.
+    bn_momentum, bn_epsilon, bn_group_size, bn_fast_variance: see `bn_repro.layers.BatchNorm`.
     axis_name: the data-parallel mesh axis, passed to BatchNorm.
   """
 
@@ -50,6 +50,7 @@ class MLP(nn.Module):
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-5
   bn_group_size: int | None = None
+  bn_fast_variance: bool = False
   axis_name: str | None = None
 
   @nn.compact
@@ -71,6 +72,7 @@ class MLP(nn.Module):
       momentum=self.bn_momentum,
       epsilon=self.bn_epsilon,
       group_size=self.bn_group_size,
+      fast_variance=self.bn_fast_variance,
       axis_name=self.axis_name,
     )
     bn_on_input = bn is not None and self.bn_position == 'input'
