@@ -24,14 +24,17 @@ PACKAGES = (
 
 
 def git_commit() -> str:
-  """The commit of the bn_repro checkout, with '-dirty' if it has local changes."""
+  """The commit of the bn_repro checkout, with '-dirty' if it has local changes.
+
+  Changes under `results/` do not count: the scripts that write results change them.
+  """
   repo = pathlib.Path(__file__).resolve().parent.parent
   try:
     sha = subprocess.run(
       ['git', 'rev-parse', 'HEAD'], cwd=repo, capture_output=True, text=True, check=True
     ).stdout.strip()
     dirty = subprocess.run(
-      ['git', 'status', '--porcelain', '--untracked-files=no'],
+      ['git', 'status', '--porcelain', '--untracked-files=no', '--', '.', ':!results'],
       cwd=repo,
       capture_output=True,
       text=True,
