@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from bn_repro.layers import BatchNorm
+from bn_repro.layers import BatchNorm, conv_general_dilated
 from tests.numpy_bn import bn_backward, bn_forward
 
 EPS = 1e-5
@@ -348,3 +348,20 @@ def test_fast_variance_has_the_two_pass_gradients(stop_gradient):
 
   for fast, two_pass in zip(grads(True), grads(False), strict=True):
     np.testing.assert_allclose(fast, two_pass, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize('kernel, stride', [(1, 1), (3, 1), (1, 2), (3, 2)])
+def test_pointwise_convolutions_as_matmuls_equal_lax_convolutions(kernel, stride):
+  """layers.conv_general_dilated (1x1 as a dot) against lax.conv_general_dilated, with grads."""
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 9, 9, 5)).astype(np.float32))
+  reference = nn.Conv(4, (kernel, kernel), strides=stride, padding='SAME')
+  ours = reference.clone(conv_general_dilated=conv_general_dilated)
+  variables = reference.init(jax.random.key(0), x)
+
+  def loss(module):
+    return lambda v, x: jnp.sum(jnp.sin(module.apply(v, x)))
+
+  np.testing.assert_allclose(ours.apply(variables, x), reference.apply(variables, x), atol=1e-5)
+  got = jax.grad(loss(ours), argnums=(0, 1))(variables, x)
+  want = jax.grad(loss(reference), argnums=(0, 1))(variables, x)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), got, want)

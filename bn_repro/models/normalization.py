@@ -67,6 +67,7 @@ def linear_layer(
     use_bias=use_bias,
     kernel_init=kernel_init,
     dtype=dtype,
+    conv_general_dilated=layers.conv_general_dilated,  # 1x1 convolutions as matmuls.
     name=name,
   )
 
