@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from bn_repro.layers import BatchNorm, conv_general_dilated
+from bn_repro.layers import BatchNorm, conv_general_dilated, max_pool
 from tests.numpy_bn import bn_backward, bn_forward
 
 EPS = 1e-5
@@ -365,3 +365,22 @@ def test_pointwise_convolutions_as_matmuls_equal_lax_convolutions(kernel, stride
   got = jax.grad(loss(ours), argnums=(0, 1))(variables, x)
   want = jax.grad(loss(reference), argnums=(0, 1))(variables, x)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), got, want)
+
+
+@pytest.mark.parametrize('shape, stride', [((3, 9, 9, 2), 2), ((3, 8, 8, 2), 2), ((2, 7, 6, 3), 1)])
+def test_max_pool_matches_flax_values_and_gradients(shape, stride):
+  """layers.max_pool's custom gradient routes to the first maximum, as flax's does."""
+  rng = np.random.default_rng(0)
+  # Rounded values make ties, where the routing rule matters.
+  x = jnp.asarray(np.round(rng.normal(size=shape), 1).astype(np.float32))
+  r = jnp.asarray(
+    rng.normal(size=(shape[0], -(-shape[1] // stride), -(-shape[2] // stride), shape[3]))
+  )
+
+  def flax_pool(x):
+    return nn.max_pool(x, (3, 3), strides=(stride, stride), padding='SAME')
+
+  np.testing.assert_array_equal(max_pool(x, 3, stride), flax_pool(x))
+  got = jax.grad(lambda x: jnp.sum(max_pool(x, 3, stride) * r))(x)
+  want = jax.grad(lambda x: jnp.sum(flax_pool(x) * r))(x)
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bn_repro import layers
 from bn_repro.models import normalization as norm_lib
 from bn_repro.nonlinearities import get_nonlinearity
 
@@ -95,8 +96,9 @@ class ConvUnit(nn.Module):
 
 
 def _pool(x: jax.Array, kind: str, stride: int) -> jax.Array:
-  pool = nn.max_pool if kind == 'max' else functools.partial(nn.avg_pool, count_include_pad=False)
-  return pool(x, (3, 3), strides=(stride, stride), padding='SAME')
+  if kind == 'max':
+    return layers.max_pool(x, 3, stride)
+  return nn.avg_pool(x, (3, 3), strides=(stride, stride), padding='SAME', count_include_pad=False)
 
 
 def local_response_norm(
