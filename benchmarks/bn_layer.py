@@ -13,8 +13,6 @@ tensor in channels-last memory format, and in its default NCHW) and dense `(1024
 Milliseconds per call, best of --repeats.
 """
 
-import time
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 from absl import app, flags
 
+from benchmarks.timing import best_milliseconds, run_jax
 from bn_repro import layers
 
 _REPEATS = flags.DEFINE_integer('repeats', 20, 'Timed calls per implementation; the best counts.')
@@ -43,21 +42,6 @@ def _jax_fn(module: nn.Module, x: jax.Array):
     return grads, updates
 
   return lambda x, r: forward_backward(variables['params'], variables['batch_stats'], x, r)
-
-
-def _best_ms(call, *args) -> float:
-  """Best milliseconds of `call(*args)` over --repeats calls, after one warm-up call."""
-  call(*args)  # Compile / warm up.
-  best = float('inf')
-  for _ in range(_REPEATS.value):
-    start = time.perf_counter()
-    call(*args)
-    best = min(best, time.perf_counter() - start)
-  return best * 1e3
-
-
-def _jax_call(fn, x, r):
-  jax.block_until_ready(fn(x, r))
 
 
 def _torch_call(bn: torch.nn.Module, x: torch.Tensor, r: torch.Tensor) -> None:
@@ -86,9 +70,9 @@ def main(argv: list[str]) -> None:
     for fn in (ours, ours_fast):
       for a, b in zip(jax.tree.leaves(fn(x, r)[0]), jax.tree.leaves(theirs(x, r)[0]), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3)
-    ours_ms = _best_ms(_jax_call, ours, x, r)
-    fast_ms = _best_ms(_jax_call, ours_fast, x, r)
-    flax_ms = _best_ms(_jax_call, theirs, x, r)
+    ours_ms = best_milliseconds(run_jax, ours, x, r, repeats=_REPEATS.value)
+    fast_ms = best_milliseconds(run_jax, ours_fast, x, r, repeats=_REPEATS.value)
+    flax_ms = best_milliseconds(run_jax, theirs, x, r, repeats=_REPEATS.value)
 
     torch_ms = {}
     for layout in ('same', 'nchw'):
@@ -103,7 +87,7 @@ def main(argv: list[str]) -> None:
         xt, rt = torch.from_numpy(x_np), torch.from_numpy(r_np)
       xt = xt.clone().requires_grad_(True)
 
-      torch_ms[layout] = _best_ms(_torch_call, bn, xt, rt)
+      torch_ms[layout] = best_milliseconds(_torch_call, bn, xt, rt, repeats=_REPEATS.value)
     nchw = f'{torch_ms["nchw"]:.2f}' if len(shape) == 4 else '—'
     print(
       f'| {label} | {ours_ms:.2f} / {fast_ms:.2f} | {flax_ms:.2f} | {torch_ms["same"]:.2f} | '

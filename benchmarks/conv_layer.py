@@ -10,14 +10,14 @@ the kernel. jax: NHWC/HWIO `lax.conv_general_dilated`; torch: `conv2d` in channe
 in NCHW memory formats. Milliseconds per call (best of --repeats) and GFLOP/s.
 """
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
 from absl import app, flags
 from jax import lax
+
+from benchmarks.timing import best_milliseconds, run_jax
 
 _REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed calls per implementation; the best counts.')
 # name -> (batch, height, width, in channels, out channels, kernel, stride)
@@ -27,20 +27,6 @@ CONVS = {
   '3a 1x1, 192->64 @28': (32, 28, 28, 192, 64, 1, 1),
   '4a 3x3, 96->128 @14': (32, 14, 14, 96, 128, 3, 1),
 }
-
-
-def _best_ms(call, *args) -> float:
-  call(*args)
-  best = float('inf')
-  for _ in range(_REPEATS.value):
-    start = time.perf_counter()
-    call(*args)
-    best = min(best, time.perf_counter() - start)
-  return best * 1e3
-
-
-def _jax_call(fn, *args) -> None:
-  jax.block_until_ready(fn(*args))
 
 
 def _torch_call(x, w, r, stride, padding) -> None:
@@ -70,7 +56,9 @@ def main(argv: list[str]) -> None:
       return jnp.sum(y * r)
 
     grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
-    jax_ms = _best_ms(_jax_call, grad, jnp.asarray(x), jnp.asarray(kernel))
+    jax_ms = best_milliseconds(
+      run_jax, grad, jnp.asarray(x), jnp.asarray(kernel), repeats=_REPEATS.value
+    )
     torch_ms = {}
     for fmt, memory_format in (('cl', torch.channels_last), ('nchw', torch.contiguous_format)):
       xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
@@ -78,7 +66,9 @@ def main(argv: list[str]) -> None:
       rt = torch.from_numpy(r).permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
       xt.requires_grad_(True)
       wt.requires_grad_(True)
-      torch_ms[fmt] = _best_ms(_torch_call, xt, wt, rt, stride, k // 2)
+      torch_ms[fmt] = best_milliseconds(
+        _torch_call, xt, wt, rt, stride, k // 2, repeats=_REPEATS.value
+      )
     flops = 3 * 2 * n * out_h * out_w * c_out * c_in * k * k  # Forward, dx and dw.
     print(
       f'| {name} | {jax_ms:.1f} | {torch_ms["cl"]:.1f} | {torch_ms["nchw"]:.1f} | '

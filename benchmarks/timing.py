@@ -87,3 +87,19 @@ def time_training_steps(
     jax.block_until_ready(metrics)
     best = min(best, (time.perf_counter() - start) / (calls * steps_per_call))
   return compile_s, best, sum(p.size for p in jax.tree.leaves(state.params))
+
+
+def best_milliseconds(call: object, *args: object, repeats: int) -> float:
+  """Best wall time of `call(*args)` over `repeats` calls, after one warm-up (compiling) call."""
+  call(*args)
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    call(*args)
+    best = min(best, time.perf_counter() - start)
+  return best * 1e3
+
+
+def run_jax(fn: object, *args: object) -> None:
+  """Calls `fn(*args)` and waits for its device work: a JAX call to time."""
+  jax.block_until_ready(fn(*args))

@@ -41,3 +41,12 @@ def synthetic_mnist_tfds(tmp_path):
   data_dir = tmp_path / 'tfds'
   offline.store_as_tfds('mnist', '3.0.1', splits, 10, data_dir)
   return data_dir
+
+
+@pytest.fixture
+def mock_mnist(tmp_path):
+  """tfds.testing.mock_data (SYNTHETIC MNIST-shaped data, 240 examples) for in-process runs."""
+  import tensorflow_datasets as tfds
+
+  with tfds.testing.mock_data(num_examples=240, data_dir=str(tmp_path / 'no_real_data')):
+    yield

@@ -5,7 +5,6 @@ import json
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from bn_repro import data as data_lib
 from bn_repro import train
@@ -15,11 +14,7 @@ from bn_repro.studies import STUDIES
 from bn_repro.studies.common import StudyContext, restore
 from bn_repro.tensorboard import read_scalars
 
-
-@pytest.fixture(autouse=True)
-def mock_mnist(tmp_path):
-  with tfds.testing.mock_data(num_examples=240, data_dir=str(tmp_path / 'no_real_data')):
-    yield
+pytestmark = pytest.mark.usefixtures('mock_mnist')
 
 
 def _config(variant='bn', **fields):

@@ -5,7 +5,6 @@ import re
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -18,11 +17,7 @@ from bn_repro.inputs import padded_batches
 from bn_repro.steps import create_mesh, make_eval_fn
 from bn_repro.tensorboard import read_scalars
 
-
-@pytest.fixture(autouse=True)
-def mock_mnist(tmp_path):
-  with tfds.testing.mock_data(num_examples=240, data_dir=str(tmp_path / 'no_real_data')):
-    yield
+pytestmark = pytest.mark.usefixtures('mock_mnist')
 
 
 def _config(variant='bn', **fields):
