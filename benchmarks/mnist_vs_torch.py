@@ -33,20 +33,6 @@ _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed runs per implementation; th
 _CHECK_STEPS = 100
 
 
-def _time_jax(bench: TrainingBench, indices: list) -> float:
-  """Best seconds per step of the fused loop, `indices[i]` one host call."""
-  state, resident = bench.state, bench.train_input.resident
-  state, metrics = bench.chunk(state, resident, indices[0])  # Compiles.
-  jax.block_until_ready(metrics)
-  best = float('inf')
-  for per_step in indices[1:]:
-    start = time.perf_counter()
-    state, metrics = bench.chunk(state, resident, per_step)
-    jax.block_until_ready(metrics)
-    best = min(best, (time.perf_counter() - start) / _STEPS.value)
-  return best
-
-
 def _time_torch(step, images: torch.Tensor, labels: torch.Tensor, indices: list) -> float:
   for i in indices[0][:20]:  # Warm-up (and compilation, for torch.compile).
     step(images[i], labels[i])
@@ -105,7 +91,7 @@ def main(argv: list[str]) -> None:
     runs = [
       bench.train_input.per_steps(r * _STEPS.value, _STEPS.value) for r in range(_REPEATS.value + 1)
     ]
-    ours = _time_jax(bench, runs)
+    _, ours = bench.time_calls(runs[:2], _REPEATS.value)
     torch_runs = [np.asarray(r).astype(np.int64) for r in runs]
     eager = _time_torch(
       make_sgd_step(_torch_model(params, config), config.optimizer.learning_rate),

@@ -4,6 +4,7 @@ The test set is padded to whole evaluation batches and the padding masked out;
 correct counts and losses are summed, never averaged per batch (flax #262).
 """
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 
 import flax.linen as nn
@@ -88,6 +89,21 @@ def preactivation_percentiles(
   return out
 
 
+@functools.partial(jax.jit, static_argnames=('model',))
+def _batch_statistics_predictions(
+  model: nn.Module, params: object, batch_stats: object, batches: jax.Array
+) -> jax.Array:
+  """Predicted classes `(B, b)` of test batches `(B, b, ...)`, each normalized on its own."""
+
+  def one_batch(x):
+    logits, _ = model.apply(
+      {'params': params, 'batch_stats': batch_stats}, x, train=True, mutable=['batch_stats']
+    )
+    return jnp.argmax(logits, -1)
+
+  return jax.vmap(one_batch)(batches)
+
+
 def batch_statistics_accuracy(
   model: nn.Module,
   params: object,
@@ -108,26 +124,21 @@ def batch_statistics_accuracy(
   if not count:
     raise ValueError(f'batch_size={batch_size} exceeds the {len(labels)} test examples.')
   batches = images[:count].reshape((count // batch_size, batch_size) + images.shape[1:])
+  predicted = _batch_statistics_predictions(model, params, batch_stats, batches)
+  return float(np.mean(np.asarray(predicted).reshape(-1) == labels[:count]))
 
-  @jax.jit
-  def predictions(params, batch_stats, batches):
-    def one_batch(x):
-      logits, _ = model.apply(
-        {'params': params, 'batch_stats': batch_stats}, x, train=True, mutable=['batch_stats']
-      )
-      return jnp.argmax(logits, -1)
 
-    return jax.vmap(one_batch)(batches)
-
-  predicted = np.asarray(predictions(params, batch_stats, batches)).reshape(-1)
-  return float(np.mean(predicted == labels[:count]))
+@functools.partial(jax.jit, static_argnames=('model',))
+def _running_statistics_predictions(
+  model: nn.Module, params: object, batch_stats: object, images: jax.Array
+) -> jax.Array:
+  logits = model.apply({'params': params, 'batch_stats': batch_stats}, images, train=False)
+  return jnp.argmax(logits, -1)
 
 
 def running_statistics_accuracy(
   model: nn.Module, params: object, batch_stats: object, images: jax.Array, labels: np.ndarray
 ) -> float:
   """Test accuracy with the stored inference statistics `batch_stats` (Algorithm 2, step 11)."""
-  logits = jax.jit(model.apply, static_argnames='train')(
-    {'params': params, 'batch_stats': batch_stats}, images, train=False
-  )
-  return float(np.mean(np.asarray(jnp.argmax(logits, -1)) == labels))
+  predicted = _running_statistics_predictions(model, params, batch_stats, images)
+  return float(np.mean(np.asarray(predicted) == labels))

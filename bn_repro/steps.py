@@ -88,20 +88,22 @@ def seed_axes(state: TrainState) -> TrainState:
   return state.replace(step=None, params=0, opt_state=0, batch_stats=0)
 
 
-def seed_states(state: TrainState, num_seeds: int) -> list[TrainState]:
-  """The runs of a multi-seed TrainState as single-run states (`[state]` for one seed)."""
+def seed_state(state: TrainState, index: int, num_seeds: int) -> TrainState:
+  """Run `index` of a multi-seed TrainState as a single-run state (`state` for one seed)."""
   if num_seeds == 1:
-    return [state]
-  return [_run(state, i) for i in range(num_seeds)]
+    return state
 
-
-def _run(state: TrainState, index: int) -> TrainState:
   def take(tree):
     return jax.tree.map(lambda x: x[index], tree)
 
   return state.replace(
     params=take(state.params), opt_state=take(state.opt_state), batch_stats=take(state.batch_stats)
   )
+
+
+def seed_states(state: TrainState, num_seeds: int) -> list[TrainState]:
+  """The runs of a multi-seed TrainState as single-run states (`[state]` for one seed)."""
+  return [seed_state(state, i, num_seeds) for i in range(num_seeds)]
 
 
 def make_train_chunk_fn(

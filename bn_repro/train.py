@@ -36,6 +36,7 @@ from bn_repro.steps import (
   create_mesh,
   make_eval_fn,
   make_train_chunk_fn,
+  seed_state,
   seed_states,
 )
 from bn_repro.tensorboard import SummaryWriter, read_scalars, truncate_events
@@ -145,9 +146,6 @@ def train_and_evaluate(
 
   num_seeds = config.num_seeds
 
-  def first_run(state: TrainState) -> TrainState:
-    return seed_states(state, num_seeds)[0]
-
   eval_metrics: dict[str, float] = {}
   start_time, start_step = time.perf_counter(), step
   logged = read_scalars(workdir) if step else {}  # What earlier runs logged, up to `step`.
@@ -190,7 +188,11 @@ def train_and_evaluate(
           'train/learning_rate': float(learning_rate(step)),
           'train/steps_per_sec': steps_per_sec,
           'train/elapsed_s': elapsed_before + elapsed,
-          **(_parameter_norms(first_run(state).params) if config.log_param_norms else {}),
+          **(
+            _parameter_norms(seed_state(state, 0, num_seeds).params)
+            if config.log_param_norms
+            else {}
+          ),
         },
       )
       if step % config.eval_every == 0 or step == config.num_steps:

@@ -62,10 +62,8 @@ def run(context: StudyContext) -> None:
     b: batch_statistics_accuracy(main.model, main.params, main.batch_stats, images, labels, b)
     for b in eval_sizes
   }
-  ema_accuracy = {
-    m: running_statistics_accuracy(n.model, n.params, n.batch_stats, images, labels)
-    for m, n in networks.items()
-  }
+  # The trainer evaluated each final state with its moving averages on the same test set.
+  ema_accuracy = {m: arm.final('eval/accuracy') for m, arm in arms.items()}
   statistics = population_statistics_fn(main.model)
   population_accuracy, biased_accuracy = {}, {}
   for k in POPULATION_BATCHES:

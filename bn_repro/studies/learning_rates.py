@@ -81,9 +81,10 @@ def _relative(x: jax.Array, reference: jax.Array) -> float:
   return float(jnp.max(jnp.abs(x - reference)) / jnp.max(jnp.abs(reference)))
 
 
-def _weight_scale_response(config: object) -> dict[float, dict[str, float]]:
+def _weight_scale_response(
+  config: object, dataset: data_lib.InMemoryDataset
+) -> dict[float, dict[str, float]]:
   """For each a: relative changes of logits, input gradients and a x weight gradients."""
-  dataset = data_lib.load_dataset(config.input)
   model = models.create_model(config.model, dataset.num_classes)
   images = data_lib.get_preprocessor(config.input.preprocess)(dataset.train_images[:60])
   labels = dataset.train_labels[:60]
@@ -115,13 +116,13 @@ def _weight_scale_response(config: object) -> dict[float, dict[str, float]]:
 def run(context: StudyContext) -> None:
   started = time.perf_counter()
   sweep = _sweep(context)
-  scale = {
-    'bn': _weight_scale_response(context.config('configs/mnist.py:bn')),
-    'bn, epsilon 0': _weight_scale_response(
-      context.config('configs/mnist.py:bn', model__bn__epsilon=0.0)
-    ),
-    'baseline': _weight_scale_response(context.config('configs/mnist.py:baseline')),
+  configs = {
+    'bn': context.config('configs/mnist.py:bn'),
+    'bn, epsilon 0': context.config('configs/mnist.py:bn', model__bn__epsilon=0.0),
+    'baseline': context.config('configs/mnist.py:baseline'),
   }
+  dataset = data_lib.load_dataset(configs['bn'].input)  # The same MNIST for all three.
+  scale = {name: _weight_scale_response(config, dataset) for name, config in configs.items()}
 
   figure, axes = plt.subplots(1, 2, figsize=(12, 4))
   largest = {}

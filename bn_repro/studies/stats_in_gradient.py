@@ -74,12 +74,13 @@ def run(context: StudyContext) -> None:
   ]
   rows = {}
   for name, arm in arms.items():
-    norms = dict(bias_norm(arm))
+    curve = bias_norm(arm)
+    norms = dict(curve)
     rows[name] = {
       'diverged_at': arm.diverged_at,
       'final_train_loss': arm.final('train/loss'),
       'bias_norm_1k': norms.get(1000),
-      'final_bias_norm': bias_norm(arm)[-1][1] if norms else None,
+      'final_bias_norm': curve[-1][1] if curve else None,
       'final_test_accuracy': arm.final('eval/accuracy'),
     }
     r = rows[name]
