@@ -4,10 +4,13 @@ BN-Inception step gap (issue #6).
   .venv/bin/pip install -r requirements-bench.txt
   .venv/bin/python -m benchmarks.conv_layer [--repeats=10]
 
-Shapes from BN-Inception at 224x224, batch 32 (inception_3a's 3x3 and 1x1, the stem's 7x7/2),
-SYNTHETIC float32 data (timing only); the gradient of sum(conv(x) * r) with respect to x and
-the kernel. jax: NHWC/HWIO `lax.conv_general_dilated`; torch: `conv2d` in channels-last and
-in NCHW memory formats. Milliseconds per call (best of --repeats) and GFLOP/s.
+Shapes from BN-Inception at 224x224, batch 32 (the stem's 7x7/2 and 3x3, inception_3a's 3x3
+and 1x1, a 14x14 3x3), SYNTHETIC float32 data (timing only); the gradient of
+sum(conv(x) * r) with respect to x and the kernel. jax: NHWC/HWIO `lax.conv_general_dilated`
+as XLA runs it, and `bn_repro.layers.conv_general_dilated` (1x1 as a matmul; on CPU, large
+convolutions' kernel gradients in chunks of 4 examples), checked equal to it; torch:
+`conv2d` in channels-last and in NCHW memory formats. Milliseconds per call (best of
+--repeats) and GFLOP/s of bn_repro's.
 """
 
 import jax
@@ -18,15 +21,32 @@ from absl import app, flags
 from jax import lax
 
 from benchmarks.timing import best_milliseconds, run_jax
+from bn_repro import layers
 
 _REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed calls per implementation; the best counts.')
 # name -> (batch, height, width, in channels, out channels, kernel, stride)
 CONVS = {
   'stem 7x7/2, 3->64 @224': (32, 224, 224, 3, 64, 7, 2),
+  'stem 3x3, 64->192 @56': (32, 56, 56, 64, 192, 3, 1),
   '3a 3x3, 64->64 @28': (32, 28, 28, 64, 64, 3, 1),
   '3a 1x1, 192->64 @28': (32, 28, 28, 192, 64, 1, 1),
   '4a 3x3, 96->128 @14': (32, 14, 14, 96, 128, 3, 1),
 }
+
+
+def _bn_repro_conv(x, kernel, strides, padding, dimension_numbers):
+  numbers = lax.conv_dimension_numbers(x.shape, kernel.shape, dimension_numbers)
+  return layers.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=numbers)
+
+
+def _gradient(convolve: object, r: jax.Array, stride: int) -> object:
+  """Jitted gradient of sum(convolve(x, kernel) * r) with respect to (x, kernel)."""
+
+  def loss(x, kernel):
+    y = convolve(x, kernel, (stride, stride), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return jnp.sum(y * r)
+
+  return jax.jit(jax.grad(loss, argnums=(0, 1)))
 
 
 def _torch_call(x, w, r, stride, padding) -> None:
@@ -38,10 +58,10 @@ def main(argv: list[str]) -> None:
   del argv
   print(f'jax {jax.__version__}, torch {torch.__version__}; SYNTHETIC inputs; fwd + bwd (dx, dw)')
   print(
-    '| convolution | jax ms | torch channels-last ms | torch NCHW ms | GFLOP/s (jax) | '
-    'jax / best torch |'
+    '| convolution | lax ms | bn_repro ms | torch channels-last ms | torch NCHW ms | '
+    'GFLOP/s (bn_repro) | bn_repro / best torch |'
   )
-  print('|---|---|---|---|---|---|')
+  print('|---|---|---|---|---|---|---|')
   for name, (n, h, w, c_in, c_out, k, stride) in CONVS.items():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, h, w, c_in)).astype(np.float32)
@@ -49,16 +69,17 @@ def main(argv: list[str]) -> None:
     out_h, out_w = -(-h // stride), -(-w // stride)
     r = rng.normal(size=(n, out_h, out_w, c_out)).astype(np.float32)
 
-    def loss(x, kernel, r=r, stride=stride):
-      y = lax.conv_general_dilated(
-        x, kernel, (stride, stride), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
-      )
-      return jnp.sum(y * r)
-
-    grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
-    jax_ms = best_milliseconds(
-      run_jax, grad, jnp.asarray(x), jnp.asarray(kernel), repeats=_REPEATS.value
-    )
+    args = jnp.asarray(x), jnp.asarray(kernel)
+    grads = {
+      impl: _gradient(convolve, jnp.asarray(r), stride)
+      for impl, convolve in (('lax', lax.conv_general_dilated), ('bn_repro', _bn_repro_conv))
+    }
+    for got, want in zip(grads['bn_repro'](*args), grads['lax'](*args), strict=True):
+      np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * float(jnp.abs(want).max()))
+    jax_ms = {
+      impl: best_milliseconds(run_jax, grad, *args, repeats=_REPEATS.value)
+      for impl, grad in grads.items()
+    }
     torch_ms = {}
     for fmt, memory_format in (('cl', torch.channels_last), ('nchw', torch.contiguous_format)):
       xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
@@ -71,8 +92,9 @@ def main(argv: list[str]) -> None:
       )
     flops = 3 * 2 * n * out_h * out_w * c_out * c_in * k * k  # Forward, dx and dw.
     print(
-      f'| {name} | {jax_ms:.1f} | {torch_ms["cl"]:.1f} | {torch_ms["nchw"]:.1f} | '
-      f'{flops / jax_ms / 1e6:.0f} | {jax_ms / min(torch_ms.values()):.2f} |'
+      f'| {name} | {jax_ms["lax"]:.1f} | {jax_ms["bn_repro"]:.1f} | {torch_ms["cl"]:.1f} | '
+      f'{torch_ms["nchw"]:.1f} | {flops / jax_ms["bn_repro"] / 1e6:.0f} | '
+      f'{jax_ms["bn_repro"] / min(torch_ms.values()):.2f} |'
     )
 
 

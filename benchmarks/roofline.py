@@ -39,7 +39,12 @@ def measure_matmul_peak(seconds_per_size: float = 1.0) -> float:
 
 
 def time_step_matmuls(
-  image_size: int, hidden_sizes: tuple[int, ...], num_classes: int, batch: int, steps: int = 500
+  image_size: int,
+  hidden_sizes: tuple[int, ...],
+  num_classes: int,
+  batch: int,
+  steps: int = 500,
+  num_seeds: int = 1,
 ) -> float:
   """Best seconds per step of the MLP step's matmuls alone, at the step's own shapes.
 
@@ -48,15 +53,17 @@ def time_step_matmuls(
   through the carried weights so none is optimized away (SYNTHETIC values; timing
   only). This is the rate these small matmuls reach on this machine: the step's time
   over it says how much the rest of the step (nonlinearities, BN, loss, update, data
-  gather) costs.
+  gather) costs. With `num_seeds` > 1 the body is vmapped over that many weight sets
+  and batches, as `config.num_seeds` trains them.
   """
   sizes = (image_size, *hidden_sizes, num_classes)
+  seeds = (num_seeds,) if num_seeds > 1 else ()
   weights = [
-    jnp.full((a, b), 1e-3, jnp.float32) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+    jnp.full((*seeds, a, b), 1e-3, jnp.float32) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
   ]
-  x = jnp.ones((batch, image_size), jnp.float32)
+  x = jnp.ones((*seeds, batch, image_size), jnp.float32)
 
-  def body(weights, _):
+  def update(weights, x):
     activations = [x]
     for w in weights:
       activations.append(activations[-1] @ w)
@@ -65,7 +72,13 @@ def time_step_matmuls(
       grads.append(activations[i].T @ delta)
       if i:
         delta = delta @ weights[i].T
-    return [w - 1e-9 * g for w, g in zip(weights, reversed(grads), strict=True)], ()
+    return [w - 1e-9 * g for w, g in zip(weights, reversed(grads), strict=True)]
+
+  if num_seeds > 1:
+    update = jax.vmap(update)
+
+  def body(weights, _):
+    return update(weights, x), ()
 
   run = jax.jit(lambda weights: jax.lax.scan(body, weights, None, length=steps)[0])
   jax.block_until_ready(run(weights))

@@ -216,6 +216,54 @@ def _broadcast(stat: jax.Array, ndim: int, feature_axes: tuple[int, ...]) -> jax
   return stat.reshape(shape)
 
 
+# XLA:CPU (YNNPACK, jaxlib 0.10.2) computes the kernel gradient of a large convolution
+# (batch 32) up to 3.5x faster as a sum over chunks of 4 examples than over the whole
+# batch at once (benchmarks/README.md, `benchmarks.conv_layer`). Chunking pays from 14x14
+# output pixels and 25M multiply-adds per example (BN-Inception at 224 from the stem to
+# inception_4e's larger 3x3s); below that it costs up to 20% (the small Fashion-MNIST proxy).
+KERNEL_GRADIENT_CHUNK = 4  # Examples per chunk.
+KERNEL_GRADIENT_MIN_PIXELS = 14 * 14  # Output pixels per example.
+KERNEL_GRADIENT_MIN_MACS = 25_000_000  # Multiply-adds per example.
+
+
+def _convolve(lhs, rhs, window_strides, padding, dimension_numbers, precision):
+  return lax.conv_general_dilated(
+    lhs, rhs, window_strides, padding, dimension_numbers=dimension_numbers, precision=precision
+  )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _conv_chunked_kernel_gradient(lhs, rhs, window_strides, padding, dimension_numbers, precision):
+  """`lax.conv_general_dilated` of batch-first `lhs`; its kernel gradient is the sum of the
+  kernel gradients of chunks of KERNEL_GRADIENT_CHUNK examples (the same sum, added in
+  another order)."""
+  return _convolve(lhs, rhs, window_strides, padding, dimension_numbers, precision)
+
+
+def _conv_chunked_forward(lhs, rhs, window_strides, padding, dimension_numbers, precision):
+  y = _convolve(lhs, rhs, window_strides, padding, dimension_numbers, precision)
+  return y, (lhs, rhs)
+
+
+def _conv_chunked_backward(window_strides, padding, dimension_numbers, precision, residuals, dy):
+  lhs, rhs = residuals
+
+  def convolve(lhs, rhs):
+    return _convolve(lhs, rhs, window_strides, padding, dimension_numbers, precision)
+
+  _, lhs_vjp = jax.vjp(lambda lhs: convolve(lhs, rhs), lhs)
+  (d_lhs,) = lhs_vjp(dy)
+  d_rhs = jnp.zeros_like(rhs)
+  for start in range(0, lhs.shape[0], KERNEL_GRADIENT_CHUNK):
+    chunk = slice(start, start + KERNEL_GRADIENT_CHUNK)
+    _, rhs_vjp = jax.vjp(lambda rhs, chunk=chunk: convolve(lhs[chunk], rhs), rhs)
+    d_rhs = d_rhs + rhs_vjp(dy[chunk])[0]
+  return d_lhs, d_rhs
+
+
+_conv_chunked_kernel_gradient.defvjp(_conv_chunked_forward, _conv_chunked_backward)
+
+
 def conv_general_dilated(
   lhs: jax.Array,
   rhs: jax.Array,
@@ -232,23 +280,42 @@ def conv_general_dilated(
   A 1x1, stride-1, ungrouped, undilated convolution of `(N, H, W, C_in)` by an HWIO
   kernel `(1, 1, C_in, C_out)` is the matrix product of `(N*H*W, C_in)` by
   `(C_in, C_out)`; XLA:CPU runs it that way about 2.5x faster, forward and backward, than
-  as a convolution (benchmarks/README.md). Any other convolution goes to
-  `lax.conv_general_dilated` unchanged. Takes flax's `nn.Conv(conv_general_dilated=...)`.
+  as a convolution (benchmarks/README.md). On CPU, an ungrouped, undilated convolution
+  with at least KERNEL_GRADIENT_MIN_PIXELS output pixels and KERNEL_GRADIENT_MIN_MACS
+  multiply-adds per example computes its kernel gradient in chunks of
+  KERNEL_GRADIENT_CHUNK examples (`_conv_chunked_kernel_gradient`).
+  Any other convolution goes to `lax.conv_general_dilated` unchanged. Takes flax's
+  `nn.Conv(conv_general_dilated=...)`.
   """
   channels_last = dimension_numbers is None or (
     dimension_numbers.lhs_spec == (0, lhs.ndim - 1, *range(1, lhs.ndim - 1))
     and dimension_numbers.rhs_spec == (rhs.ndim - 1, rhs.ndim - 2, *range(rhs.ndim - 2))
   )
-  pointwise = (
+  plain = (  # Channels-last, ungrouped, undilated.
     channels_last
-    and all(k == 1 for k in rhs.shape[:-2])
-    and all(s == 1 for s in window_strides)
     and feature_group_count == 1
     and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
   )
+  pointwise = plain and all(k == 1 for k in rhs.shape[:-2]) and all(s == 1 for s in window_strides)
   if pointwise:
     kernel = rhs.reshape(rhs.shape[-2:])
     return lax.dot_general(lhs, kernel, (((lhs.ndim - 1,), (0,)), ((), ())), precision=precision)
+  output_pixels = math.prod(
+    -(-d // s) for d, s in zip(lhs.shape[1:-1], window_strides, strict=True)
+  )
+  chunked_kernel_gradient = (
+    jax.default_backend() == 'cpu'
+    and plain
+    and lhs.shape[0] > KERNEL_GRADIENT_CHUNK
+    and output_pixels >= KERNEL_GRADIENT_MIN_PIXELS
+    and output_pixels * rhs.size >= KERNEL_GRADIENT_MIN_MACS
+  )
+  if chunked_kernel_gradient:
+    if not isinstance(padding, str):
+      padding = tuple(tuple(p) for p in padding)
+    return _conv_chunked_kernel_gradient(
+      lhs, rhs, tuple(window_strides), padding, dimension_numbers, precision
+    )
   return lax.conv_general_dilated(
     lhs,
     rhs,
@@ -280,8 +347,9 @@ def max_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
 
   The same values and gradient as `flax.linen.max_pool` (each output's gradient goes to
   the first maximum of its window, in row-major order), but the gradient is computed as
-  one masked, strided add per window offset instead of XLA's select-and-scatter, which
-  XLA:CPU runs about 9x slower than oneDNN: this halves it (benchmarks/README.md).
+  one masked add per window offset into its stride phase instead of XLA's
+  select-and-scatter, which XLA:CPU runs about 9x slower than oneDNN: this takes a
+  third of flax's time (benchmarks/README.md, `benchmarks.pool_layer`).
   """
   return nn.max_pool(x, (window, window), strides=(stride, stride), padding='SAME')
 
@@ -296,10 +364,13 @@ def _max_pool_backward(window, stride, residuals, dy):
   n, h, w, c = x.shape
   out_h, out_w, padding = _same_padding(x.shape, window, stride)
   padded = jnp.pad(x, padding, constant_values=-jnp.inf)
-  height, width = padded.shape[1], padded.shape[2]
   span_h, span_w = (out_h - 1) * stride + 1, (out_w - 1) * stride + 1
+  # The padded input splits into stride x stride phases (row % stride, column % stride);
+  # window offset (i, j) only reaches phase (i % stride, j % stride), shifted by
+  # (i // stride, j // stride) on that phase's grid, so each offset adds a dense block.
+  phase_h, phase_w = -(-padded.shape[1] // stride), -(-padded.shape[2] // stride)
   routed = jnp.zeros(y.shape, bool)  # Outputs whose gradient already has its input.
-  dx = jnp.zeros(padded.shape, dy.dtype)
+  phases = {}
   for i in range(window):
     for j in range(window):
       candidate = lax.slice(
@@ -307,16 +378,23 @@ def _max_pool_backward(window, stride, residuals, dy):
       )
       first_max = (candidate == y) & ~routed
       routed = routed | first_max
-      dx = dx + lax.pad(
+      row, col = i // stride, j // stride
+      block = lax.pad(
         jnp.where(first_max, dy, 0.0),
         jnp.zeros((), dy.dtype),
-        (
-          (0, 0, 0),
-          (i, height - i - span_h, stride - 1),
-          (j, width - j - span_w, stride - 1),
-          (0, 0, 0),
-        ),
+        ((0, 0, 0), (row, phase_h - row - out_h, 0), (col, phase_w - col - out_w, 0), (0, 0, 0)),
       )
+      phase = (i % stride, j % stride)
+      phases[phase] = phases[phase] + block if phase in phases else block
+  unreached = jnp.zeros((n, phase_h, phase_w, c), dy.dtype)  # Phases no offset reaches.
+  interleaved = jnp.stack(
+    [
+      jnp.stack([phases.get((p, q), unreached) for q in range(stride)], axis=3)
+      for p in range(stride)
+    ],
+    axis=2,
+  )  # (n, phase_h, stride, phase_w, stride, c)
+  dx = interleaved.reshape(n, phase_h * stride, phase_w * stride, c)
   top, left = padding[1][0], padding[2][0]
   return (dx[:, top : top + h, left : left + w, :],)
 

@@ -5,8 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 from jax.sharding import PartitionSpec as P
 
+from bn_repro import layers
 from bn_repro.layers import BatchNorm, conv_general_dilated, max_pool
 from tests.numpy_bn import bn_backward, bn_forward
 
@@ -365,6 +367,47 @@ def test_pointwise_convolutions_as_matmuls_equal_lax_convolutions(kernel, stride
   got = jax.grad(loss(ours), argnums=(0, 1))(variables, x)
   want = jax.grad(loss(reference), argnums=(0, 1))(variables, x)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), got, want)
+
+
+@pytest.mark.parametrize('batch, kernel, stride', [(10, 3, 1), (9, 7, 2), (8, 3, 1)])
+def test_chunked_kernel_gradient_equals_lax_convolution_gradient(
+  batch, kernel, stride, monkeypatch
+):
+  """On CPU, large convolutions (here: any over >= 14x14 outputs) sum their kernel
+  gradient over chunks of KERNEL_GRADIENT_CHUNK examples (a remainder chunk for 10 and 9):
+  the same values and gradients as flax's lax convolution, also under shard_map with the
+  kernel replicated and the batch split over 2 devices, as in training (5 examples per
+  device: chunked; 4: not)."""
+  assert layers.KERNEL_GRADIENT_CHUNK == 4 and jax.default_backend() == 'cpu'
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(batch, 14 * stride, 15 * stride, 3)).astype(np.float32))
+  reference = nn.Conv(5, (kernel, kernel), strides=stride, padding='SAME')
+  ours = reference.clone(conv_general_dilated=conv_general_dilated)
+  variables = reference.init(jax.random.key(0), x)
+
+  def loss(module):
+    return lambda variables, x: jnp.sum(jnp.sin(module.apply(variables, x)))
+
+  # At the default threshold this small convolution is not chunked; without one it is.
+  assert 'custom_vjp_call' not in str(jax.make_jaxpr(loss(ours))(variables, x))
+  monkeypatch.setattr(layers, 'KERNEL_GRADIENT_MIN_MACS', 0)
+  assert 'custom_vjp_call' in str(jax.make_jaxpr(loss(ours))(variables, x))
+  want = jax.grad(loss(reference), argnums=(0, 1))(variables, x)
+  got = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(variables, x)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-4), got, want)
+  if batch % 2:
+    return
+  mesh = jax.make_mesh((2,), ('batch',), devices=jax.devices()[:2])
+
+  def per_device(variables, x):
+    return jax.grad(lambda v: lax.psum(loss(ours)(v, x), 'batch'))(variables)
+
+  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P('batch')), out_specs=P())
+  x_sharded = jax.device_put(x, jax.sharding.NamedSharding(mesh, P('batch')))
+  got_sharded = jax.jit(sharded)(variables, x_sharded)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-4), got_sharded, want[0]
+  )
 
 
 @pytest.mark.parametrize('shape, stride', [((3, 9, 9, 2), 2), ((3, 8, 8, 2), 2), ((2, 7, 6, 3), 1)])
