@@ -1,6 +1,7 @@
 r"""Images per second of a BN-Inception training step at 224x224 (batch 32, one BN group).
 
-  .venv/bin/python -m benchmarks.inception_step [--batch_size=32] [--steps=4] [--torch]
+  .venv/bin/python -m benchmarks.inception_step [--batch_size=32] [--steps=4] [--torch] \
+      [--compute_dtype=bfloat16]
 
 Times the full-size network of configs/inception.py (bn_x5, and the no-BN `inception`
 arm in the same process for BN's overhead) on SYNTHETIC uint8 images (timing only),
@@ -9,6 +10,8 @@ call runs several times slower; see benchmarks/README.md), on the default device
 Compilation is excluded. With --torch (requirements-bench.txt), also the same
 BN-x5 network in PyTorch (benchmarks/torch_inception.py, parameter count checked
 equal), eager, SGD with momentum, in NCHW and channels-last memory formats.
+--compute_dtype=bfloat16 times bn_repro's mixed precision (`model.compute_dtype`; meant for
+GPUs: XLA:CPU has no fast bfloat16 convolutions); PyTorch stays float32.
 """
 
 import time
@@ -24,6 +27,9 @@ _BATCH = flags.DEFINE_integer('batch_size', 32, 'Examples per step (one BN group
 _STEPS = flags.DEFINE_integer('steps', 4, 'Timed steps per variant (in calls of 2).')
 _SIZE = flags.DEFINE_integer('image_size', 224, 'Image side in pixels.')
 _TORCH = flags.DEFINE_bool('torch', False, 'Also time the PyTorch implementation.')
+_DTYPE = flags.DEFINE_enum(
+  'compute_dtype', 'float32', ['float32', 'bfloat16'], "bn_repro's model.compute_dtype."
+)
 
 
 def time_variant(variant: str) -> tuple[float, int]:
@@ -35,6 +41,7 @@ def time_variant(variant: str) -> tuple[float, int]:
     steps_per_call=2,
     input__image_size=_SIZE.value,
     input__distortion_strength=0.0,
+    model__compute_dtype=_DTYPE.value,
   )
   shape = (_SIZE.value, _SIZE.value, 3)
   _, seconds, num_params = time_training_steps(
@@ -80,7 +87,7 @@ def main(argv: list[str]) -> None:
   device = jax.devices()[0]
   print(
     f'device: {device.device_kind} ({device.platform}); batch {_BATCH.value}, '
-    f'{_SIZE.value}x{_SIZE.value}, synthetic images'
+    f'{_SIZE.value}x{_SIZE.value}, synthetic images, bn_repro computes in {_DTYPE.value}'
   )
   print('| variant | parameters | ms/step | images/s |')
   print('|---|---|---|---|')

@@ -4,6 +4,7 @@ import ml_collections
 
 from bn_repro.data import STREAMING_DATASETS
 from bn_repro.layers import STOP_GRADIENT_MODES
+from bn_repro.models import COMPUTE_DTYPES
 from bn_repro.models.mlp import BN_POSITIONS
 from bn_repro.models.normalization import NORMALIZATIONS
 
@@ -66,6 +67,11 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) 
     config.population_stats.num_batches >= 0,
     f'population_stats.num_batches={config.population_stats.num_batches} must be >= 0.',
   )
+  if 'compute_dtype' in config.model:
+    require(
+      config.model.compute_dtype in COMPUTE_DTYPES,
+      f'model.compute_dtype={config.model.compute_dtype!r}; expected one of {COMPUTE_DTYPES}.',
+    )
   if 'position' in config.model.bn:  # The MLP's normalization-study fields.
     position, stop_gradient = config.model.bn.position, config.model.bn.stop_gradient
     require(

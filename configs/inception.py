@@ -113,6 +113,9 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   config.model.conv_bias = False
   config.model.width = 1.0
   config.model.typical_unit = 0
+  # 'bfloat16': mixed precision for accelerators (convolutions and activations in bfloat16;
+  # parameters, BN statistics, logits and the loss stay float32). The paper's runs: float32.
+  config.model.compute_dtype = 'float32'
   config.model.bn = ml_collections.ConfigDict()
   config.model.bn.momentum = 0.99
   config.model.bn.epsilon = 1e-5

@@ -2,7 +2,7 @@
 # Trains the six BN-Inception variants of the paper's Sec. 4.2 and writes the table
 # "steps to match Inception" and the Figure 2 analog.
 #
-#   scripts/reproduce_inception.sh --scale=small   # CPU proxy on Fashion-MNIST: about 35 min
+#   scripts/reproduce_inception.sh --scale=small   # CPU proxy on Fashion-MNIST: about 30 min
 #                                                  # on 2 cores; writes results/inception_small/
 #   scripts/reproduce_inception.sh --scale=full    # ImageNet (TFDS imagenet2012, prepared by
 #     you), batch 32 per step as in the paper. Not run here. An estimate, not a measurement:

@@ -118,3 +118,48 @@ def test_full_size_network_trains_a_step_at_224():
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
   assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads['inception_5b']))
   assert not np.allclose(updates['batch_stats']['conv1']['BatchNorm_0']['mean'], 0)
+
+
+def test_bfloat16_compute_keeps_float32_state_and_matches_float32_loss():
+  """model.compute_dtype='bfloat16' (mixed precision): parameters, gradients, BN statistics
+  and logits stay float32; the loss and the classifier's gradient agree with the float32
+  network's to bf16 precision (the deep layers' gradients, sums with heavy cancellation,
+  are noisier), without being equal."""
+  import optax
+
+  from bn_repro import models
+  from bn_repro.config_files import load_config, override
+
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.uniform(size=(8, 32, 32, 3)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 10, 8))
+  results = {}
+  for dtype in ('float32', 'bfloat16'):
+    config = override(
+      load_config('configs/inception.py:bn_x5,smoke'),
+      model__compute_dtype=dtype,
+      model__bn__group_size=8,
+      model__dropout_rate=0.0,
+    )
+    model = models.create_model(config.model, num_classes=10)
+    variables = model.init(jax.random.key(0), x, train=False)
+
+    def loss_fn(params, model=model, variables=variables):
+      logits, updates = model.apply(
+        {'params': params, 'batch_stats': variables['batch_stats']},
+        x,
+        train=True,
+        mutable=['batch_stats'],
+      )
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (logits, updates)
+
+    (loss, (logits, updates)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
+      variables['params']
+    )
+    state = jax.tree.leaves((variables['params'], updates, grads))
+    assert logits.dtype == jnp.float32 and {a.dtype for a in state} == {jnp.dtype('float32')}
+    results[dtype] = float(loss), np.ravel(grads['logits']['kernel'])
+  (loss32, grad32), (loss16, grad16) = results['float32'], results['bfloat16']
+  assert loss16 != loss32 and abs(loss16 - loss32) < 0.02 * loss32
+  cosine = grad16 @ grad32 / (np.linalg.norm(grad16) * np.linalg.norm(grad32))
+  assert cosine > 0.99

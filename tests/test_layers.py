@@ -369,6 +369,18 @@ def test_pointwise_convolutions_as_matmuls_equal_lax_convolutions(kernel, stride
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), got, want)
 
 
+@pytest.mark.parametrize('dimension_numbers', [None, ('NCHW', 'OIHW', 'NCHW')])
+def test_channels_first_convolutions_are_left_to_lax(dimension_numbers):
+  """Without channels-last dimension numbers (lax's default is NCHW), a 1x1 convolution is
+  not rewritten as a channels-last matmul: the result equals lax's."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(6, 5, 9, 9)).astype(np.float32))
+  w = jnp.asarray(rng.normal(size=(4, 5, 1, 1)).astype(np.float32))
+  got = conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=dimension_numbers)
+  want = lax.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=dimension_numbers)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize('batch, kernel, stride', [(10, 3, 1), (9, 7, 2), (8, 3, 1)])
 def test_chunked_kernel_gradient_equals_lax_convolution_gradient(
   batch, kernel, stride, monkeypatch

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 if TYPE_CHECKING:  # ml_collections is absent where only models run (e.g. GPU benchmarks).
   import ml_collections
@@ -53,11 +54,13 @@ def _create_inception(
     pool_proj_4cd=model_config.pool_proj_4cd,
     conv_bias=model_config.conv_bias,
     width=model_config.width,
+    dtype=jnp.dtype(model_config.compute_dtype),
     **_shared_fields(model_config, num_classes, axis_name),
   )
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {'mlp': _create_mlp, 'inception': _create_inception}
+COMPUTE_DTYPES = ('float32', 'bfloat16')  # BN-Inception's `model.compute_dtype`.
 
 
 def create_model(
