@@ -125,10 +125,10 @@ def make_train_chunk_fn(
   whole dataset for small datasets) and `per_step` a pytree with a leading T axis
   (example indices, or streamed batches). The random numbers of a step (dropout,
   photometric distortion) derive from (seed, step, device), so a resumed run draws
-  the same ones. `scan_unroll` is `lax.scan`'s unroll: inside a rolled loop body
-  XLA:CPU (jaxlib 0.10.2) runs the convolutions' gradients with its own emitter
-  instead of YNNPACK, 4-5x slower per step (benchmarks/README.md, `profile_step`),
-  so conv nets unroll their few fused steps fully.
+  the same ones. `scan_unroll` is `lax.scan`'s unroll: inside a loop body XLA:CPU
+  (jaxlib 0.10.2) runs the convolutions' gradients with its own emitter instead of
+  YNNPACK, 4-5x slower per step (benchmarks/README.md, `profile_step`), so conv nets
+  unroll their few fused steps fully, and a one-step chunk is no loop at all.
 
   With `num_seeds` > 1, S = num_seeds independent runs (seeds `seed`, ..., `seed + S - 1`)
   train side by side in one program (`jax.vmap`): every array of the state but the step
@@ -159,8 +159,9 @@ def make_train_chunk_fn(
       return jax.vmap(one_step, in_axes=(axes, 0, 0), out_axes=(axes, 0))(state, per_step, seeds)
 
     length = jax.tree.leaves(per_steps)[0].shape[0]
-    # An unroll covering the whole chunk must be True: `unroll=1` on a length-1 scan still
-    # emits a loop, which is the slow path for convolutions.
+    if length == 1:  # Straight code: even a fully unrolled length-1 scan emits a loop.
+      state, metrics = body(state, jax.tree.map(lambda a: a[0], per_steps))
+      return state, jax.tree.map(lambda m: m[None], metrics)
     unroll = True if scan_unroll is True or scan_unroll >= length else scan_unroll
     return lax.scan(body, state, per_steps, unroll=unroll)
 
