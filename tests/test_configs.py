@@ -47,6 +47,12 @@ def test_invalid_values_are_rejected_with_the_value(fields, message):
     validate_config(override(load_config('configs/mnist.py:bn'), **fields), num_devices=4)
 
 
+def test_unknown_compute_dtype_is_rejected_with_the_value():
+  config = override(load_config('configs/inception.py:bn_x5,small'), model__compute_dtype='float16')
+  with pytest.raises(ValueError, match=r"compute_dtype='float16'; expected one of \('float32'"):
+    validate_config(config, num_devices=1)
+
+
 @pytest.mark.parametrize(
   'override_flag, message',
   [
