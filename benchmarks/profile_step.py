@@ -79,16 +79,14 @@ def op_name(line: str) -> str:
   return match.group(1).replace('jit(chunk)/closed_call/', '') if match else ''
 
 
-def source_names(hlo_text: str) -> dict[str, str]:
+def source_names(instructions: dict[str, tuple[str, str]]) -> dict[str, str]:
   """Instruction name -> the model code it comes from (its op_name metadata, or else its
   first consumer's: library fusions of weight gradients carry none themselves)."""
   names, consumers = {}, collections.defaultdict(list)
-  for line in hlo_text.splitlines():
-    match = re.match(r'\s*(?:ROOT )?%(\S+) = (.*)', line)
-    if match:
-      names[match.group(1)] = op_name(line)
-      for operand in re.findall(r'%([\w.\-]+)', match.group(2)):
-        consumers[operand].append(match.group(1))
+  for name, (line, _) in instructions.items():
+    names[name] = op_name(line)
+    for operand in re.findall(r'%([\w.\-]+)', line.split(' = ', 1)[1]):
+      consumers[operand].append(name)
   for name, where in names.items():
     if not where:
       names[name] = next((names[c] for c in consumers[name] if names.get(c)), '')
@@ -145,7 +143,8 @@ def main(argv: list[str]) -> None:
     totals, runs = operation_times(pathlib.Path(trace_dir))
 
   hlo = chunk.as_text()
-  instructions, sources = hlo_instructions(hlo), source_names(hlo)
+  instructions = hlo_instructions(hlo)
+  sources = source_names(instructions)
   by_kind, count = collections.Counter(), collections.Counter()
   ops = []
   for name, nanoseconds in totals.items():

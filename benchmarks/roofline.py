@@ -5,6 +5,8 @@ import time
 import jax
 import jax.numpy as jnp
 
+from benchmarks.timing import best_milliseconds, run_jax
+
 
 def matmul_flops(
   image_size: int, hidden_sizes: tuple[int, ...], num_classes: int, batch: int
@@ -81,10 +83,4 @@ def time_step_matmuls(
     return update(weights, x), ()
 
   run = jax.jit(lambda weights: jax.lax.scan(body, weights, None, length=steps)[0])
-  jax.block_until_ready(run(weights))
-  best = float('inf')
-  for _ in range(5):
-    start = time.perf_counter()
-    jax.block_until_ready(run(weights))
-    best = min(best, (time.perf_counter() - start) / steps)
-  return best
+  return best_milliseconds(run_jax, run, weights, repeats=5) / 1e3 / steps

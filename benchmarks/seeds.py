@@ -21,6 +21,17 @@ _STEPS_PER_CALL = flags.DEFINE_integer('steps_per_call', 500, 'Steps fused per h
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed calls per setting (the best counts).')
 
 
+def seconds_per_step(program: str, num_seeds: int) -> float:
+  """Best seconds per step of `program` ('baseline', 'bn' or 'matmuls alone') for the seeds."""
+  if program == 'matmuls alone':
+    return time_step_matmuls(784, (100, 100, 100), 10, 60, num_seeds=num_seeds)
+  config = override(load_config(f'configs/mnist.py:{program}'), num_seeds=num_seeds)
+  _, seconds, _ = time_training_steps(
+    config, (28, 28, 1), 10, _STEPS_PER_CALL.value, 1, config.scan_unroll, _REPEATS.value
+  )
+  return seconds
+
+
 def main(argv: list[str]) -> None:
   del argv
   num_seeds = _SEEDS.value
@@ -32,15 +43,7 @@ def main(argv: list[str]) -> None:
   print('|---|---|---|---|---|')
   flops = matmul_flops(784, (100, 100, 100), 10, 60)
   for variant in ('baseline', 'bn', 'matmuls alone'):
-    seconds = {}
-    for seeds in (1, num_seeds):
-      if variant == 'matmuls alone':
-        seconds[seeds] = time_step_matmuls(784, (100, 100, 100), 10, 60, num_seeds=seeds)
-        continue
-      config = override(load_config(f'configs/mnist.py:{variant}'), num_seeds=seeds)
-      _, seconds[seeds], _ = time_training_steps(
-        config, (28, 28, 1), 10, _STEPS_PER_CALL.value, 1, config.scan_unroll, _REPEATS.value
-      )
+    seconds = {seeds: seconds_per_step(variant, seeds) for seeds in (1, num_seeds)}
     rates = [flops * s / seconds[s] / peak for s in (1, num_seeds)]
     print(
       f'| {variant} | {seconds[1] * 1e6:.0f} | {seconds[num_seeds] * 1e6:.0f} | '
