@@ -33,8 +33,22 @@ class Checkpointer:
     return self._manager.restore(step, args=ocp.args.StandardRestore(state))
 
   def save(self, state: TrainState) -> None:
-    self._manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
+    """Saves `state` at its step, replacing a checkpoint of that step if one exists.
+
+    A resumed run replays the steps after its checkpoint and may save a step again
+    (a best or final checkpoint written before the kill): the newer save wins.
+    """
+    step = int(state.step)
+    if step in self._manager.all_steps():
+      self._manager.delete(step)
+    self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
     self._manager.wait_until_finished()
+
+  def delete_after(self, step: int) -> None:
+    """Deletes the checkpoints of steps after `step` (written by a run killed before them)."""
+    for saved in self._manager.all_steps():
+      if saved > step:
+        self._manager.delete(saved)
 
   def close(self) -> None:
     self._manager.close()

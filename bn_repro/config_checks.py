@@ -6,7 +6,7 @@ from bn_repro.data import STREAMING_DATASETS
 from bn_repro.layers import STOP_GRADIENT_MODES
 from bn_repro.models import COMPUTE_DTYPES
 from bn_repro.models.mlp import BN_POSITIONS
-from bn_repro.models.normalization import NORMALIZATIONS
+from bn_repro.models.normalization import NORMALIZATIONS, uses_batch_norm
 
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) -> None:
@@ -43,6 +43,34 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) 
       f'model.bn.group_size={group_size} must divide the per-device batch of '
       f'{per_device} examples.',
     )
+  if uses_batch_norm(config.model.normalization):
+    examples = config.batch_size if group_size is None else group_size
+    require(
+      examples >= 2,
+      f'model.bn.group_size={group_size} with batch_size={config.batch_size}: each BN '
+      f'statistics group has {examples} example(s); the unbiased variance m/(m-1) of '
+      'Algorithm 2 needs at least 2 (m counts the values behind a statistic: the examples '
+      'of a group for a dense layer, examples x H x W of the feature map for a convolution). '
+      'Use a group size (or batch) of at least 2.',
+    )
+  crops = config.eval.get('crops', 1)
+  require(crops in (1, 144), f"eval.crops={crops}; expected 1 or 144 (the paper's multi-crop).")
+  require(
+    crops == 1 or config.input.dataset in STREAMING_DATASETS,
+    f'eval.crops={crops} needs ImageNet (input.dataset in {STREAMING_DATASETS}); '
+    f'{config.input.dataset!r} has no multi-crop evaluation. Set eval.crops=1.',
+  )
+  examples = config.eval.batch_size // crops
+  require(
+    config.eval.batch_size % crops == 0 and examples % num_devices == 0 and examples > 0,
+    f'eval.batch_size={config.eval.batch_size} counts images per evaluation call, crops '
+    f'included: with eval.crops={crops} on {num_devices} device(s) it must be a positive '
+    f'multiple of {crops * num_devices} (e.g. {crops * num_devices}).',
+  )
+  require(
+    config.keep_checkpoints >= 1,
+    f'keep_checkpoints={config.keep_checkpoints} must be at least 1: a resume needs a checkpoint.',
+  )
   require(
     config.steps_per_call > 0 and config.log_every % config.steps_per_call == 0,
     f'log_every={config.log_every} must be a multiple of steps_per_call={config.steps_per_call}.',

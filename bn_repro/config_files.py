@@ -1,5 +1,6 @@
 """Loading experiment configs from `configs/FILE.py:ARG` specs, as `--config` does."""
 
+import copy
 import importlib.util
 import pathlib
 import types
@@ -36,9 +37,11 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
 def override(config: ml_collections.ConfigDict, **fields: object) -> ml_collections.ConfigDict:
   """A copy of the locked `config` with dotted `fields` (e.g. `optimizer__learning_rate`) set.
 
-  Double underscores stand for dots; unknown fields raise, as on the command line.
+  Double underscores stand for dots; unknown fields raise, as on the command line. The copy
+  keeps the config's linked fields (a field defined as another's reference, such as
+  `scan_unroll` following `steps_per_call`, follows it here as on the command line).
   """
-  config = ml_collections.ConfigDict(config.to_dict())
+  config = copy.deepcopy(config)
   for name, value in fields.items():
     *parents, leaf = name.split('__')
     node = config

@@ -1,7 +1,17 @@
 """Ensemble evaluation: average the class probabilities of several models (the paper's
 6-model BN-Inception ensemble, Sec. 4.2.3), counted exactly over a padded split.
+
+Command (the members are runs of one config, e.g. several seeds):
+  python -m bn_repro.ensemble --config=configs/inception.py:bn_x5 \
+      --workdirs=runs/bn_x5_s0,runs/bn_x5_s1 [--checkpoint=best] [--config.eval.crops=144]
+prints top-1 and top-5 test accuracy of the ensemble and of each member. With multi-crop
+batches `(B, crops, H, W, C)` each member's probabilities are averaged over the crops
+first (GoogLeNet's multi-crop protocol), then over the members.
 """
 
+import json
+import pathlib
+import sys
 from collections.abc import Callable, Iterable, Sequence
 
 import flax.linen as nn
@@ -14,17 +24,30 @@ from jax.sharding import PartitionSpec as P
 from bn_repro.sharding import gathered_to_host, put_global
 from bn_repro.steps import AXIS, TrainState
 
+CHECKPOINTS = {
+  'latest': 'checkpoints',
+  'best': 'best_checkpoint',
+  'population': 'population_checkpoint',
+}
+
 
 def make_predict_fn(
   model: nn.Module, preprocess: Callable[[jax.Array], jax.Array], mesh: Mesh
 ) -> Callable[[TrainState, jax.Array], jax.Array]:
-  """Jitted `(state, images (B, ...)) -> class probabilities (B, K)`, inference mode."""
+  """Jitted `(state, images) -> class probabilities (B, K)`, inference mode.
+
+  `images` are `(B, H, W, C)`, or `(B, crops, H, W, C)`, whose crops' probabilities are
+  averaged per example.
+  """
 
   def predict(state, images):
+    crops = images.shape[1] if images.ndim == 5 else 0
+    flat = images.reshape((-1,) + images.shape[2:]) if crops else images
     logits = model.apply(
-      {'params': state.params, 'batch_stats': state.batch_stats}, preprocess(images), train=False
+      {'params': state.params, 'batch_stats': state.batch_stats}, preprocess(flat), train=False
     )
-    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    return probs.reshape(images.shape[0], crops, -1).mean(axis=1) if crops else probs
 
   return jax.jit(jax.shard_map(predict, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS)))
 
@@ -34,8 +57,8 @@ def evaluate_ensemble(
   states: Sequence[TrainState],
   batches: Iterable[tuple[jax.Array, jax.Array, jax.Array]],
   mesh: Mesh,
-) -> dict[str, float]:
-  """Top-1 and top-5 accuracy of the mean of the members' probabilities.
+) -> dict[str, object]:
+  """Top-1 and top-5 accuracy of the mean of the members' probabilities, and of each member.
 
   Args:
     predict_fn: from `make_predict_fn`.
@@ -43,15 +66,96 @@ def evaluate_ensemble(
     batches: sharded (images, labels, mask) batches; mask False marks padding.
 
   Returns:
-    {'accuracy', 'top5_accuracy', 'count'} over the examples whose mask is True.
+    {'accuracy', 'top5_accuracy', 'count', 'members': [{'accuracy', 'top5_accuracy'}, ...]}
+    over the examples whose mask is True.
   """
   states = [put_global(s, NamedSharding(mesh, P())) for s in states]
-  correct = correct5 = count = 0
+  correct = np.zeros((len(states) + 1, 2), np.int64)  # Row 0: the ensemble; then members.
+  count = 0
   for images, labels, mask in batches:
-    probs = np.mean([gathered_to_host(predict_fn(s, images)) for s in states], axis=0)
+    member_probs = [gathered_to_host(predict_fn(s, images)) for s in states]
     labels, mask = gathered_to_host((labels, mask))
-    top5 = np.argsort(-probs, axis=-1)[:, :5]
-    correct += int(np.sum((np.argmax(probs, -1) == labels) & mask))
-    correct5 += int(np.sum(np.any(top5 == labels[:, None], axis=-1) & mask))
+    for row, probs in enumerate([np.mean(member_probs, axis=0), *member_probs]):
+      top5 = np.argsort(-probs, axis=-1)[:, :5]
+      correct[row, 0] += int(np.sum((np.argmax(probs, -1) == labels) & mask))
+      correct[row, 1] += int(np.sum(np.any(top5 == labels[:, None], axis=-1) & mask))
     count += int(mask.sum())
-  return {'accuracy': correct / count, 'top5_accuracy': correct5 / count, 'count': count}
+  accuracies = [{'accuracy': c1 / count, 'top5_accuracy': c5 / count} for c1, c5 in correct]
+  return {**accuracies[0], 'count': count, 'members': accuracies[1:]}
+
+
+def restore_members(
+  workdirs: Sequence[pathlib.Path], state: TrainState, checkpoint: str
+) -> list[TrainState]:
+  """Each workdir's `checkpoint` ('latest', 'best' or 'population') restored into `state`.
+
+  Raises:
+    FileNotFoundError: a workdir has no such checkpoint, naming it.
+  """
+  from bn_repro.checkpointing import Checkpointer
+
+  members = []
+  for workdir in workdirs:
+    directory = pathlib.Path(workdir) / CHECKPOINTS[checkpoint]
+    checkpointer = Checkpointer(directory, 1)
+    if checkpointer.latest_step() is None:
+      checkpointer.close()
+      raise FileNotFoundError(f'{directory} holds no checkpoint (--checkpoint={checkpoint}).')
+    members.append(checkpointer.restore_latest(state))
+    checkpointer.close()
+  return members
+
+
+def main(argv: Sequence[str]) -> None:
+  from absl import flags
+
+  from bn_repro import data as data_lib
+  from bn_repro import models
+  from bn_repro.config_checks import validate_config
+  from bn_repro.inputs import create_inputs
+  from bn_repro.steps import create_mesh
+  from bn_repro.train import create_train_state
+
+  del argv
+  config = flags.FLAGS.config
+  workdirs = [pathlib.Path(w) for w in flags.FLAGS.workdirs]
+  mesh = create_mesh(config.num_devices)
+  try:
+    validate_config(config, mesh.size)
+  except ValueError as error:
+    sys.exit(f'FATAL: {error}')
+  inputs = create_inputs(config, mesh)
+  model = models.create_model(config.model, inputs.num_classes)
+  state = create_train_state(config, model, np.zeros((2,) + inputs.image_shape, np.float32))
+  try:
+    members = restore_members(workdirs, state, flags.FLAGS.checkpoint)
+  except FileNotFoundError as error:
+    sys.exit(f'FATAL: {error}')
+  predict = make_predict_fn(model, data_lib.get_preprocessor(config.input.preprocess), mesh)
+  metrics = evaluate_ensemble(predict, members, inputs.eval_batches(), mesh)
+  crops = config.eval.get('crops', 1)
+  for workdir, member in zip(workdirs, metrics['members'], strict=True):
+    print(f'{workdir}: top-1 {member["accuracy"]:.4f}  top-5 {member["top5_accuracy"]:.4f}')
+  print(
+    f'ensemble of {len(workdirs)} ({flags.FLAGS.checkpoint} checkpoints, {crops} crop(s), '
+    f'{metrics["count"]} test examples): top-1 {metrics["accuracy"]:.4f}  '
+    f'top-5 {metrics["top5_accuracy"]:.4f}'
+  )
+  print(json.dumps(metrics))
+
+
+def _define_flags() -> None:
+  from absl import flags
+  from ml_collections import config_flags
+
+  config_flags.DEFINE_config_file('config', None, "The members' config file[:variant].")
+  flags.DEFINE_list('workdirs', None, 'Comma-separated workdirs of the member runs.')
+  flags.DEFINE_enum('checkpoint', 'best', list(CHECKPOINTS), 'Which checkpoint of each run.')
+  flags.mark_flags_as_required(['config', 'workdirs'])
+
+
+if __name__ == '__main__':
+  from absl import app
+
+  _define_flags()
+  app.run(main)

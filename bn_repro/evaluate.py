@@ -97,7 +97,11 @@ def _batch_statistics_predictions(
 
   def one_batch(x):
     logits, _ = model.apply(
-      {'params': params, 'batch_stats': batch_stats}, x, train=True, mutable=['batch_stats']
+      {'params': params, 'batch_stats': batch_stats},
+      x,
+      train=False,
+      batch_statistics=True,
+      mutable=['batch_stats'],
     )
     return jnp.argmax(logits, -1)
 

@@ -161,7 +161,9 @@ def create_inputs(config: ml_collections.ConfigDict, mesh: Mesh) -> Inputs:
       image_shape=source.image_shape,
       num_eval_examples=source.num_eval_examples,
       eval_batches=lambda: (
-        _shard(b, sharding) for b in source.eval_batches(config.eval.batch_size, config.eval.crops)
+        _shard(b, sharding)
+        # eval.batch_size counts the images the model sees per call, crops included.
+        for b in source.eval_batches(config.eval.batch_size // config.eval.crops, config.eval.crops)
       ),
       create_train_input=lambda step: StreamingTrainInput(source.train_batches(step), mesh),
       train_batches=lambda k: (

@@ -185,6 +185,12 @@ class BatchNorm(nn.Module):
     cross_device = axis_name is not None and self.group_size is None
     if cross_device:
       count *= lax.axis_size(axis_name)
+    if count < 2:
+      raise ValueError(
+        f'BatchNorm: m={count:g} value(s) per statistic (input {x.shape}, group_size='
+        f'{self.group_size}); the unbiased variance m/(m-1) needs m >= 2: use at least 2 '
+        'examples per statistics group.'
+      )
     mean = jnp.mean(x, axis=reduce_axes)
     if self.fast_variance:
       mean_square = jnp.mean(jnp.square(x), axis=reduce_axes)
@@ -277,7 +283,7 @@ def conv_general_dilated(
 ) -> jax.Array:
   """`lax.conv_general_dilated` for channels-last inputs, with 1x1 convolutions as matmuls.
 
-  A 1x1, stride-1, ungrouped, undilated convolution of `(N, H, W, C_in)` by an HWIO
+  A 1x1, stride-1, unpadded, ungrouped, undilated convolution of `(N, H, W, C_in)` by an HWIO
   kernel `(1, 1, C_in, C_out)` is the matrix product of `(N*H*W, C_in)` by
   `(C_in, C_out)`; XLA:CPU runs it that way about 2.5x faster, forward and backward, than
   as a convolution (benchmarks/README.md). On CPU, an ungrouped, undilated convolution
@@ -298,7 +304,13 @@ def conv_general_dilated(
     and feature_group_count == 1
     and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
   )
-  pointwise = plain and all(k == 1 for k in rhs.shape[:-2]) and all(s == 1 for s in window_strides)
+  no_padding = isinstance(padding, str) or all(tuple(p) == (0, 0) for p in padding)
+  pointwise = (  # For a 1x1 kernel 'SAME' and 'VALID' both mean no padding.
+    plain
+    and no_padding
+    and all(k == 1 for k in rhs.shape[:-2])
+    and all(s == 1 for s in window_strides)
+  )
   if pointwise:
     kernel = rhs.reshape(rhs.shape[-2:])
     return lax.dot_general(lhs, kernel, (((lhs.ndim - 1,), (0,)), ((), ())), precision=precision)

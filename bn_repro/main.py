@@ -4,18 +4,23 @@ Any config field can be overridden, e.g. `--config.optimizer.learning_rate=0.1`;
 an unknown field or variant stops the run before any compute, naming the valid ones.
 """
 
+import json
 import logging as python_logging
 import os
+import pathlib
 import sys
 
 import jax
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from bn_repro import train
 from bn_repro.config_checks import validate_config
-from bn_repro.config_files import load_config
+from bn_repro.config_files import REPO_ROOT, load_config
+from bn_repro.data.offline import DataIntegrityError
 from bn_repro.preemption import PreemptedError
+from bn_repro.workdir import WorkdirError
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', None, 'Experiment config file[:variant].', lock_config=True
@@ -37,13 +42,17 @@ _DISTRIBUTED = flags.DEFINE_bool(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def _joins_a_job() -> bool:
+  return bool(_COORDINATOR.value or _DISTRIBUTED.value or os.environ.get('JAX_COORDINATOR_ADDRESS'))
+
+
 def initialize_distributed() -> None:
   """Joins a multi-process JAX job when the flags or JAX's environment variables ask for one.
 
   `jax.distributed.initialize` reads `JAX_COORDINATOR_ADDRESS` and cluster variables
   (SLURM, Open MPI, Cloud TPU) for whatever the flags leave unset.
   """
-  if not (_COORDINATOR.value or _DISTRIBUTED.value or os.environ.get('JAX_COORDINATOR_ADDRESS')):
+  if not _joins_a_job():
     return
   # Collectives between CPU devices of different processes (tests, CPU clusters); GPU and
   # TPU backends ignore it. Must be set, like initialize(), before any computation.
@@ -80,14 +89,55 @@ def _unknown_config_field(argv: list[str]) -> str | None:
   return None
 
 
+def _config_spec(argv: list[str]) -> tuple[int, str] | None:
+  """(index, 'PATH[:ARG]') of the `--config` argument in `argv`, or None."""
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      return i, arg.split('=', 1)[1]
+    if arg == '--config' and i + 1 < len(argv):
+      return i + 1, argv[i + 1]
+  return None
+
+
+def _resolve_config(argv: list[str]) -> list[str]:
+  """Loads the `--config` file once, so a bad path or variant ends in one line naming it.
+
+  Returns `argv` with the config path made absolute (a relative path is looked up in the
+  working directory, then the repository, as `load_config` does), and keeps the file's
+  own values as `_DEFAULTS` for the resume guard.
+  """
+  global _DEFAULTS
+  found = _config_spec(argv)
+  if found is None:
+    return argv
+  index, spec = found
+  try:
+    _DEFAULTS = load_config(spec)
+  except (FileNotFoundError, ValueError) as error:
+    sys.exit(f'FATAL: --config={spec}: {error}')
+  path_text, colon, arg = spec.partition(':')
+  path = pathlib.Path(path_text)
+  if not path.is_absolute() and not path.exists():
+    path = REPO_ROOT / path
+  resolved = f'{path.resolve()}{colon}{arg}'
+  argv = list(argv)
+  argv[index] = f'--config={resolved}' if argv[index].startswith('--config=') else resolved
+  return argv
+
+
+_DEFAULTS: ml_collections.ConfigDict | None = None  # The --config file's own values.
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's parser, with config errors reported in one line instead of a traceback.
 
-  Unknown fields or variants and invalid values stop the run here, at parse time.
+  A missing config file, unknown fields or variants, invalid values and flags that
+  contradict each other stop the run here, at parse time.
   """
+  argv = _resolve_config(argv)
   try:
     remaining = flags.FLAGS(argv)
-  except (flags.Error, AttributeError, KeyError) as error:
+  except (flags.Error, AttributeError, KeyError, OSError) as error:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     sys.exit(f'FATAL: {_unknown_config_field(argv) or (lines[-1] if lines else repr(error))}')
   if _CONFIG.value is not None:
@@ -95,6 +145,12 @@ def parse_flags(argv: list[str]) -> list[str]:
       validate_config(_CONFIG.value, num_devices=None)
     except ValueError as error:
       sys.exit(f'FATAL: {error}')
+  if (_NUM_PROCESSES.value is not None or _PROCESS_ID.value is not None) and not _joins_a_job():
+    sys.exit(
+      'FATAL: --num_processes/--process_id need --coordinator_address=HOST:PORT (or '
+      '--distributed, or JAX_COORDINATOR_ADDRESS); without one each process would train '
+      'alone into the same workdir.'
+    )
   return remaining
 
 
@@ -111,11 +167,16 @@ def main(argv: list[str]) -> None:
   logging.get_absl_handler().addFilter(_QuietLibraryInfo())
   initialize_distributed()
   logging.info('Config:\n%s', _CONFIG.value)
+  defaults = json.loads(_DEFAULTS.to_json_best_effort()) if _DEFAULTS is not None else None
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
+    train.train_and_evaluate(
+      _CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value, defaults=defaults
+    )
   except PreemptedError as stopped:
     logging.warning('%s', stopped)
     sys.exit(128 + stopped.signum)
+  except (WorkdirError, DataIntegrityError, train.TrainingDivergedError) as error:
+    sys.exit(f'FATAL: {error}')
 
 
 if __name__ == '__main__':

@@ -124,12 +124,22 @@ def plot_figure1(arms: dict[str, Scalars], path: pathlib.Path) -> None:
   plt.close(fig)
 
 
+# config.input.preprocess -> how the images were fed (bn_repro.data.PREPROCESSORS).
+PREPROCESSING = {'binary': 'binarized at 1/2', 'grayscale': 'intensities scaled to [0, 1]'}
+
+
+def mnist_data_description(preprocess: str) -> str:
+  """The data line of a summary, naming the preprocessing the runs used."""
+  return f'real MNIST (60k train, 10k test), {PREPROCESSING.get(preprocess, preprocess)}'
+
+
 def write_summary(
   arms: dict[str, Scalars],
   run_infos: dict[str, dict],
   out_dir: pathlib.Path,
   command: str,
   end_to_end_s: float | None = None,
+  preprocess: str = 'binary',
 ) -> dict[str, object]:
   """Writes summary.json and summary.md into `out_dir`; returns the JSON record.
 
@@ -144,7 +154,7 @@ def write_summary(
     'end_to_end_wall_time_s': None if end_to_end_s is None else round(end_to_end_s, 1),
     'commit': info.get('commit'),
     'hardware': info.get('hardware'),
-    'data': 'real MNIST (60k train, 10k test), binarized at 1/2',
+    'data': mnist_data_description(preprocess),
     'command': command,
   }
   out_dir.mkdir(parents=True, exist_ok=True)

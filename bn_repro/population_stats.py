@@ -32,7 +32,11 @@ def population_statistics_fn(model: nn.Module) -> Callable[[object, object, Iter
   @jax.jit
   def batch_statistics(params, batch_stats, x):
     _, updates = per_batch.apply(
-      {'params': params, 'batch_stats': batch_stats}, x, train=True, mutable=['batch_stats']
+      {'params': params, 'batch_stats': batch_stats},
+      x,
+      train=False,
+      batch_statistics=True,
+      mutable=['batch_stats'],
     )
     return updates['batch_stats']
 

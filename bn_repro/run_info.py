@@ -10,6 +10,8 @@ import sys
 
 import jax
 
+from bn_repro.workdir import write_atomically
+
 PACKAGES = (
   'jax',
   'jaxlib',
@@ -71,7 +73,7 @@ def collect_run_info() -> dict[str, object]:
 
 
 def write_run_info(workdir: pathlib.Path, config_json: str) -> None:
-  """Writes `config.json` and `run_info.json` into `workdir`."""
+  """Writes `config.json` and `run_info.json` into `workdir`, each whole or not at all."""
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / 'config.json').write_text(config_json)
-  (workdir / 'run_info.json').write_text(json.dumps(collect_run_info(), indent=2))
+  write_atomically(workdir / 'config.json', config_json)
+  write_atomically(workdir / 'run_info.json', json.dumps(collect_run_info(), indent=2))

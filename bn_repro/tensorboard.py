@@ -1,11 +1,23 @@
 """TensorBoard scalars: writing them during training and reading them back for figures.
 
-`tf.summary.scalar` stores scalars as tensors, so they are read back from the
-event files' tensor values. TensorFlow is imported only when used.
+Event files are TFRecord files of `Event` protos. A record is
+`length (uint64 LE) | masked crc32c(length) | data | masked crc32c(data)`; a writer killed
+mid-write (SIGKILL, OOM, full disk) leaves a torn last record. Every reader here keeps the
+whole records and drops a torn tail, so a live event file (still being written by another
+process) and a killed run's file both read back cleanly. Reading needs neither TensorFlow
+nor its warnings: the records are parsed with the `tensorboard` package's protos.
+Writing (`SummaryWriter`) uses `tf.summary`, imported only when used.
 """
 
 import collections
+import os
 import pathlib
+import struct
+from collections.abc import Iterator
+
+EVENT_FILE_PATTERN = 'events.out.tfevents.*'
+_REWRITE_PREFIX = '.rewrite.'  # Temporary files of `truncate_events`: no reader matches them.
+_LEGACY_PARTIAL_SUFFIX = '.partial'  # Earlier versions' temporaries, which the pattern matched.
 
 
 class SummaryWriter:
@@ -33,41 +45,125 @@ class SummaryWriter:
       self._writer.close()
 
 
+def _crc32c_table() -> list[int]:
+  table = []
+  for byte in range(256):
+    crc = byte
+    for _ in range(8):
+      crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    table.append(crc)
+  return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def masked_crc32c(data: bytes) -> int:
+  """TFRecord's checksum: CRC-32C (Castagnoli) of `data`, rotated and offset ("masked")."""
+  crc = 0xFFFFFFFF
+  for byte in data:
+    crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+  crc ^= 0xFFFFFFFF
+  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def read_records(path: pathlib.Path) -> tuple[list[bytes], int]:
+  """The whole records of the TFRecord file at `path`, and the byte size they span.
+
+  Reading stops at the first record that is incomplete or fails its checksums: the torn
+  tail a killed writer leaves (or the part still being written by a live one).
+  """
+  data = pathlib.Path(path).read_bytes()
+  records, offset = [], 0
+  while offset + 12 <= len(data):
+    header = data[offset : offset + 8]
+    (length,) = struct.unpack('<Q', header)
+    (length_crc,) = struct.unpack('<I', data[offset + 8 : offset + 12])
+    end = offset + 12 + length + 4
+    if length_crc != masked_crc32c(header) or end > len(data):
+      break
+    payload = data[offset + 12 : offset + 12 + length]
+    if struct.unpack('<I', data[end - 4 : end])[0] != masked_crc32c(payload):
+      break
+    records.append(payload)
+    offset = end
+  return records, offset
+
+
+def _encode_record(payload: bytes) -> bytes:
+  header = struct.pack('<Q', len(payload))
+  return (
+    header
+    + struct.pack('<I', masked_crc32c(header))
+    + payload
+    + struct.pack('<I', masked_crc32c(payload))
+  )
+
+
+def event_files(logdir: pathlib.Path) -> list[pathlib.Path]:
+  """The event files of `logdir` (not its subfolders), oldest first."""
+  paths = [
+    p
+    for p in pathlib.Path(logdir).glob(EVENT_FILE_PATTERN)
+    if p.is_file() and not p.name.endswith(_LEGACY_PARTIAL_SUFFIX)
+  ]
+  return sorted(paths, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def read_events(logdir: pathlib.Path) -> Iterator[object]:
+  """Every whole `Event` proto in the event files of `logdir`, file by file, oldest first."""
+  from tensorboard.compat.proto import event_pb2
+
+  for path in event_files(logdir):
+    for record in read_records(path)[0]:
+      yield event_pb2.Event.FromString(record)
+
+
 def read_scalars(logdir: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
   """Reads every scalar in the event files of `logdir` (not its subfolders).
 
   Returns:
     {tag: [(step, value), ...]} sorted by step; where a resumed run logged a
-    step twice, the value written last wins.
+    step twice, the value written last wins. A torn last record is ignored.
   """
-  import tensorflow as tf
+  from tensorboard.util import tensor_util
 
   values: dict[str, dict[int, float]] = collections.defaultdict(dict)
-  for path in sorted(
-    pathlib.Path(logdir).glob('events.out.tfevents.*'), key=lambda p: p.stat().st_mtime
-  ):
-    for event in tf.compat.v1.train.summary_iterator(str(path)):
-      for value in event.summary.value:
-        values[value.tag][event.step] = float(tf.make_ndarray(value.tensor))
+  for event in read_events(logdir):
+    for value in event.summary.value:
+      if value.HasField('tensor'):
+        values[value.tag][event.step] = float(tensor_util.make_ndarray(value.tensor))
+      elif value.HasField('simple_value'):
+        values[value.tag][event.step] = float(value.simple_value)
   return {tag: sorted(by_step.items()) for tag, by_step in values.items()}
 
 
 def truncate_events(logdir: pathlib.Path, last_step: int) -> None:
-  """Drops every event after `last_step` from the event files of `logdir`.
+  """Drops every event after `last_step`, and any torn tail, from the event files of `logdir`.
 
   A run killed after its last checkpoint has logged steps it will redo on resume;
   rewriting the files without them keeps every curve free of duplicated and
-  reordered steps. Each file is rewritten to a temporary file and renamed over it.
+  reordered steps. Each file is rewritten, whole records only, to a temporary file
+  (whose name no reader matches) and renamed over it; temporaries of a rewrite that was
+  itself killed are deleted.
   """
-  import tensorflow as tf
+  from tensorboard.compat.proto import event_pb2
 
-  for path in pathlib.Path(logdir).glob('events.out.tfevents.*'):
-    records = list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
-    kept = [r for r in records if tf.compat.v1.Event.FromString(r).step <= last_step]
-    if len(kept) == len(records):
+  logdir = pathlib.Path(logdir)
+  leftovers = [
+    *logdir.glob(_REWRITE_PREFIX + '*'),
+    *logdir.glob(EVENT_FILE_PATTERN + _LEGACY_PARTIAL_SUFFIX),
+  ]
+  for leftover in leftovers:
+    leftover.unlink()
+  for path in event_files(logdir):
+    records, whole_size = read_records(path)
+    kept = [r for r in records if event_pb2.Event.FromString(r).step <= last_step]
+    if len(kept) == len(records) and whole_size == path.stat().st_size:
       continue
-    partial = path.with_name(path.name + '.partial')
-    with tf.io.TFRecordWriter(str(partial)) as writer:
-      for record in kept:
-        writer.write(record)
-    partial.replace(path)
+    rewrite = path.with_name(_REWRITE_PREFIX + path.name)
+    with open(rewrite, 'wb') as f:
+      f.write(b''.join(_encode_record(r) for r in kept))
+      f.flush()
+      os.fsync(f.fileno())
+    rewrite.replace(path)

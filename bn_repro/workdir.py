@@ -1,16 +1,29 @@
-"""Guarding a workdir: a run resumes only under the config that started it.
+"""A run's workdir: one live trainer at a time, resumed only under the config that started it.
 
-Fields that schedule a run rather than define it (how long, how often to log,
-evaluate or save, on how many devices, where the data lies) may change on resume;
-any other difference is refused, naming each field, unless the caller overwrites.
+- `WorkdirLock`: an exclusive `fcntl.flock` on `WORKDIR/lock`, taken at start by process 0
+  of a job and held until it ends. The kernel drops the lock when its holder dies (exit,
+  crash, SIGKILL), so a killed run never leaves a stale lock; a second launch while the
+  holder lives is refused with one line naming it (host, PID, start time).
+- `check_config`: the config guard. Fields that schedule a run rather than define it
+  (how long, how often to log, evaluate or save, on how many devices, where the data
+  lies) and fields that only change what is evaluated or logged may change on resume;
+  the changes are recorded in `WORKDIR/config_changes.jsonl`. Any other difference is
+  refused, naming each field, unless the caller overwrites, which deletes everything a
+  run writes (`RUN_OUTPUTS`).
+- `write_atomically`: files rewritten at every start are replaced whole or not at all.
 """
 
+import datetime
+import fcntl
 import json
+import os
 import pathlib
 import shutil
+import socket
+import tempfile
 
-# Dotted names of fields that may differ between a run and its resumption.
-RESUMABLE_CHANGES = frozenset(
+# Dotted names (or prefixes ending in '.') of fields that may differ on resume: scheduling...
+SCHEDULING_FIELDS = frozenset(
   {
     'num_steps',
     'log_every',
@@ -22,9 +35,34 @@ RESUMABLE_CHANGES = frozenset(
     'num_devices',
     'input.tfds_data_dir',
     'input.download_cache_dir',
-    'eval.batch_size',
   }
 )
+# ...and evaluation or logging only (what is measured, not what is trained).
+EVALUATION_FIELDS = frozenset({'eval.', 'population_stats.', 'log_param_norms'})
+RESUMABLE_CHANGES = SCHEDULING_FIELDS | EVALUATION_FIELDS
+
+# Everything a run writes into its workdir (deleted by --overwrite), besides the lock.
+RUN_OUTPUTS = (
+  'checkpoints',
+  'best_checkpoint',
+  'population_checkpoint',
+  'config.json',
+  'run_info.json',
+  'config_changes.jsonl',
+  'events.out.tfevents.*',
+  '.rewrite.*',
+)
+LOCK_FILE = 'lock'
+
+
+class WorkdirError(RuntimeError):
+  """An expected problem with `--workdir` (busy, not a directory, another config)."""
+
+
+def _is_resumable(name: str) -> bool:
+  return any(
+    name == field or (field.endswith('.') and name.startswith(field)) for field in RESUMABLE_CHANGES
+  )
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict[str, object]:
@@ -38,36 +76,164 @@ def _flatten(tree: dict, prefix: str = '') -> dict[str, object]:
   return out
 
 
+_MISSING = object()
+
+
+def config_changes(
+  saved: dict, current: dict, defaults: dict | None = None
+) -> tuple[list[str], list[str]]:
+  """Splits the differences between a saved and a current config (nested dicts).
+
+  A field absent from `saved` (added to the code after the run started) counts as
+  unchanged when its current value equals its value in `defaults` (the config file's
+  own, before command-line overrides), or when no `defaults` are given.
+
+  Returns:
+    (refused, allowed): 'field: saved -> current' for the differences that change the
+    experiment, and for those in RESUMABLE_CHANGES.
+  """
+  before, after = _flatten(saved), _flatten(current)
+  known_defaults = _flatten(defaults) if defaults is not None else None
+  refused, allowed = [], []
+  for name in sorted(set(before) | set(after)):
+    old, new = before.get(name, _MISSING), after.get(name, _MISSING)
+    if old == new:
+      continue
+    if old is _MISSING and (known_defaults is None or known_defaults.get(name, _MISSING) == new):
+      continue
+    text = f'{name}: {"(absent)" if old is _MISSING else repr(old)} -> ' + (
+      '(absent)' if new is _MISSING else repr(new)
+    )
+    (allowed if _is_resumable(name) else refused).append(text)
+  return refused, allowed
+
+
 def config_differences(saved: dict, current: dict) -> list[str]:
   """'field: saved -> current' for every differing field outside RESUMABLE_CHANGES."""
-  before, after = _flatten(saved), _flatten(current)
-  return [
-    f'{name}: {before.get(name)!r} -> {after.get(name)!r}'
-    for name in sorted(set(before) | set(after))
-    if name not in RESUMABLE_CHANGES and before.get(name) != after.get(name)
-  ]
+  return config_changes(saved, current)[0]
 
 
-def prepare_workdir(workdir: pathlib.Path, config_json: str, overwrite: bool) -> None:
-  """Refuses a workdir holding another experiment's checkpoints, or clears it if asked.
+def write_atomically(path: pathlib.Path, text: str) -> None:
+  """Writes `text` to `path` through a temporary file in the same folder and a rename."""
+  path = pathlib.Path(path)
+  handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
+  try:
+    with os.fdopen(handle, 'w') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(temporary, path)
+  except BaseException:
+    pathlib.Path(temporary).unlink(missing_ok=True)
+    raise
+
+
+def ensure_directory(workdir: pathlib.Path) -> None:
+  """Creates `workdir`; a clear WorkdirError if the path is a file."""
+  if workdir.exists() and not workdir.is_dir():
+    raise WorkdirError(f'--workdir={workdir} is a file, not a directory; choose another path.')
+  workdir.mkdir(parents=True, exist_ok=True)
+
+
+class WorkdirLock:
+  """Exclusive ownership of a workdir for the life of this process (see the module docstring).
+
+  Usable as a context manager; `acquire` raises WorkdirError naming the live holder.
+  """
+
+  def __init__(self, workdir: pathlib.Path):
+    self.path = pathlib.Path(workdir) / LOCK_FILE
+    self._file = None
+
+  def acquire(self) -> None:
+    ensure_directory(self.path.parent)
+    lock_file = open(self.path, 'a+')  # noqa: SIM115 - held open for the lock's lifetime.
+    try:
+      fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      lock_file.seek(0)
+      holder = lock_file.read().strip() or 'another process (it has not yet written its name)'
+      lock_file.close()
+      raise WorkdirError(
+        f'--workdir={self.path.parent} is in use by {holder}. Wait for that run to end or '
+        'stop it (it resumes from its checkpoint), or choose another --workdir.'
+      ) from None
+    started = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
+    lock_file.seek(0)
+    lock_file.truncate()
+    lock_file.write(f'host {socket.gethostname()}, PID {os.getpid()}, started {started}\n')
+    lock_file.flush()
+    self._file = lock_file
+
+  def release(self) -> None:
+    if self._file is not None:
+      fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+      self._file.close()
+      self._file = None
+
+  def __enter__(self) -> 'WorkdirLock':
+    self.acquire()
+    return self
+
+  def __exit__(self, *exc_info: object) -> None:
+    self.release()
+
+
+def clear_run_outputs(workdir: pathlib.Path) -> None:
+  """Deletes everything a run writes in `workdir` (RUN_OUTPUTS); keeps the lock."""
+  for pattern in RUN_OUTPUTS:
+    for path in workdir.glob(pattern):
+      if path.is_dir():
+        shutil.rmtree(path)
+      else:
+        path.unlink(missing_ok=True)
+
+
+def check_config(
+  workdir: pathlib.Path, config_json: str, defaults: dict | None = None
+) -> list[str]:
+  """Refuses a workdir holding checkpoints of a run with another config.
+
+  Args:
+    workdir: the run's folder.
+    config_json: the current config.
+    defaults: the config file's own values, for fields the saved config lacks.
+
+  Returns:
+    The allowed changes ('field: saved -> current'); empty for a new run.
 
   Raises:
-    ValueError: `workdir` has checkpoints of a run with a different config.
+    WorkdirError: `workdir` has checkpoints of a run with a different config, or its
+      saved config is unreadable.
   """
-  checkpoints = workdir / 'checkpoints'
-  if overwrite:
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    for events in workdir.glob('events.out.tfevents.*'):
-      events.unlink()
-    return
   saved_config = workdir / 'config.json'
-  if not (checkpoints.exists() and saved_config.exists()):
-    return
-  differences = config_differences(json.loads(saved_config.read_text()), json.loads(config_json))
-  if differences:
-    raise ValueError(
+  if not ((workdir / 'checkpoints').exists() and saved_config.exists()):
+    return []
+  try:
+    saved = json.loads(saved_config.read_text())
+  except json.JSONDecodeError as error:
+    raise WorkdirError(
+      f'{saved_config} is not valid JSON ({error}); restore it, or pass --overwrite to start over.'
+    ) from None
+  refused, allowed = config_changes(saved, json.loads(config_json), defaults)
+  if refused:
+    raise WorkdirError(
       f'{workdir} holds a run with a different config ('
-      + '; '.join(differences)
+      + '; '.join(refused)
       + '). Resume it with its own config, choose another --workdir, or pass --overwrite '
       'to delete its checkpoints and logs and start over.'
     )
+  return allowed
+
+
+def record_config_changes(workdir: pathlib.Path, changes: list[str], resume_step: int) -> None:
+  """Appends the allowed changes of a resume to `WORKDIR/config_changes.jsonl`."""
+  if not changes:
+    return
+  record = {
+    'time': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+    'resume_step': resume_step,
+    'changes': changes,
+  }
+  with open(workdir / 'config_changes.jsonl', 'a') as f:
+    f.write(json.dumps(record) + '\n')

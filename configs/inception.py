@@ -140,6 +140,8 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   )
 
   config.eval = ml_collections.ConfigDict()
+  # Images per evaluation call, crops included: with eval.crops=144 set it to a multiple of
+  # 144 x devices (e.g. --config.eval.batch_size=1152 on 8 devices: 8 images, 1,152 crops).
   config.eval.batch_size = 500
   config.eval.crops = 1  # 144: the paper's multi-crop evaluation (ImageNet only).
   config.eval.percentiles = (15, 50, 85)

@@ -36,7 +36,12 @@ def main(argv: list[str]) -> None:
   mnist_report.plot_figure1(arms, out / 'figure1.png')
   command = _COMMAND.value or ' '.join(sys.argv)
   end_to_end = None if _STARTED_AT.value is None else time.time() - _STARTED_AT.value
-  mnist_report.write_summary(arms, infos, out, command, end_to_end)
+  preprocess = {
+    json.loads((workdir / arm / 'config.json').read_text())['input']['preprocess'] for arm in arms
+  }
+  if len(preprocess) != 1:
+    raise app.UsageError(f'The arms in {workdir} used different preprocessing: {preprocess}.')
+  mnist_report.write_summary(arms, infos, out, command, end_to_end, preprocess.pop())
   print((out / 'summary.md').read_text())
   print(f'Wrote {out / "figure1.png"}, {out / "summary.md"}, {out / "summary.json"}')
 

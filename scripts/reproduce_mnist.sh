@@ -3,7 +3,7 @@
 # trains both arms (no BN, BN) at the paper's settings and writes results/mnist/
 # (figure1.png, summary.md, summary.json).
 #
-#   scripts/reproduce_mnist.sh            # 50,000 steps per arm (about 3 minutes on 2 CPU cores)
+#   scripts/reproduce_mnist.sh            # 50,000 steps per arm (about 2 minutes on 2 CPU cores)
 #   scripts/reproduce_mnist.sh --quick    # 5,000 steps per arm, into results/mnist_quick/
 #   scripts/reproduce_mnist.sh --seeds=5  # 5 seeds per arm side by side (error bands), into
 #                                         # results/mnist_5seeds/
@@ -36,7 +36,7 @@ for arm in baseline bn; do
   "$VENV_PYTHON" -m bn_repro.main --config="configs/mnist.py:$arm" --workdir="$workdir/$arm" \
     --config.num_steps="$steps" --config.num_seeds="$seeds" 2>&1 | grep --line-buffered -E 'train.py|Error|FATAL|MNIST' || {
       echo "Training the '$arm' arm failed; rerun without the filter to see the full log:" >&2
-      echo "  $VENV_PYTHON -m bn_repro.main --config=configs/mnist.py:$arm --workdir=$workdir/$arm" >&2
+      echo "  $VENV_PYTHON -m bn_repro.main --config=configs/mnist.py:$arm --workdir=$workdir/$arm --config.num_steps=$steps --config.num_seeds=$seeds" >&2
       exit 1; }
 done
 "$VENV_PYTHON" scripts/plot_mnist.py --workdir="$workdir" --out="$out" \

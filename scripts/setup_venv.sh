@@ -1,23 +1,42 @@
 #!/usr/bin/env bash
 # Creates (or reuses) the virtualenv at $BN_REPRO_VENV (default: .venv in the repo) and
-# installs requirements.txt and bn_repro itself into it. Prints nothing on success;
-# sourced by the other scripts, which then use "$VENV_PYTHON".
-set -euo pipefail
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${BN_REPRO_VENV:-$REPO_ROOT/.venv}"
-PYTHON="${PYTHON:-python3}"
-STAMP="$VENV/.bn_repro_requirements.sha256"
-want="$(cat "$REPO_ROOT/requirements.txt" "$REPO_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
-if [ ! -x "$VENV/bin/python" ]; then
-  echo "Creating virtualenv $VENV" >&2
-  "$PYTHON" -m venv "$VENV"
-fi
-if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
-  echo "Installing requirements into $VENV (about a minute)" >&2
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -r "$REPO_ROOT/requirements.txt"
-  "$VENV/bin/python" -m pip install --quiet --no-deps -e "$REPO_ROOT"
-  echo "$want" > "$STAMP"
-fi
-VENV_PYTHON="$VENV/bin/python"
-export VENV_PYTHON
+# installs requirements.txt and bn_repro itself into it. Prints nothing when the venv is
+# current; sourced by the other scripts, which then use "$VENV_PYTHON".
+#
+# A venv is rebuilt from scratch when it is broken (no working python or pip) or was made
+# by another interpreter than $PYTHON (default python3): its site-packages would not match.
+# Sourcing this file leaves the caller's shell options (set -e, -u, pipefail) as they were.
+
+_bn_repro_setup_venv() {
+  local repo_root venv python stamp want made_by current
+  repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" || return 1
+  venv="${BN_REPRO_VENV:-$repo_root/.venv}"
+  python="${PYTHON:-python3}"
+  stamp="$venv/.bn_repro_requirements.sha256"
+  current="$("$python" -c 'import sys; print(sys.version.split()[0], sys.base_prefix)')" || {
+    echo "FATAL: $python does not run; set PYTHON to a Python 3.11+ interpreter." >&2
+    return 1
+  }
+  made_by="$("$venv/bin/python" -c 'import sys; print(sys.version.split()[0], sys.base_prefix)' 2>/dev/null)"
+  if [ -e "$venv" ] && { ! "$venv/bin/python" -m pip --version >/dev/null 2>&1 \
+      || [ "$made_by" != "$current" ]; }; then
+    echo "Rebuilding virtualenv $venv (broken, or made by another interpreter)" >&2
+    rm -rf "$venv"
+  fi
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "Creating virtualenv $venv" >&2
+    "$python" -m venv "$venv" || return 1
+  fi
+  want="$(cat "$repo_root/requirements.txt" "$repo_root/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "Installing requirements into $venv (about 2 minutes on a fresh machine)" >&2
+    "$venv/bin/python" -m pip install --quiet --upgrade pip 2>/dev/null || return 1
+    "$venv/bin/python" -m pip install --quiet -r "$repo_root/requirements.txt" || return 1
+    "$venv/bin/python" -m pip install --quiet --no-deps -e "$repo_root" || return 1
+    echo "$want" > "$stamp"
+  fi
+  VENV_PYTHON="$venv/bin/python"
+  export VENV_PYTHON
+}
+
+_bn_repro_setup_venv || { echo "FATAL: could not set up the virtualenv" >&2; return 1 2>/dev/null || exit 1; }

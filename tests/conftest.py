@@ -25,12 +25,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
-@pytest.fixture
-def synthetic_mnist_tfds(tmp_path):
-  """A TFDS data dir holding small SYNTHETIC data (test-only) as `mnist` 3.0.1.
-
-  For tests that train in a subprocess, where tfds.testing.mock_data cannot reach.
-  """
+def store_synthetic_mnist(data_dir: pathlib.Path) -> pathlib.Path:
+  """Stores small SYNTHETIC data (test-only) as TFDS `mnist` 3.0.1 in `data_dir`."""
   from bn_repro.data import offline
 
   rng = np.random.default_rng(0)
@@ -38,9 +34,17 @@ def synthetic_mnist_tfds(tmp_path):
     'train': (rng.integers(0, 256, (300, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 300)),
     'test': (rng.integers(0, 256, (50, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 50)),
   }
-  data_dir = tmp_path / 'tfds'
   offline.store_as_tfds('mnist', '3.0.1', splits, 10, data_dir)
   return data_dir
+
+
+@pytest.fixture
+def synthetic_mnist_tfds(tmp_path):
+  """A TFDS data dir holding small SYNTHETIC data (test-only) as `mnist` 3.0.1.
+
+  For tests that train in a subprocess, where tfds.testing.mock_data cannot reach.
+  """
+  return store_synthetic_mnist(tmp_path / 'tfds')
 
 
 @pytest.fixture

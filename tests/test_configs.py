@@ -40,11 +40,36 @@ def test_locked_config_rejects_unknown_fields():
     ({'model__bn__group_size': 4}, 'group_size=4 must divide the per-device batch of 15'),
     ({'model__bn__group_size': 30}, 'group_size=30 must divide the per-device batch of 15'),
     ({'eval_every': 150}, 'eval_every=150 must be a positive multiple of log_every=100'),
+    ({'model__bn__group_size': 1}, r'group_size=1 .* at least 2 \(m counts the values'),
+    ({'keep_checkpoints': 0}, 'keep_checkpoints=0 must be at least 1'),
+    ({'eval__batch_size': 1000}, 'eval.batch_size=1000 .* must be a positive multiple of 4'),
   ],
 )
 def test_invalid_values_are_rejected_with_the_value(fields, message):
   with pytest.raises(ValueError, match=message):
     validate_config(override(load_config('configs/mnist.py:bn'), **fields), num_devices=4)
+
+
+def test_a_batch_of_one_is_refused_for_bn_only():
+  with pytest.raises(ValueError, match='group_size=None with batch_size=1: each BN'):
+    validate_config(override(load_config('configs/mnist.py:bn'), batch_size=1), num_devices=1)
+  validate_config(override(load_config('configs/mnist.py:baseline'), batch_size=1), num_devices=1)
+
+
+def test_multi_crop_evaluation_is_refused_where_it_cannot_work():
+  small = override(load_config('configs/inception.py:bn_x5,small'), eval__crops=144)
+  with pytest.raises(ValueError, match="eval.crops=144 needs ImageNet.*'fashion_mnist'"):
+    validate_config(small, num_devices=1)
+  imagenet = override(load_config('configs/inception.py:bn_x5'), eval__crops=144)
+  with pytest.raises(ValueError, match=r'eval.batch_size=500 counts images .* multiple of 1152'):
+    validate_config(imagenet, num_devices=8)
+  validate_config(override(imagenet, eval__batch_size=1152), num_devices=8)
+
+
+def test_override_keeps_linked_fields_as_the_command_line_does():
+  config = override(load_config('configs/inception.py:bn_x5'), steps_per_call=4)
+  assert config.scan_unroll == 4  # scan_unroll follows steps_per_call.
+  assert load_config('configs/inception.py:bn_x5').steps_per_call == 2  # The original is kept.
 
 
 def test_unknown_compute_dtype_is_rejected_with_the_value():
@@ -62,6 +87,7 @@ def test_unknown_compute_dtype_is_rejected_with_the_value():
     ),
     ('--config.optimizer.learning_rate=-0.5', 'optimizer.learning_rate=-0.5 must be positive'),
     ('--config.model.bn.group_size=90', 'group_size=90 must divide the per-device batch of 60'),
+    ('--num_processes=2', '--num_processes/--process_id need --coordinator_address'),
   ],
 )
 def test_command_line_rejects_bad_config_at_parse_time(tmp_path, override_flag, message):
@@ -81,4 +107,31 @@ def test_command_line_rejects_bad_config_at_parse_time(tmp_path, override_flag, 
   )
   assert result.returncode != 0
   assert 'FATAL: ' in result.stderr and message in result.stderr
+  assert 'Traceback' not in result.stderr
   assert not any(tmp_path.iterdir())  # Nothing was trained or written.
+
+
+@pytest.mark.parametrize(
+  'config_flag, message',
+  [
+    (
+      '--config=configs/nope.py',
+      "FATAL: --config=configs/nope.py: Config file 'configs/nope.py' not found",
+    ),
+    (
+      '--config=configs/mnist.py:bogus',
+      "FATAL: --config=configs/mnist.py:bogus: Unknown configs/mnist.py variant 'bogus'",
+    ),
+  ],
+)
+def test_a_bad_config_path_or_variant_is_one_line_naming_it(tmp_path, config_flag, message):
+  result = subprocess.run(
+    [sys.executable, '-m', 'bn_repro.main', config_flag, f'--workdir={tmp_path}'],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines() == [message + result.stderr.split(message)[1].strip()]
+  assert not any(tmp_path.iterdir())

@@ -61,3 +61,121 @@ def test_ensemble_averages_probabilities_and_counts_each_example_once():
   assert metrics['top5_accuracy'] == pytest.approx(np.mean(np.any(top5 == labels[:, None], -1)))
   # Averaging probabilities is not averaging logits; these tables tell them apart.
   assert not np.array_equal(probs.argmax(-1), np.mean(tables, axis=0).argmax(-1))
+
+
+def test_multi_crop_probabilities_are_averaged_over_crops_then_members():
+  """(B, crops, H, W, C) batches: each member averages its crops' probabilities, then the
+  members are averaged (numpy reference); top-5 stays a fraction of examples."""
+  rng = np.random.default_rng(1)
+  n, crops, k = 6, 3, 7
+  tables = [rng.normal(size=(n * crops, k)) * scale for scale in (1.0, 3.0)]
+  labels = rng.integers(0, k, n).astype(np.int32)
+  images = np.arange(n * crops, dtype=np.float32).reshape(n, crops, 1, 1, 1)
+  members = [
+    TrainState.create(
+      apply_fn=None,
+      params={'table': jnp.asarray(t, jnp.float32)},
+      batch_stats={},
+      tx=optax.identity(),
+    )
+    for t in tables
+  ]
+  mesh = create_mesh(2)
+  sharding = NamedSharding(mesh, P('batch'))
+  batches = [jax.device_put(b, sharding) for b in padded_batches(images, labels, 4)]
+  predict = make_predict_fn(FixedLogits(n * crops, k), lambda x: x, mesh)
+  metrics = evaluate_ensemble(predict, members, batches, mesh)
+
+  per_member = [_softmax(t).reshape(n, crops, k).mean(axis=1) for t in tables]
+  probs = np.mean(per_member, axis=0)
+  assert metrics['count'] == n
+  assert metrics['accuracy'] == pytest.approx(np.mean(probs.argmax(-1) == labels))
+  top5 = np.argsort(-probs, -1)[:, :5]
+  assert metrics['top5_accuracy'] == pytest.approx(np.mean(np.any(top5 == labels[:, None], -1)))
+  assert 0 <= metrics['top5_accuracy'] <= 1
+  for member, member_probs in zip(metrics['members'], per_member, strict=True):
+    assert member['accuracy'] == pytest.approx(np.mean(member_probs.argmax(-1) == labels))
+
+
+def test_models_reject_inputs_of_the_wrong_rank():
+  from bn_repro.models.inception import BNInception
+  from bn_repro.models.mlp import MLP
+
+  multi_crop = jnp.zeros((2, 3, 28, 28, 1))
+  with pytest.raises(ValueError, match=r'expected images \(N, H, W, C\); flatten multi-crop'):
+    BNInception(num_classes=10, stem='small', width=0.125).init(
+      jax.random.key(0), multi_crop, train=False
+    )
+  mlp = MLP(
+    hidden_sizes=(4,), num_classes=10, nonlinearity='sigmoid', normalization='none', init_std=0.1
+  )
+  with pytest.raises(ValueError, match=r'MLP input shape \(2, 3, 28, 28, 1\)'):
+    mlp.init(jax.random.key(0), multi_crop, train=False)
+
+
+def test_ensemble_command_on_checkpoints_of_real_runs(tmp_path, synthetic_mnist_tfds):
+  """Two smoke runs (seeds 0 and 1), then `python -m bn_repro.ensemble` on their best
+  checkpoints: its accuracies equal a numpy average of the members' probabilities."""
+  import json
+  import subprocess
+  import sys
+
+  from bn_repro import data as data_lib
+  from bn_repro import models
+  from bn_repro.checkpointing import Checkpointer
+  from bn_repro.config_files import REPO_ROOT, override
+  from bn_repro.train import create_train_state
+
+  common = [
+    '--config=configs/mnist.py:bn,smoke',
+    f'--config.input.tfds_data_dir={synthetic_mnist_tfds}',
+    '--config.num_devices=1',
+  ]
+  workdirs = [tmp_path / f'seed{seed}' for seed in (0, 1)]
+  for seed, workdir in enumerate(workdirs):
+    subprocess.run(
+      [
+        sys.executable,
+        '-m',
+        'bn_repro.main',
+        *common,
+        f'--workdir={workdir}',
+        f'--config.seed={seed}',
+      ],
+      cwd=REPO_ROOT,
+      check=True,
+      capture_output=True,
+      timeout=600,
+    )
+  result = subprocess.run(
+    [sys.executable, '-m', 'bn_repro.ensemble', *common, f'--workdirs={workdirs[0]},{workdirs[1]}'],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.loads(result.stdout.strip().splitlines()[-1])
+
+  from bn_repro.config_files import load_config
+
+  config = override(
+    load_config('configs/mnist.py:bn,smoke'), input__tfds_data_dir=str(synthetic_mnist_tfds)
+  )
+  dataset = data_lib.load_dataset(config.input)
+  model = models.create_model(config.model, dataset.num_classes)
+  x = data_lib.get_preprocessor(config.input.preprocess)(dataset.test_images)
+  template = create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32))
+  probs = []
+  for workdir in workdirs:
+    state = Checkpointer(workdir / 'best_checkpoint', 1).restore_latest(template)
+    logits = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, x, train=False)
+    probs.append(_softmax(np.asarray(logits, np.float64)))
+  mean = np.mean(probs, axis=0)
+  labels = dataset.test_labels
+  assert metrics['count'] == len(labels)
+  assert metrics['accuracy'] == pytest.approx(np.mean(mean.argmax(-1) == labels))
+  top5 = np.argsort(-mean, -1)[:, :5]
+  assert metrics['top5_accuracy'] == pytest.approx(np.mean(np.any(top5 == labels[:, None], -1)))
+  for member, p in zip(metrics['members'], probs, strict=True):
+    assert member['accuracy'] == pytest.approx(np.mean(p.argmax(-1) == labels))

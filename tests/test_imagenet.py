@@ -84,6 +84,37 @@ def test_multi_crops_are_144_views_with_mirrors():
   np.testing.assert_allclose(constant, 7.0, atol=1e-3)
 
 
+@pytest.mark.parametrize('portrait', [True, False])
+def test_multi_crop_geometry_on_non_constant_images(portrait):
+  """Every square and view of one scale, against slices of the resized image: squares
+  run along the longer side (rows for a portrait image, columns for a landscape one)."""
+  import tensorflow as tf
+
+  rng = np.random.default_rng(2)
+  shape = (60, 40, 3) if portrait else (40, 60, 3)
+  image = rng.integers(0, 256, shape).astype(np.uint8)
+  crops = imagenet.multi_crops(tf.constant(image), 32).numpy()
+  short, size = 37, 32  # Scale 256/224 of 32 px.
+  resized = tf.image.resize(
+    tf.constant(image, tf.float32), (56, 37) if portrait else (37, 56)
+  ).numpy()
+  for position, offset in enumerate((0, 10, 19)):  # round(19 * 0.5) = 10 (half to even).
+    square = resized[offset : offset + short] if portrait else resized[:, offset : offset + short]
+    margin, centre = short - size, (short - size) // 2
+    views = [
+      square[:size, :size],
+      square[:size, margin:],
+      square[margin:, :size],
+      square[margin:, margin:],
+      square[centre : centre + size, centre : centre + size],
+      tf.image.resize(square, (size, size)).numpy(),
+    ]
+    for v, view in enumerate(views):
+      index = (position * 6 + v) * 2
+      np.testing.assert_allclose(crops[index], view, atol=1e-3, err_msg=f'{position=} {v=}')
+      np.testing.assert_allclose(crops[index + 1], view[:, ::-1], atol=1e-3)
+
+
 def test_multi_crop_eval_averages_class_probabilities():
   import jax
 

@@ -1,5 +1,6 @@
 """BN-Inception against the paper's appendix table: shapes at 224x224 and parameter counts."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,8 +57,9 @@ def test_output_shapes_at_224_follow_the_table():
     ({'conv_bias': True}, 11_295_240),
     # Our default: BN replaces the conv bias (Sec. 3.2), so 16,016 fewer (one per channel).
     ({}, 11_285_224),
-    # TF-slim's readings: 96-channel projections in 4c/4d and the separable stem.
-    ({'pool_proj_4cd': 96, 'stem': 'separable'}, 11_188_336),
+    # TF-slim's readings: 96-channel projections in 4c/4d and the separable stem (depthwise
+    # 7x7x3x8, then 1x1 to 64, one BN after both: no gamma/beta on the 24 depthwise maps).
+    ({'pool_proj_4cd': 96, 'stem': 'separable'}, 11_188_288),
     # The no-BN Inception arm: biases, no gamma/beta.
     ({'normalization': 'none', 'conv_bias': True}, 11_275_208),
   ],
@@ -156,6 +158,17 @@ def test_bfloat16_compute_keeps_float32_state_and_matches_float32_loss():
     (loss, (logits, updates)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
       variables['params']
     )
+    conv_dtypes = set()
+
+    def record(next_fun, args, kwargs, context, conv_dtypes=conv_dtypes):
+      out = next_fun(*args, **kwargs)
+      if isinstance(context.module, nn.Conv):
+        conv_dtypes.add(out.dtype)
+      return out
+
+    with nn.intercept_methods(record):
+      model.apply(variables, x, train=False)
+    assert conv_dtypes == {jnp.dtype(dtype)}  # The convolutions compute in compute_dtype.
     state = jax.tree.leaves((variables['params'], updates, grads))
     assert logits.dtype == jnp.float32 and {a.dtype for a in state} == {jnp.dtype('float32')}
     results[dtype] = float(loss), np.ravel(grads['logits']['kernel'])

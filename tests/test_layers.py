@@ -213,6 +213,15 @@ def test_statistics_in_float32_for_bfloat16_input():
   np.testing.assert_allclose(
     np.asarray(y, np.float32), expected, atol=0.05 * np.abs(expected).max()
   )
+  # The statistics themselves, with momentum 0 (the stored ones are this batch's): equal to
+  # float64 statistics of the same bfloat16 values to float32 precision. Computed in
+  # bfloat16 (8 bits of mantissa at a mean of 1000) the variance would be off by far more.
+  _, updates = _apply(
+    BatchNorm(epsilon=EPS, momentum=0.0), jnp.asarray(x, jnp.bfloat16), gamma, beta
+  )
+  values = np.asarray(jnp.asarray(x, jnp.bfloat16), np.float64)
+  np.testing.assert_allclose(updates['batch_stats']['mean'], values.mean(axis=0), rtol=1e-6)
+  np.testing.assert_allclose(updates['batch_stats']['var'], values.var(axis=0, ddof=1), rtol=1e-3)
 
 
 def _sharded_bn(layer, x, gamma, beta, num_devices):
@@ -352,11 +361,15 @@ def test_fast_variance_has_the_two_pass_gradients(stop_gradient):
     np.testing.assert_allclose(fast, two_pass, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize('kernel, stride', [(1, 1), (3, 1), (1, 2), (3, 2)])
-def test_pointwise_convolutions_as_matmuls_equal_lax_convolutions(kernel, stride):
-  """layers.conv_general_dilated (1x1 as a dot) against lax.conv_general_dilated, with grads."""
+@pytest.mark.parametrize(
+  'kernel, stride, padding',
+  [(1, 1, 'SAME'), (3, 1, 'SAME'), (1, 2, 'SAME'), (3, 2, 'SAME'), (1, 1, 'VALID'), (1, 1, 1)],
+)
+def test_pointwise_convolutions_as_matmuls_equal_lax_convolutions(kernel, stride, padding):
+  """layers.conv_general_dilated (1x1 as a dot) against lax.conv_general_dilated, with grads;
+  an explicitly padded 1x1 convolution (output 11x11 from 9x9) is lax's too."""
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 9, 9, 5)).astype(np.float32))
-  reference = nn.Conv(4, (kernel, kernel), strides=stride, padding='SAME')
+  reference = nn.Conv(4, (kernel, kernel), strides=stride, padding=padding)
   ours = reference.clone(conv_general_dilated=conv_general_dilated)
   variables = reference.init(jax.random.key(0), x)
 

@@ -16,6 +16,7 @@ from bn_repro.evaluate import Evaluator, preactivation_percentiles
 from bn_repro.inputs import padded_batches
 from bn_repro.steps import create_mesh, make_eval_fn
 from bn_repro.tensorboard import read_scalars
+from bn_repro.workdir import WorkdirError
 
 pytestmark = pytest.mark.usefixtures('mock_mnist')
 
@@ -137,12 +138,25 @@ def test_nonfinite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path)
 
 
 def test_workdir_of_another_config_is_refused_unless_overwritten(tmp_path):
-  train.train_and_evaluate(_config('bn', num_steps=10), tmp_path)
-  with pytest.raises(ValueError, match=r"model.normalization: 'batch' -> 'none'.*--overwrite"):
+  train.train_and_evaluate(_config('bn', num_steps=10, population_stats__num_batches=2), tmp_path)
+  with pytest.raises(WorkdirError, match=r"model.normalization: 'batch' -> 'none'.*--overwrite"):
     train.train_and_evaluate(_config('baseline', num_steps=10), tmp_path)
   train.train_and_evaluate(_config('bn', num_steps=20), tmp_path)  # Longer: resumes.
-  train.train_and_evaluate(_config('baseline', num_steps=10), tmp_path, overwrite=True)
+  assert (tmp_path / 'population_checkpoint').exists() and (tmp_path / 'best_checkpoint').exists()
+  # --overwrite clears everything the first run wrote: a rerun of the same steps then saves
+  # its best, final and population checkpoints afresh instead of meeting the old ones.
+  overwritten = _config('baseline', num_steps=10, population_stats__num_batches=2)
+  train.train_and_evaluate(overwritten, tmp_path, overwrite=True)
   assert [s for s, _ in read_scalars(tmp_path)['train/loss']] == [5, 10]
+  assert not (tmp_path / 'population_checkpoint').exists()  # Baseline: no BN statistics.
+  assert Checkpointer(tmp_path / 'checkpoints', 5).latest_step() == 10
+  train.train_and_evaluate(
+    _config('bn', num_steps=10, population_stats__num_batches=2), tmp_path, overwrite=True
+  )
+  train.train_and_evaluate(
+    _config('bn', num_steps=10, population_stats__num_batches=2), tmp_path, overwrite=True
+  )
+  assert Checkpointer(tmp_path / 'population_checkpoint', 1).latest_step() == 10
 
 
 def test_seeds_side_by_side_equal_separate_runs(tmp_path):
@@ -167,3 +181,18 @@ def test_seeds_side_by_side_equal_separate_runs(tmp_path):
     finals.append(alone[-1][1])
   assert scalars['eval/accuracy'][-1][1] == pytest.approx(np.mean(finals))
   assert len({round(f, 4) for f in finals}) > 1  # The seeds differ.
+
+
+def test_logged_learning_rate_is_the_rate_of_the_last_step_taken(tmp_path):
+  """Steps count from 0; the log at step 10 follows steps 0..9. With a staircase halving
+  every 5 steps, step 9 ran at lr/2 and step 10 (not yet taken) will run at lr/4."""
+  config = _config(
+    'bn',
+    num_steps=10,
+    schedule__name='exponential',
+    schedule__decay_rate=0.5,
+    schedule__decay_steps=5,
+  )
+  train.train_and_evaluate(config, tmp_path)
+  peak = config.optimizer.learning_rate
+  assert read_scalars(tmp_path)['train/learning_rate'] == [(5, peak), (10, peak / 2)]

@@ -9,6 +9,7 @@ A fresh machine needs `apt-get update` once before the download.
 
 import gzip
 import pathlib
+import shutil
 import subprocess
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from bn_repro.data.offline import (
   DataIntegrityError,
   default_cache_dir,
+  exclusive,
   is_prepared,
   store_as_tfds,
   verify_sha256,
@@ -41,19 +43,41 @@ def fetch_idx_files(cache_dir: pathlib.Path) -> pathlib.Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     debs = sorted(cache_dir.glob(f'{DEBIAN_PACKAGE}_*.deb'))
     if not debs:
-      result = subprocess.run(
-        ['apt-get', 'download', DEBIAN_PACKAGE], cwd=cache_dir, capture_output=True, text=True
-      )
-      if result.returncode:
-        raise DataIntegrityError(
-          f'apt-get download {DEBIAN_PACKAGE} failed ({result.stderr.strip()}); run '
-          f'`apt-get update` first, or prepare TFDS {TFDS_NAME} in the TFDS data dir.'
-        )
+      _run_tool(['apt-get', 'download', DEBIAN_PACKAGE], cache_dir)
       debs = sorted(cache_dir.glob(f'{DEBIAN_PACKAGE}_*.deb'))
-    subprocess.run(['dpkg', '-x', str(debs[-1]), str(unpacked)], check=True)
+    try:
+      _run_tool(['dpkg', '-x', str(debs[-1]), str(unpacked)], cache_dir)
+    except DataIntegrityError as error:
+      debs[-1].unlink()  # A corrupt download: the next run fetches it again.
+      raise DataIntegrityError(
+        f'{error} The cached {debs[-1].name} was deleted; run again.'
+      ) from None
   for name, digest in IDX_SHA256.items():
-    verify_sha256(idx_dir / name, digest)
+    try:
+      verify_sha256(idx_dir / name, digest)
+    except DataIntegrityError:
+      shutil.rmtree(unpacked, ignore_errors=True)
+      for deb in cache_dir.glob(f'{DEBIAN_PACKAGE}_*.deb'):
+        deb.unlink()
+      raise
   return idx_dir
+
+
+def _run_tool(command: list[str], cwd: pathlib.Path) -> None:
+  """Runs a Debian tool; a missing tool or a failure is a DataIntegrityError naming the fix."""
+  fix = (
+    f'run `apt-get update` first, or prepare TFDS {TFDS_NAME} yourself in the TFDS data dir '
+    '(--config.input.tfds_data_dir).'
+  )
+  try:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+  except FileNotFoundError:
+    raise DataIntegrityError(
+      f"`{command[0]}` is not installed: Fashion-MNIST comes from Debian's {DEBIAN_PACKAGE} "
+      f'package. On a Debian or Ubuntu machine {fix}'
+    ) from None
+  if result.returncode:
+    raise DataIntegrityError(f'`{" ".join(command)}` failed ({result.stderr.strip()}); {fix}')
 
 
 def read_idx(path: pathlib.Path) -> np.ndarray:
@@ -73,12 +97,16 @@ def ensure_fashion_mnist(
   """Makes `tfds.load('fashion_mnist', data_dir=tfds_data_dir, download=False)` work offline."""
   if is_prepared(tfds_data_dir, TFDS_NAME, TFDS_VERSION):
     return
-  idx_dir = fetch_idx_files(cache_dir or default_cache_dir())
-  splits = {
-    split: (
-      read_idx(idx_dir / f'{prefix}-images-idx3-ubyte.gz')[..., None],
-      read_idx(idx_dir / f'{prefix}-labels-idx1-ubyte.gz'),
-    )
-    for split, prefix in (('train', 'train'), ('test', 't10k'))
-  }
-  store_as_tfds(TFDS_NAME, TFDS_VERSION, splits, 10, tfds_data_dir)
+  cache_dir = cache_dir or default_cache_dir()
+  with exclusive(cache_dir), exclusive(tfds_data_dir):
+    if is_prepared(tfds_data_dir, TFDS_NAME, TFDS_VERSION):  # Another process just did.
+      return
+    idx_dir = fetch_idx_files(cache_dir)
+    splits = {
+      split: (
+        read_idx(idx_dir / f'{prefix}-images-idx3-ubyte.gz')[..., None],
+        read_idx(idx_dir / f'{prefix}-labels-idx1-ubyte.gz'),
+      )
+      for split, prefix in (('train', 'train'), ('test', 't10k'))
+    }
+    store_as_tfds(TFDS_NAME, TFDS_VERSION, splits, 10, tfds_data_dir)

@@ -6,7 +6,10 @@ applied on device (`bn_repro.data.distort_photometric`). Evaluation: the central
 87.5% crop resized to `image_size`, padded to whole batches with a mask, every
 validation image once. Each process reads its own part of the training split
 (multi-host). The stream's position is a function of (seed, step): resuming at
-step s skips s batches of serialized records before decoding.
+step s skips s batches of still-encoded records (the JPEG bytes) before any is
+decoded, and the training shuffle buffer holds encoded images (about 110 kB each
+rather than ~500 kB decoded), so its host memory is bounded by `shuffle_buffer`
+times the encoded size.
 
 TFDS needs the ImageNet archives downloaded by hand (licence); the error says how.
 """
@@ -79,7 +82,7 @@ class ImageNet:
       '--config.input.tfds_data_dir=<data_dir>.'
     )
 
-  def _load(self, split: str, shuffle_files: bool):
+  def _load(self, split: str, shuffle_files: bool, decode_images: bool = True):
     import tensorflow_datasets as tfds
 
     try:
@@ -90,6 +93,7 @@ class ImageNet:
         download=False,
         shuffle_files=shuffle_files,
         read_config=tfds.ReadConfig(shuffle_seed=self._seed),
+        decoders=None if decode_images else {'image': tfds.decode.SkipDecoding()},
       )
     except AssertionError as e:  # tfds.load(download=False) on absent data.
       raise self._not_prepared(e) from e
@@ -101,16 +105,20 @@ class ImageNet:
 
     split = tfds.split_for_jax_process('train')
     size = self._config.image_size
-    ds = self._load(split, shuffle_files=True).repeat()
+    decode_image = self._builder.info.features['image'].decode_example
+    ds = self._load(split, shuffle_files=True, decode_images=False).repeat()
     if self._config.shuffle != 'shards':  # 'shards': file order only, as Inception's input.
       ds = ds.shuffle(self._config.shuffle_buffer, seed=self._seed)
     # Number the stream before skipping, and seed each example's crop and flip by
-    # (seed, position): a resumed stream then crops exactly as the uninterrupted one.
+    # (seed, position in the global stream): a resumed stream then crops exactly as the
+    # uninterrupted one, and the k-th examples of different processes draw differently.
     ds = ds.enumerate().skip(start_step * self._batch)
+    process, processes = jax.process_index(), jax.process_count()
 
     def crop(position, example):
-      image, label = example['image'], example['label']
-      example_seed = tf.stack([tf.cast(self._seed, tf.int64), position])
+      image, label = decode_image(example['image']), example['label']
+      global_position = position * processes + process
+      example_seed = tf.stack([tf.cast(self._seed, tf.int64), global_position])
       begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image),
         bounding_boxes=tf.zeros((1, 0, 4)),

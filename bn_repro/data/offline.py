@@ -4,9 +4,12 @@ A fetched dataset is stored under its registered TFDS name and version, so the
 input pipeline always reads it with `tfds.load(name, download=False)`.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import pathlib
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -40,6 +43,23 @@ def verify_sha256(path: pathlib.Path, expected: str) -> None:
       f'Data file {path} has sha256 {actual}, expected {expected}: it is truncated '
       f'or corrupt. Delete it and run again to fetch a fresh copy.'
     )
+
+
+@contextlib.contextmanager
+def exclusive(directory: pathlib.Path) -> Iterator[None]:
+  """Holds an exclusive lock on `directory/.bn_repro_fetch.lock` (created if needed).
+
+  Fetches and TFDS preparations run under it, so several processes starting on a fresh
+  machine (a multi-process job, parallel studies) prepare the data once, in turn, and
+  never write the same file at the same time. The kernel releases it if a holder dies.
+  """
+  directory.mkdir(parents=True, exist_ok=True)
+  with open(directory / '.bn_repro_fetch.lock', 'a') as lock:
+    fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def is_prepared(tfds_data_dir: pathlib.Path, name: str, version: str) -> bool:

@@ -9,15 +9,20 @@ any) and the nonlinearity, BN on Wu before the nonlinearity as in Sec. 3.2.
 The table's known inconsistencies are fields (defaults in brackets):
 - `stem`: 'plain' [default] 7x7/2 convolution as printed in the table and used by
   the Caffe and MXNet ports (the count that matches the table), 'separable' (TF-slim:
-  depthwise 7x7 with depth multiplier 8, then 1x1), or 'small' (3x3/1 convolutions
-  and no pooling, for 28-64 px images: a 28x28 input reaches module 3a at 28x28,
-  as a 224 input does).
+  depthwise 7x7 with depth multiplier 8, then 1x1, no normalization in between), or
+  'small' (one 3x3/2 convolution and no pooling, for 28-64 px images: a 28x28 input
+  reaches module 3a at 14x14, module 5b at 4x4).
 - `pool_proj_4cd`: [128] as printed (4c/4d then output 608 channels, 4e 1056, as in
   the Caffe/MXNet ports) or 96 (TF-slim: 576 and 1024, as the table's output column).
 - `conv_bias`: [False] convolutions carry a bias; with BN it is redundant (beta
   replaces it), but the Caffe port keeps it: with it, the table gives 11,295,240
   parameters (tests/test_inception.py).
 The text's 13.6M parameters match no reading of the table (see the test).
+
+No auxiliary classifiers. GoogLeNet (Szegedy et al. 2015) trained with two, on 4a and
+4d, weighted 0.3; the BN paper's table lists none, and TF-slim's Inception-v2 (the
+reference implementation of this network) has none, so neither arm here has them, the
+no-BN Inception arm included: the comparison is BN against no BN on the same network.
 """
 
 import functools
@@ -62,34 +67,38 @@ class ConvUnit(nn.Module):
   norm: functools.partial | None  # BatchNorm with its settings, or None for no BN.
   nonlinearity: str
   conv_bias: bool
-  depthwise_multiplier: int = 0  # > 0: a depthwise convolution with this channel multiplier.
+  # > 0: a separable convolution: a depthwise `kernel` x `kernel` convolution with this
+  # channel multiplier, then a 1x1 convolution to `features`, then BN and g.
+  depthwise_multiplier: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    if self.depthwise_multiplier:
-      if norm_lib.uses_weight_norm(self.normalization):
+    kernel, stride = self.kernel, self.stride
+    if self.depthwise_multiplier:  # TF-slim's separable_conv2d: depthwise, then 1x1; no
+      if norm_lib.uses_weight_norm(self.normalization):  # normalization in between.
         raise ValueError("The 'separable' stem has no weight-normalized form; use another stem.")
       x = nn.Conv(
         x.shape[-1] * self.depthwise_multiplier,
-        (self.kernel, self.kernel),
-        strides=self.stride,
+        (kernel, kernel),
+        strides=stride,
         padding='SAME',
         feature_group_count=x.shape[-1],
-        use_bias=self.conv_bias,
+        use_bias=False,
         kernel_init=_KERNEL_INIT,
         dtype=x.dtype,
+        name='depthwise',
       )(x)
-    else:
-      x = norm_lib.linear_layer(
-        self.normalization,
-        self.features,
-        # WN's b is part of its reparameterization (set by the data-dependent init).
-        use_bias=self.conv_bias or self.normalization == 'weight',
-        kernel_init=_KERNEL_INIT,
-        kernel_size=(self.kernel, self.kernel),
-        strides=self.stride,
-        dtype=x.dtype,
-      )(x)
+      kernel, stride = 1, 1  # The pointwise convolution.
+    x = norm_lib.linear_layer(
+      self.normalization,
+      self.features,
+      # WN's b is part of its reparameterization (set by the data-dependent init).
+      use_bias=self.conv_bias or self.normalization == 'weight',
+      kernel_init=_KERNEL_INIT,
+      kernel_size=(kernel, kernel),
+      strides=stride,
+      dtype=x.dtype,
+    )(x)
     if self.norm is not None:
       x = self.norm()(x)
     return get_nonlinearity(self.nonlinearity)(x)
@@ -177,13 +186,27 @@ class BNInception(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(
+    self, x: jax.Array, *, train: bool, batch_statistics: bool | None = None
+  ) -> jax.Array:
+    """Images `(N, H, W, C)` -> logits `(N, num_classes)`.
+
+    `train` switches training behaviour (dropout, BN's batch statistics);
+    `batch_statistics` overrides BN's choice alone, leaving dropout off when not `train`
+    (population statistics, batch-statistics inference). Multi-crop batches
+    `(N, crops, H, W, C)` must be flattened to `(N * crops, H, W, C)` by the caller.
+    """
+    if x.ndim != 4:
+      raise ValueError(
+        f'BNInception input shape {x.shape}: expected images (N, H, W, C); flatten '
+        'multi-crop batches (N, crops, H, W, C) to (N * crops, H, W, C).'
+      )
     if self.stem not in STEMS:
       raise ValueError(f'Unknown stem {self.stem!r}; expected one of {STEMS}.')
     norm_lib.check_normalization(self.normalization)
     norm = norm_lib.batch_norm_factory(
       self.normalization,
-      train=train,
+      batch_statistics=train if batch_statistics is None else batch_statistics,
       momentum=self.bn_momentum,
       epsilon=self.bn_epsilon,
       group_size=self.bn_group_size,
@@ -205,8 +228,7 @@ class BNInception(nn.Module):
     if self.stem == 'small':
       x = unit(w(64), 3, 2, name='conv1')(x)
     elif self.stem == 'separable':
-      x = unit(0, 7, 2, depthwise_multiplier=8, name='conv1_depthwise')(x)
-      x = unit(w(64), 1, 1, name='conv1_pointwise')(x)
+      x = unit(w(64), 7, 2, depthwise_multiplier=8, name='conv1')(x)
     else:
       x = unit(w(64), 7, 2, name='conv1')(x)
     if self.stem != 'small':

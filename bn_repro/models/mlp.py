@@ -54,20 +54,29 @@ class MLP(nn.Module):
   axis_name: str | None = None
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(
+    self, x: jax.Array, *, train: bool, batch_statistics: bool | None = None
+  ) -> jax.Array:
     """Maps images `(N, H, W, C)` or `(N, D)` to logits `(N, num_classes)`.
+
+    `train` switches training behaviour (BN's batch statistics); `batch_statistics`
+    overrides BN's choice alone (population statistics, batch-statistics inference).
 
     The input of each hidden layer's nonlinearity, shape `(N, units)`, is sown
     into the `intermediates` collection as `preactivationI` (Figure 1(b, c)).
     """
     norm_lib.check_normalization(self.normalization)
+    if x.ndim not in (2, 4):
+      raise ValueError(
+        f'MLP input shape {x.shape}: expected images (N, H, W, C) or vectors (N, D).'
+      )
     if self.bn_position not in BN_POSITIONS:
       raise ValueError(f'Unknown bn_position {self.bn_position!r}; expected one of {BN_POSITIONS}.')
     g = get_nonlinearity(self.nonlinearity)
     kernel_init = nn.initializers.normal(stddev=self.init_std)
     bn = norm_lib.batch_norm_factory(
       self.normalization,
-      train=train,
+      batch_statistics=train if batch_statistics is None else batch_statistics,
       stop_gradient=self.bn_stop_gradient,
       momentum=self.bn_momentum,
       epsilon=self.bn_epsilon,

@@ -73,9 +73,16 @@ def linear_layer(
 
 
 def batch_norm_factory(
-  normalization: str, *, train: bool, stop_gradient: str = 'none', **batch_norm_fields: object
+  normalization: str,
+  *,
+  batch_statistics: bool,
+  stop_gradient: str = 'none',
+  **batch_norm_fields: object,
 ) -> functools.partial | None:
   """`bn_repro.layers.BatchNorm` bound to `normalization`'s kind, or None if it has no BN.
+
+  `batch_statistics`: normalize with the mini-batch statistics and update the running
+  averages (Algorithm 1), else with the stored statistics (Algorithm 2, step 11).
 
   Mean-only BN under WN learns no gamma (WN's scale s plays that role).
   """
@@ -83,7 +90,7 @@ def batch_norm_factory(
     return None
   return functools.partial(
     layers.BatchNorm,
-    use_running_average=not train,
+    use_running_average=not batch_statistics,
     mean_only=normalization != 'batch',
     use_scale=normalization != 'weight_mean_only_batch',
     stop_gradient=stop_gradient,

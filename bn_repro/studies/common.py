@@ -22,6 +22,7 @@ from bn_repro import data as data_lib
 from bn_repro import models, train
 from bn_repro.checkpointing import Checkpointer
 from bn_repro.config_files import load_config, override
+from bn_repro.mnist_report import mnist_data_description
 from bn_repro.run_info import git_commit, hardware_description
 from bn_repro.tensorboard import read_scalars
 
@@ -151,7 +152,7 @@ def restore(config: ml_collections.ConfigDict, checkpoint_dir: pathlib.Path) -> 
   dataset = data_lib.load_dataset(config.input)
   model = models.create_model(config.model, dataset.num_classes)
   template = train.create_train_state(
-    config, model, np.zeros((1,) + dataset.train_images.shape[1:], np.float32)
+    config, model, np.zeros((2,) + dataset.train_images.shape[1:], np.float32)
   )
   checkpointer = Checkpointer(checkpoint_dir, config.keep_checkpoints)
   if checkpointer.latest_step() is None:
@@ -207,5 +208,5 @@ def fmt(value: object, pattern: str = '{:.4f}') -> str:
   return '—' if value is None else pattern.format(value)
 
 
-MNIST_DATA = 'real MNIST (60k train, 10k test), binarized at 1/2'
+MNIST_DATA = mnist_data_description('binary')  # The studies use configs/mnist.py's input.
 FASHION_DATA = 'real Fashion-MNIST (60k train, 10k test), the small BN-Inception proxy'
