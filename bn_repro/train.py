@@ -367,8 +367,11 @@ def _periodic_evaluation(
     run.evaluate, run.state, config.num_seeds, 'eval'
   )
   kill_point('evaluation', step)
-  if eval_metrics['accuracy'] > best_accuracy:
-    best_accuracy = eval_metrics['accuracy']
+  # Compared as logged (float32), so a resumed run, which reads the best so far back from
+  # the event files, picks the same best checkpoint as an uninterrupted one.
+  accuracy = float(np.float32(eval_metrics['accuracy']))
+  if accuracy > best_accuracy:
+    best_accuracy = accuracy
     run.best_checkpointer.save(run.state)
     kill_point('best_checkpoint', step)
   run.writer.write_scalars(

@@ -17,7 +17,7 @@ _bn_repro_setup_venv() {
     echo "FATAL: $python does not run; set PYTHON to a Python 3.11+ interpreter." >&2
     return 1
   }
-  made_by="$("$venv/bin/python" -c 'import sys; print(sys.version.split()[0], sys.base_prefix)' 2>/dev/null)"
+  made_by="$("$venv/bin/python" -c 'import sys; print(sys.version.split()[0], sys.base_prefix)' 2>/dev/null || true)"
   if [ -e "$venv" ] && { ! "$venv/bin/python" -m pip --version >/dev/null 2>&1 \
       || [ "$made_by" != "$current" ]; }; then
     echo "Rebuilding virtualenv $venv (broken, or made by another interpreter)" >&2

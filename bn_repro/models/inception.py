@@ -107,7 +107,9 @@ class ConvUnit(nn.Module):
 def _pool(x: jax.Array, kind: str, stride: int) -> jax.Array:
   if kind == 'max':
     return layers.max_pool(x, 3, stride)
-  return nn.avg_pool(x, (3, 3), strides=(stride, stride), padding='SAME', count_include_pad=False)
+  # Dividing by the per-window counts promotes to float32; keep the compute dtype.
+  pooled = nn.avg_pool(x, (3, 3), strides=(stride, stride), padding='SAME', count_include_pad=False)
+  return pooled.astype(x.dtype)
 
 
 def local_response_norm(
