@@ -23,7 +23,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from bn_repro import data as data_lib
-from bn_repro import models, optim
+from bn_repro import models, optim, unit_drift
 from bn_repro.checkpointing import Checkpointer
 from bn_repro.config_checks import validate_config
 from bn_repro.evaluate import Evaluator, preactivation_percentiles
@@ -159,6 +159,7 @@ def _set_up(
     record_config_changes(workdir, config_changes, step)
     write_run_info(workdir, config_json)
     truncate_events(workdir, step)  # Forget what a killed run logged after its checkpoint.
+    unit_drift.truncate_records(workdir, step)
   writer = SummaryWriter(workdir, enabled=is_chief)
   for resource in (writer, checkpointer, best_checkpointer):
     cleanup.callback(resource.close)
@@ -367,6 +368,9 @@ def _periodic_evaluation(
     run.evaluate, run.state, config.num_seeds, 'eval'
   )
   kill_point('evaluation', step)
+  record_units = run.is_chief and config.eval.get('unit_percentiles', False)
+  if record_units:
+    _record_unit_percentiles(run, step, preactivations, run.state, 'moving_average')
   # Compared as logged (float32), so a resumed run, which reads the best so far back from
   # the event files, picks the same best checkpoint as an uninterrupted one.
   accuracy = float(np.float32(eval_metrics['accuracy']))
@@ -379,16 +383,18 @@ def _periodic_evaluation(
     {
       **scalars,
       **preactivation_percentiles(
-        preactivations, config.model.typical_unit, config.eval.percentiles
+        preactivations[0], config.model.typical_unit, config.eval.percentiles
       ),
     },
   )
   if run.population_stats and (config.population_stats.every_eval or step == config.num_steps):
     population_state = _with_population_stats(run.state, run.population_stats, config.num_seeds)
-    _, scalars, _ = _evaluate_runs(
+    _, scalars, population_preactivations = _evaluate_runs(
       run.evaluate, population_state, config.num_seeds, 'eval_population'
     )
     run.writer.write_scalars(step, scalars)
+    if record_units:
+      _record_unit_percentiles(run, step, population_preactivations, population_state, 'population')
     if step == config.num_steps:
       _save_population_checkpoint(run.workdir / 'population_checkpoint', population_state)
   return eval_metrics, best_accuracy
@@ -420,15 +426,47 @@ def _population_stats_fn(
   return population_stats
 
 
+def _record_unit_percentiles(
+  run: _Run,
+  step: int,
+  preactivations: list[dict[str, np.ndarray]],
+  state: TrainState,
+  statistics: str,
+) -> None:
+  """Appends every unit's percentiles of every hidden layer, per seed, to the workdir's
+  `unit_drift.RECORDS_FILE`, with BN's gamma and beta where the layer has them."""
+  records = []
+  for seed, layers in enumerate(preactivations):
+    params = seed_state(state, seed, run.config.num_seeds).params
+    for name, values in sorted(layers.items()):
+      layer = name.removeprefix('preactivation')
+      bn = params.get(f'bn{layer}', {})
+      records.append(
+        {
+          'step': step,
+          'seed': seed,
+          'statistics': statistics,
+          'layer': layer,
+          'percentiles': list(unit_drift.PERCENTILES),
+          'values': unit_drift.unit_percentiles(values).tolist(),
+          **{
+            key: np.asarray(bn[field]).tolist() if field in bn else None
+            for key, field in (('gamma', 'scale'), ('beta', 'bias'))
+          },
+        }
+      )
+  unit_drift.append_records(run.workdir, records)
+
+
 def _evaluate_runs(
   evaluate: Evaluator, state: TrainState, num_seeds: int, prefix: str
-) -> tuple[dict[str, float], dict[str, float], dict[str, np.ndarray]]:
+) -> tuple[dict[str, float], dict[str, float], list[dict[str, np.ndarray]]]:
   """Evaluates every run of a (multi-seed) state.
 
   Returns:
     The metrics averaged over the runs; the scalars to log: `PREFIX/NAME` (averages)
-    and, for several seeds, `PREFIX_seedI/NAME` per run; and the first run's
-    preactivations (Figure 1's percentiles follow the run seeded `config.seed`).
+    and, for several seeds, `PREFIX_seedI/NAME` per run; and each run's preactivations
+    (Figure 1's single-unit percentiles follow the first, seeded `config.seed`).
   """
   runs = [evaluate(run) for run in seed_states(state, num_seeds)]
   means = {name: float(np.mean([m[name] for m, _ in runs])) for name in runs[0][0]}
@@ -436,7 +474,7 @@ def _evaluate_runs(
   if num_seeds > 1:
     for i, (metrics, _) in enumerate(runs):
       scalars.update({f'{prefix}_seed{i}/{name}': value for name, value in metrics.items()})
-  return means, scalars, runs[0][1]
+  return means, scalars, [preactivations for _, preactivations in runs]
 
 
 def _with_population_stats(

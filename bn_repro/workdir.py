@@ -22,6 +22,8 @@ import shutil
 import socket
 import tempfile
 
+from bn_repro import unit_drift
+
 # Dotted names (or prefixes ending in '.') of fields that may differ on resume: scheduling...
 SCHEDULING_FIELDS = frozenset(
   {
@@ -49,6 +51,7 @@ RUN_OUTPUTS = (
   'config.json',
   'run_info.json',
   'config_changes.jsonl',
+  unit_drift.RECORDS_FILE,
   'events.out.tfevents.*',
   '.rewrite.*',
 )

@@ -115,6 +115,9 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 10_000
   config.eval.percentiles = (15, 50, 85)
+  # Every hidden unit's 15/50/85th input percentiles at each evaluation, with BN's gamma and
+  # beta, into WORKDIR/unit_percentiles.jsonl (Figure 1 over all units: bn_repro/unit_drift.py).
+  config.eval.unit_percentiles = True
 
   # Algorithm 2: inference statistics recomputed over the first K training batches
   # (bn_repro/population_stats.py); 0: off. The final state with them is saved in

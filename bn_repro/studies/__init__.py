@@ -9,6 +9,7 @@ import types
 
 from bn_repro.studies import (
   bias_redundancy,
+  fig1_regimes,
   group_size,
   inference_statistics,
   learning_rates,
@@ -27,4 +28,5 @@ STUDIES: dict[str, types.ModuleType] = {
   'learning_rates': learning_rates,  # 6. Higher learning rates, weight scale.
   'weight_norm': weight_norm,  # 7. WN vs BN.
   'group_size': group_size,  # 8. Statistics batch size.
+  'fig1_regimes': fig1_regimes,  # 9. Where Figure 1's picture holds.
 }
