@@ -9,11 +9,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bn_repro import unit_drift
+
 Scalars = dict[str, list[tuple[int, float]]]
 
 ACCURACY_THRESHOLDS = (0.95, 0.97, 0.98)
 REPORT_STEPS = (10_000, 20_000, 30_000, 40_000, 50_000)
 PERCENTILES = (15, 50, 85)
+DRIFT_WINDOW = 5  # Evaluations averaged at each end of training (bn_repro.unit_drift).
 
 
 def last_hidden_layer(scalars: Scalars) -> int:
@@ -26,13 +29,13 @@ def last_hidden_layer(scalars: Scalars) -> int:
   return max(layers)
 
 
-def percentile_drift(scalars: Scalars) -> dict[str, float]:
-  """How far the fixed unit's input percentiles move over training.
+def typical_unit_ranges(scalars: Scalars) -> dict[str, float]:
+  """How far the one tracked unit's input percentiles move (the paper's single-unit view).
 
-  For the last hidden layer's tracked unit, each of its 15th, 50th and 85th
-  percentile trajectories (over the test set, at every evaluation) spans a range
-  max_t p(t) - min_t p(t), in units of the sigmoid's input. Returns the three
-  ranges and their mean ('mean'), the number quoted as `percentile_drift`.
+  For the last hidden layer's tracked unit (`model.typical_unit`), each of its 15th, 50th
+  and 85th percentile trajectories spans max_t p(t) - min_t p(t), in units of the sigmoid's
+  input: evaluation-to-evaluation jitter counts as movement here. Returns the three ranges
+  and their mean ('mean').
   """
   layer = last_hidden_layer(scalars)
   ranges = {}
@@ -41,6 +44,24 @@ def percentile_drift(scalars: Scalars) -> dict[str, float]:
     ranges[f'p{p}'] = max(values) - min(values)
   ranges['mean'] = sum(ranges[f'p{p}'] for p in PERCENTILES) / len(PERCENTILES)
   return ranges
+
+
+def all_unit_drift(records: list[dict], window: int = DRIFT_WINDOW) -> dict[str, dict] | None:
+  """Location drift, spread drift and jitter of every unit of the last hidden layer in every
+  seed (moving-average statistics; `bn_repro.unit_drift`), as median and quartiles; None
+  without records (runs that did not log `eval.unit_percentiles`)."""
+  records = [r for r in records if r['statistics'] == 'moving_average']
+  if not records:
+    return None
+  layer = max((r['layer'] for r in records), key=int)
+  per_seed = []
+  for seed in sorted({r['seed'] for r in records}):
+    t = unit_drift.trajectories(records, layer, seed)
+    per_seed.append(unit_drift.drift_statistics(t['p15'], t['p50'], t['p85'], window))
+  return {
+    name: unit_drift.summarize([d[name] for d in per_seed])
+    for name in ('location_drift', 'spread_drift', 'jitter')
+  }
 
 
 def seed_accuracies(scalars: Scalars) -> np.ndarray | None:
@@ -54,12 +75,15 @@ def seed_accuracies(scalars: Scalars) -> np.ndarray | None:
   return np.array([[v for _, v in scalars[t]] for t in tags])
 
 
-def summarize_arm(scalars: Scalars) -> dict[str, object]:
+def summarize_arm(scalars: Scalars, records: list[dict] | None = None) -> dict[str, object]:
   """The summary.json entry of one arm; accuracies on the full test set.
 
   For a multi-seed run, `eval/accuracy` is the mean over the seeds, and the entry also
   holds the standard deviation over the seeds at the report steps and each seed's final
-  accuracy. Percentiles follow the first seed.
+  accuracy. `percentile_drift` is the median over all units and seeds of the last hidden
+  layer's location drift (`all_unit_drift`; None without unit records), `drift` all three
+  statistics with quartiles; `typical_unit_ranges` is the single tracked unit's view
+  (first seed).
   """
   accuracy = scalars['eval/accuracy']
   by_step = dict(accuracy)
@@ -72,6 +96,7 @@ def summarize_arm(scalars: Scalars) -> dict[str, object]:
       'test_accuracy_std_over_seeds_at': {str(s): std.get(s) for s in REPORT_STEPS},
       'final_test_accuracy_per_seed': per_seed[:, -1].tolist(),
     }
+  drift = all_unit_drift(records or [])
   return {
     **seeds,
     'steps': accuracy[-1][0],
@@ -80,48 +105,74 @@ def summarize_arm(scalars: Scalars) -> dict[str, object]:
     'steps_to_accuracy': {
       f'{t:g}': next((s for s, a in accuracy if a >= t), None) for t in ACCURACY_THRESHOLDS
     },
-    'percentile_drift': percentile_drift(scalars)['mean'],
-    'percentile_drift_by_percentile': percentile_drift(scalars),
+    'percentile_drift': drift['location_drift']['median'] if drift else None,
+    'drift': drift,
+    'typical_unit_ranges': typical_unit_ranges(scalars),
     'train_wall_time_s': scalars['train/elapsed_s'][-1][1],
   }
 
 
-def plot_figure1(arms: dict[str, Scalars], path: pathlib.Path) -> None:
-  """Writes the paper's Figure 1 analog: (a) test accuracy, (b, c) percentile panels."""
+def plot_figure1(settings: dict[str, dict], path: pathlib.Path) -> None:
+  """The paper's Figure 1 analog, one row per setting: (a) test accuracy (mean and min-max
+  over seeds), (b, c) the last hidden layer's 15/50/85th sigmoid-input percentiles: the
+  median over all units and seeds, with the units' interquartile band (the tracked single
+  unit's curves where no unit records exist).
+
+  `settings`: {name: {'learning_rate', 'init_std', 'arms': {arm: (scalars, records)}}}.
+  """
   import matplotlib
 
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
-  fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+  fig, grid = plt.subplots(len(settings), 3, figsize=(13, 3.8 * len(settings)), squeeze=False)
   styles = {'baseline': ('Without BN', 'tab:blue', '--'), 'bn': ('With BN', 'tab:red', '-')}
-  for arm, scalars in arms.items():
-    label, color, line = styles[arm]
-    steps, values = zip(*scalars['eval/accuracy'], strict=True)
-    per_seed = seed_accuracies(scalars)
-    if per_seed is not None:
-      label += f' (mean; band: min-max of {len(per_seed)} seeds)'
-      axes[0].fill_between(steps, per_seed.min(0), per_seed.max(0), color=color, alpha=0.2)
-    axes[0].plot(steps, values, line, color=color, label=label)
-  axes[0].set_ylim(0.9, 1.0)
-  axes[0].set_xlabel('training steps')
-  axes[0].set_title('(a) test accuracy')
-  axes[0].legend(loc='lower right')
-  for ax, (arm, scalars) in zip(axes[1:], arms.items(), strict=True):
-    layer = last_hidden_layer(scalars)
-    for p in PERCENTILES:
-      steps, values = zip(*scalars[f'bn/layer{layer}/unit_p{p}'], strict=True)
-      ax.plot(steps, values, color=styles[arm][1], linewidth=1.5 if p == 50 else 1.0)
-    ax.set_xlabel('training steps')
-    ax.set_title(f'({"bc"[list(arms).index(arm)]}) {styles[arm][0]}: sigmoid input, 15/50/85th pct')
-  lows = [ax.get_ylim()[0] for ax in axes[1:]]
-  highs = [ax.get_ylim()[1] for ax in axes[1:]]
-  for ax in axes[1:]:
-    ax.set_ylim(min(lows), max(highs))
+  for axes, (name, setting) in zip(grid, settings.items(), strict=True):
+    where = f'lr {setting["learning_rate"]:g}, init std {setting["init_std"]:g}'
+    for panel, (arm, (scalars, records)) in enumerate(setting['arms'].items(), start=1):
+      label, color, line = styles[arm]
+      steps, values = zip(*scalars['eval/accuracy'], strict=True)
+      per_seed = seed_accuracies(scalars)
+      if per_seed is not None:
+        label += f' (mean; band: min-max of {len(per_seed)} seeds)'
+        axes[0].fill_between(steps, per_seed.min(0), per_seed.max(0), color=color, alpha=0.2)
+      axes[0].plot(steps, values, line, color=color, label=label)
+      _plot_percentiles(axes[panel], scalars, records, color)
+      axes[panel].set_xlabel('training steps')
+      axes[panel].set_title(
+        f'({"abc"[panel]}) {styles[arm][0]}, {where}: sigmoid input, 15/50/85th pct', fontsize=9
+      )
+    axes[0].set_ylim(0.9, 1.0)
+    axes[0].set_xlabel('training steps')
+    axes[0].set_title(f'(a) test accuracy, {where} ({name})', fontsize=9)
+    axes[0].legend(loc='lower right', fontsize=8)
+    lows = [ax.get_ylim()[0] for ax in axes[1:]]
+    highs = [ax.get_ylim()[1] for ax in axes[1:]]
+    for ax in axes[1:]:
+      ax.set_ylim(min(lows), max(highs))
   fig.tight_layout()
   path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def _plot_percentiles(ax, scalars: Scalars, records: list[dict], color: str) -> None:
+  records = [r for r in records if r['statistics'] == 'moving_average']
+  if not records:
+    layer = last_hidden_layer(scalars)
+    for p in PERCENTILES:
+      steps, values = zip(*scalars[f'bn/layer{layer}/unit_p{p}'], strict=True)
+      ax.plot(steps, values, color=color, linewidth=1.5 if p == 50 else 1.0)
+    return
+  layer = max((r['layer'] for r in records), key=int)
+  runs = [
+    unit_drift.trajectories(records, layer, seed) for seed in sorted({r['seed'] for r in records})
+  ]
+  for p in PERCENTILES:
+    values = np.concatenate([t[f'p{p}'] for t in runs], axis=1)  # (evaluations, seeds x units)
+    low, median, high = np.percentile(values, (25, 50, 75), axis=1)
+    ax.plot(runs[0]['steps'], median, color=color, linewidth=1.5 if p == 50 else 1.0)
+    ax.fill_between(runs[0]['steps'], low, high, color=color, alpha=0.15)
 
 
 # config.input.preprocess -> how the images were fed (bn_repro.data.PREPROCESSORS).
@@ -134,7 +185,7 @@ def mnist_data_description(preprocess: str) -> str:
 
 
 def write_summary(
-  arms: dict[str, Scalars],
+  settings: dict[str, dict],
   run_infos: dict[str, dict],
   out_dir: pathlib.Path,
   command: str,
@@ -143,14 +194,26 @@ def write_summary(
 ) -> dict[str, object]:
   """Writes summary.json and summary.md into `out_dir`; returns the JSON record.
 
-  `end_to_end_s` is the wall time of the whole command (installation and data
-  fetch included), when the caller measured it.
+  `settings` as for `plot_figure1`; the first is the primary one, whose arms are also the
+  record's top-level `arms` (the keys of earlier summaries). `end_to_end_s` is the wall time
+  of the whole command (installation and data fetch included), when the caller measured it.
   """
-  summaries = {arm: summarize_arm(scalars) for arm, scalars in arms.items()}
+  summarized = {
+    name: {
+      'learning_rate': setting['learning_rate'],
+      'init_std': setting['init_std'],
+      'arms': {arm: summarize_arm(*run) for arm, run in setting['arms'].items()},
+    }
+    for name, setting in settings.items()
+  }
+  for setting in summarized.values():
+    setting['seeds'] = next(iter(setting['arms'].values())).get('num_seeds', 1)
   info = next(iter(run_infos.values()))
+  all_arms = [a for setting in summarized.values() for a in setting['arms'].values()]
   record = {
-    'arms': summaries,
-    'wall_time_s': round(sum(s['train_wall_time_s'] for s in summaries.values()), 1),
+    'arms': next(iter(summarized.values()))['arms'],
+    'settings': summarized,
+    'wall_time_s': round(sum(a['train_wall_time_s'] for a in all_arms), 1),
     'end_to_end_wall_time_s': None if end_to_end_s is None else round(end_to_end_s, 1),
     'commit': info.get('commit'),
     'hardware': info.get('hardware'),
@@ -167,27 +230,15 @@ def _fmt(value: object, pattern: str = '{:.4f}') -> str:
   return '—' if value is None else pattern.format(value)
 
 
-def _summary_markdown(record: dict) -> str:
-  arms = record['arms']
+def _arms_table(arms: dict) -> list[str]:
   names = {'baseline': 'Without BN', 'bn': 'With BN'}
-  header = '| | ' + ' | '.join(names[a] for a in arms) + ' |'
-  rule = '|---|' + '---|' * len(arms)
 
   def row(label: str, values: Sequence[str]) -> str:
     return f'| {label} | ' + ' | '.join(values) + ' |'
 
   lines = [
-    '# MNIST, paper Figure 1: summary',
-    '',
-    f'Command: `{record["command"]}`  ',
-    f'Hardware: {record["hardware"]}; commit {record["commit"]}  ',
-    f'Data: {record["data"]}; steps: {next(iter(arms.values()))["steps"]} per arm  ',
-    f'Training wall time, both arms (after installation and data fetch): '
-    f'{record["wall_time_s"]:.0f} s; the whole command: '
-    f'{_fmt(record["end_to_end_wall_time_s"], "{:.0f} s")}',
-    '',
-    header,
-    rule,
+    '| | ' + ' | '.join(names[a] for a in arms) + ' |',
+    '|---|' + '---|' * len(arms),
     row('final test accuracy', [_fmt(arms[a]['final_test_accuracy']) for a in arms]),
   ]
   for step in REPORT_STEPS:
@@ -205,33 +256,60 @@ def _summary_markdown(record: dict) -> str:
         [_fmt(arms[a]['steps_to_accuracy'][f'{t:g}'], '{:,}') for a in arms],
       )
     )
+  for name, label in (
+    ('location_drift', 'location drift, all units (median [IQR])'),
+    ('spread_drift', 'spread drift, all units'),
+    ('jitter', 'jitter, all units'),
+  ):
+
+    def drift(arm: dict, name: str = name) -> str:
+      d = arm['drift'] and arm['drift'][name]
+      return '—' if not d else f'{d["median"]:.3f} [{d["q25"]:.3f}, {d["q75"]:.3f}]'
+
+    lines.append(row(label, [drift(arms[a]) for a in arms]))
   lines.append(
     row(
-      'percentile drift (mean of 15/50/85th ranges)',
-      [_fmt(arms[a]['percentile_drift'], '{:.3f}') for a in arms],
+      'tracked unit: mean range of its 15/50/85th percentiles',
+      [_fmt(arms[a]['typical_unit_ranges']['mean'], '{:.3f}') for a in arms],
     )
   )
-  for p in PERCENTILES:
-    lines.append(
-      row(
-        f'  range of the {p}th percentile',
-        [_fmt(arms[a]['percentile_drift_by_percentile'][f'p{p}'], '{:.3f}') for a in arms],
-      )
-    )
-  num_seeds = next(iter(arms.values())).get('num_seeds')
-  if num_seeds:
+  return lines
+
+
+def _summary_markdown(record: dict) -> str:
+  first = next(iter(record['arms'].values()))
+  lines = [
+    '# MNIST, paper Figure 1: summary',
+    '',
+    f'Command: `{record["command"]}`  ',
+    f'Hardware: {record["hardware"]}; commit {record["commit"]}  ',
+    f'Data: {record["data"]}; steps: {first["steps"]} per arm  ',
+    f'Training wall time, all arms (after installation and data fetch): '
+    f'{record["wall_time_s"]:.0f} s; the whole command: '
+    f'{_fmt(record["end_to_end_wall_time_s"], "{:.0f} s")}',
+  ]
+  for name, setting in record['settings'].items():
     lines += [
       '',
-      f'{num_seeds} seeds per arm, trained side by side (`config.num_seeds`): accuracies are',
-      'the mean over the seeds ± their standard deviation; steps-to-accuracy use the mean',
-      'curve; the percentiles follow the first seed.',
+      f'## {name}: learning rate {setting["learning_rate"]:g}, init std '
+      f'{setting["init_std"]:g}, {setting["seeds"]} seed(s) per arm',
+      '',
+      *_arms_table(setting['arms']),
     ]
   lines += [
     '',
-    'Percentile drift: for one fixed unit (config `model.typical_unit`) of the last hidden',
-    'layer, the 15th, 50th and 85th percentiles of its input to the sigmoid over the test',
-    'set are recorded at every evaluation; each trajectory spans max - min over training;',
-    'the drift is the mean of the three spans, in units of the sigmoid input.',
+    'Seeds are trained side by side (`config.num_seeds`): accuracies are the mean over the',
+    'seeds ± their standard deviation; steps-to-accuracy use the mean curve.',
+    '',
+    'Drift (`bn_repro/unit_drift.py`), for every unit of the last hidden layer in every seed,',
+    'from the 15th, 50th and 85th percentiles of its sigmoid input over the test set at each',
+    'evaluation (moving-average statistics): location drift = |late - early| median, early',
+    f'and late each the mean over {DRIFT_WINDOW} evaluations at that end of training; spread',
+    'drift = |log| of the late/early ratio of the 85th-15th width; jitter = the standard',
+    'deviation of consecutive median differences over the second half of training. Medians',
+    'and interquartile ranges over units and seeds. `percentile_drift` in summary.json is the',
+    "median location drift. The tracked unit's mean range (max - min over training, jitter",
+    'included) is the single-unit number of earlier summaries.',
     '',
   ]
   return '\n'.join(lines)

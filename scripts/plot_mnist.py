@@ -1,8 +1,9 @@
 r"""Draws Figure 1 and writes the summary from a finished (or partial) MNIST workdir.
 
-  python scripts/plot_mnist.py --workdir=runs/mnist --out=results/mnist
+  python scripts/plot_mnist.py --workdir=runs/mnist --out=results/mnist --settings=lr2,lr0.5
 
-`--workdir` holds one folder per arm (`baseline/`, `bn/`), each a training workdir.
+`--workdir` holds one folder per setting (`lr2/`, ...), each with one training workdir per
+arm (`baseline/`, `bn/`). The first setting is the primary one (summary.json's `arms`).
 """
 
 import json
@@ -12,10 +13,11 @@ import time
 
 from absl import app, flags
 
-from bn_repro import mnist_report
+from bn_repro import mnist_report, unit_drift
 from bn_repro.tensorboard import read_scalars
 
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/mnist', 'Folder with baseline/ and bn/ runs.')
+_WORKDIR = flags.DEFINE_string('workdir', 'runs/mnist', 'Folder with SETTING/{baseline,bn}/.')
+_SETTINGS = flags.DEFINE_list('settings', ['lr2', 'lr0.5'], 'Setting folders, primary first.')
 _OUT = flags.DEFINE_string('out', 'results/mnist', 'Where figure1.png and summary.* go.')
 _COMMAND = flags.DEFINE_string('command', None, 'The command to quote in the summary.')
 _STARTED_AT = flags.DEFINE_float(
@@ -25,23 +27,32 @@ _STARTED_AT = flags.DEFINE_float(
 
 def main(argv: list[str]) -> None:
   del argv
-  workdir = pathlib.Path(_WORKDIR.value)
-  arms, infos = {}, {}
-  for arm in ('baseline', 'bn'):
-    if not (workdir / arm / 'run_info.json').exists():
-      raise app.UsageError(f'{workdir / arm} is not a training workdir (no run_info.json).')
-    arms[arm] = read_scalars(workdir / arm)
-    infos[arm] = json.loads((workdir / arm / 'run_info.json').read_text())
+  settings, infos, preprocess = {}, {}, set()
+  for name in _SETTINGS.value:
+    arms, configs = {}, {}
+    for arm in ('baseline', 'bn'):
+      workdir = pathlib.Path(_WORKDIR.value) / name / arm
+      if not (workdir / 'run_info.json').exists():
+        raise app.UsageError(f'{workdir} is not a training workdir (no run_info.json).')
+      arms[arm] = (read_scalars(workdir), unit_drift.read_records(workdir))
+      configs[arm] = json.loads((workdir / 'config.json').read_text())
+      infos.setdefault(arm, json.loads((workdir / 'run_info.json').read_text()))
+      preprocess.add(configs[arm]['input']['preprocess'])
+    config = configs['bn']
+    settings[name] = {
+      'learning_rate': config['optimizer']['learning_rate'],
+      'init_std': config['model']['init_std'],
+      'arms': arms,
+    }
+  if len(preprocess) != 1:
+    raise app.UsageError(
+      f'The runs in {_WORKDIR.value} used different preprocessing: {preprocess}.'
+    )
   out = pathlib.Path(_OUT.value)
-  mnist_report.plot_figure1(arms, out / 'figure1.png')
+  mnist_report.plot_figure1(settings, out / 'figure1.png')
   command = _COMMAND.value or ' '.join(sys.argv)
   end_to_end = None if _STARTED_AT.value is None else time.time() - _STARTED_AT.value
-  preprocess = {
-    json.loads((workdir / arm / 'config.json').read_text())['input']['preprocess'] for arm in arms
-  }
-  if len(preprocess) != 1:
-    raise app.UsageError(f'The arms in {workdir} used different preprocessing: {preprocess}.')
-  mnist_report.write_summary(arms, infos, out, command, end_to_end, preprocess.pop())
+  mnist_report.write_summary(settings, infos, out, command, end_to_end, preprocess.pop())
   print((out / 'summary.md').read_text())
   print(f'Wrote {out / "figure1.png"}, {out / "summary.md"}, {out / "summary.json"}')
 

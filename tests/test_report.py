@@ -5,6 +5,7 @@ The scalars here are synthetic (test-only) trajectories, not training results.
 
 import json
 
+import numpy as np
 import pytest
 
 from bn_repro import mnist_report
@@ -38,8 +39,35 @@ def test_summary_numbers():
   }
   assert summary['steps_to_accuracy'] == {'0.95': 20_000, '0.97': 30_000, '0.98': None}
   # Ranges 2, 1, 3 of the last hidden layer (layer 2; layer 0 is ignored).
-  assert summary['percentile_drift'] == pytest.approx(2.0)
+  assert summary['typical_unit_ranges']['mean'] == pytest.approx(2.0)
+  assert summary['percentile_drift'] is None  # No all-unit records for this arm.
   assert summary['train_wall_time_s'] == 12.5
+
+
+def _records(p50_by_seed):
+  """Unit records of layer 1 (two units) for each seed's `(evaluations, 2)` medians."""
+  return [
+    {
+      'step': 500 * (e + 1),
+      'seed': seed,
+      'statistics': 'moving_average',
+      'layer': '1',
+      'percentiles': [15, 50, 85],
+      'values': [list(row - 1.0), list(row), list(row + 1.0)],
+    }
+    for seed, p50 in enumerate(p50_by_seed)
+    for e, row in enumerate(np.asarray(p50, float))
+  ]
+
+
+def test_percentile_drift_is_the_median_location_drift_over_units_and_seeds():
+  # 10 evaluations, window 5: unit drifts |mean(last 5) - mean(first 5)|.
+  ramp = np.arange(10.0)[:, None] * np.array([1.0, 0.0])  # unit 0 drifts 5, unit 1 stays.
+  records = _records([ramp, 2 * ramp])  # seed 1: unit 0 drifts 10.
+  arm = _synthetic_arm([0.9, 0.95], [-1, -1], [0, 0], [1, 1])
+  summary = mnist_report.summarize_arm(arm, records)
+  assert summary['percentile_drift'] == pytest.approx(np.median([5.0, 0.0, 10.0, 0.0]))
+  assert summary['drift']['spread_drift']['median'] == 0.0
 
 
 def test_event_roundtrip_keeps_last_value_of_a_repeated_step(tmp_path):
@@ -59,12 +87,22 @@ def test_figure_and_summary_files(tmp_path):
     'bn': _synthetic_arm([0.95, 0.98], [-1, -1], [0, 0], [1, 1.5]),
   }
   infos = {'baseline': {'commit': 'abc', 'hardware': '1 x cpu'}, 'bn': {}}
-  mnist_report.plot_figure1(arms, tmp_path / 'figure1.png')
-  mnist_report.write_summary(arms, infos, tmp_path, 'cmd')
+  settings = {
+    'lr2': {'learning_rate': 2.0, 'init_std': 0.1, 'arms': {a: (s, []) for a, s in arms.items()}},
+    'lr0.5': {
+      'learning_rate': 0.5,
+      'init_std': 0.1,
+      'arms': {a: (s, _records([np.zeros((10, 2))])) for a, s in arms.items()},
+    },
+  }
+  mnist_report.plot_figure1(settings, tmp_path / 'figure1.png')
+  mnist_report.write_summary(settings, infos, tmp_path, 'cmd')
   assert (tmp_path / 'figure1.png').read_bytes()[:4] == b'\x89PNG'
   record = json.loads((tmp_path / 'summary.json').read_text())
   assert record['arms']['bn']['steps_to_accuracy']['0.98'] == 20_000
-  assert record['wall_time_s'] == 25.0 and record['commit'] == 'abc'
+  assert record['settings']['lr0.5']['learning_rate'] == 0.5
+  assert record['settings']['lr0.5']['arms']['bn']['percentile_drift'] == 0.0
+  assert record['wall_time_s'] == 50.0 and record['commit'] == 'abc'
   assert '| steps to 98% test accuracy | — | 20,000 |' in (tmp_path / 'summary.md').read_text()
 
 
@@ -78,6 +116,9 @@ def test_multi_seed_summary_reports_the_spread_over_seeds(tmp_path):
   assert summary['final_test_accuracy_per_seed'] == [0.970, 0.974, 0.978]
   assert summary['test_accuracy_std_over_seeds_at']['20000'] == pytest.approx(0.004)
   assert summary['test_accuracy_std_over_seeds_at']['10000'] == pytest.approx(0.01)
-  mnist_report.plot_figure1({'baseline': arm, 'bn': arm}, tmp_path / 'figure1.png')
-  mnist_report.write_summary({'baseline': arm, 'bn': arm}, {'baseline': {}}, tmp_path, 'cmd')
+  settings = {
+    'lr2': {'learning_rate': 2.0, 'init_std': 0.1, 'arms': {'baseline': (arm, []), 'bn': (arm, [])}}
+  }
+  mnist_report.plot_figure1(settings, tmp_path / 'figure1.png')
+  mnist_report.write_summary(settings, {'baseline': {}}, tmp_path, 'cmd')
   assert '| test accuracy at 20k steps | 0.9740 ± 0.0040 |' in (tmp_path / 'summary.md').read_text()

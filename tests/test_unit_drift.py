@@ -1,7 +1,6 @@
 """Figure 1 over all units (`bn_repro.unit_drift`): definitions against hand computations,
 records that survive torn tails and resumes, and the trainer's records."""
 
-
 import numpy as np
 import pytest
 

@@ -11,7 +11,7 @@ import time
 
 import matplotlib.pyplot as plt
 
-from bn_repro.mnist_report import PERCENTILES, last_hidden_layer, percentile_drift
+from bn_repro.mnist_report import PERCENTILES, last_hidden_layer, typical_unit_ranges
 from bn_repro.studies.common import MNIST_DATA, StudyContext, fmt, train_arm, write_results
 
 ARMS = {'baseline': 'no BN', 'bn': 'BN on Wu (the paper)', 'bn_input': 'BN on u'}
@@ -55,7 +55,7 @@ def run(context: StudyContext) -> None:
     rows[name] = {
       'test_accuracy': {s: accuracy.get(s) for s in steps},
       'steps_to_97': arm.steps_to('eval/accuracy', 0.97),
-      'percentile_drift': percentile_drift(arm.scalars)['mean'],
+      'percentile_drift': typical_unit_ranges(arm.scalars)['mean'],
     }
     r = rows[name]
     table.append(
