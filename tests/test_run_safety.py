@@ -107,9 +107,6 @@ def test_killed_at_every_phase_then_resumed_equals_an_uninterrupted_run(uninterr
     workdir / 'checkpoints' / '16', workdir / 'checkpoints' / '24.orbax-checkpoint-tmp-1'
   )
   _tear_last_record(workdir)  # A kill mid-event-write leaves a torn last record.
-  killed = _run(command, 'train_chunk@22')
-  assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-  _tear_last_record(workdir)
   finished = _run(command)
   assert finished.returncode == 0, finished.stderr[-3000:]
   assert 'Resumed from the checkpoint at step 16' in finished.stderr
@@ -124,22 +121,6 @@ def test_killed_at_every_phase_then_resumed_equals_an_uninterrupted_run(uninterr
   assert best == straight_best
 
 
-def test_a_torn_event_record_does_not_stop_the_resume(uninterrupted, tmp_path):
-  _, data_dir = uninterrupted
-  workdir = tmp_path / 'run'
-  command = _inception_command(workdir, data_dir, '--config.num_steps=8')
-  assert _run(command).returncode == 0
-  logged = tensorboard.read_scalars(workdir)
-  _tear_last_record(workdir, num_bytes=3)
-  torn = tensorboard.read_scalars(workdir)  # The torn record's tag at step 8 is lost...
-  assert all(torn[tag] == logged[tag][: len(torn[tag])] for tag in torn)
-  finished = _run(_inception_command(workdir, data_dir, '--config.num_steps=12'))
-  assert finished.returncode == 0, finished.stderr[-3000:]
-  resumed = tensorboard.read_scalars(workdir)
-  assert [s for s, _ in resumed['train/loss']] == [2, 4, 6, 8, 10, 12]
-  assert [s for s, _ in resumed['eval/accuracy']] == [4, 8, 12]
-
-
 def _wait_for_log(workdir, timeout_s):
   deadline = time.time() + timeout_s
   while time.time() < deadline:
@@ -149,10 +130,18 @@ def _wait_for_log(workdir, timeout_s):
   raise AssertionError(f'nothing logged in {workdir} within {timeout_s} s')
 
 
-def test_a_second_launch_is_refused_while_the_first_trains(uninterrupted, tmp_path):
-  _, data_dir = uninterrupted
+def test_a_second_launch_is_refused_while_the_first_trains(synthetic_mnist_tfds, tmp_path):
   workdir = tmp_path / 'run'
-  command = _inception_command(workdir, data_dir, '--config.num_steps=400')
+  command = [
+    sys.executable,
+    '-m',
+    'bn_repro.main',
+    '--config=configs/mnist.py:bn,smoke',
+    f'--workdir={workdir}',
+    f'--config.input.tfds_data_dir={synthetic_mnist_tfds}',
+    '--config.num_devices=1',
+    '--config.num_steps=10000000',
+  ]
   first = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
   try:
     _wait_for_log(workdir, TIMEOUT_S)
@@ -168,4 +157,4 @@ def test_a_second_launch_is_refused_while_the_first_trains(uninterrupted, tmp_pa
   assert first.returncode == 128 + signal.SIGTERM, stderr[-3000:]
   stopped_at = int(stderr.split('Stopped by SIGTERM at step ')[1].split(';')[0])
   steps = [s for s, _ in tensorboard.read_scalars(workdir)['train/loss']]
-  assert steps == list(range(2, stopped_at + 1, 2))  # The first run lost no logged point.
+  assert steps == list(range(5, stopped_at + 1, 5))  # The first run lost no logged point.
