@@ -2,11 +2,13 @@
 
 import ml_collections
 
-from bn_repro.data import STREAMING_DATASETS
+from bn_repro.data import PREPROCESSORS, SHUFFLES, STREAMING_DATASETS
 from bn_repro.layers import STOP_GRADIENT_MODES
 from bn_repro.models import COMPUTE_DTYPES
 from bn_repro.models.mlp import BN_POSITIONS
 from bn_repro.models.normalization import NORMALIZATIONS, uses_batch_norm
+from bn_repro.nonlinearities import NONLINEARITIES
+from bn_repro.optim import SCHEDULES
 
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) -> None:
@@ -86,6 +88,13 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) 
     f'num_seeds={config.num_seeds} needs an in-memory dataset; {config.input.dataset!r} '
     'is streamed. Run the seeds as separate jobs.',
   )
+  for field, value, choices in (
+    ('model.nonlinearity', config.model.nonlinearity, tuple(NONLINEARITIES)),
+    ('input.preprocess', config.input.preprocess, tuple(PREPROCESSORS)),
+    ('input.shuffle', config.input.shuffle, SHUFFLES),
+    ('schedule.name', config.schedule.name, SCHEDULES),
+  ):
+    require(value in choices, f'{field}={value!r}; expected one of {choices}.')
   normalization = config.model.normalization
   require(
     normalization in NORMALIZATIONS,

@@ -18,8 +18,10 @@ from ml_collections import config_flags
 from bn_repro import train
 from bn_repro.config_checks import validate_config
 from bn_repro.config_files import REPO_ROOT, load_config
+from bn_repro.data.imagenet import ImageNetNotPreparedError
 from bn_repro.data.offline import DataIntegrityError
 from bn_repro.preemption import PreemptedError
+from bn_repro.steps import DeviceCountError
 from bn_repro.workdir import WorkdirError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -175,8 +177,16 @@ def main(argv: list[str]) -> None:
   except PreemptedError as stopped:
     logging.warning('%s', stopped)
     sys.exit(128 + stopped.signum)
-  except (WorkdirError, DataIntegrityError, train.TrainingDivergedError) as error:
+  except (
+    WorkdirError,
+    DataIntegrityError,
+    ImageNetNotPreparedError,
+    DeviceCountError,
+    train.TrainingDivergedError,
+  ) as error:
     sys.exit(f'FATAL: {error}')
+  except KeyboardInterrupt:  # Ctrl-C before training began (afterwards it checkpoints).
+    sys.exit('FATAL: interrupted (Ctrl-C) during startup; nothing was trained or saved.')
 
 
 if __name__ == '__main__':

@@ -33,13 +33,20 @@ class TrainState(train_state.TrainState):
   batch_stats: Any
 
 
+class DeviceCountError(ValueError):
+  """`config.num_devices` asks for more devices than the job has."""
+
+
 def create_mesh(num_devices: int | None = None) -> Mesh:
   """A 1-D mesh named `batch` over the first `num_devices` devices (all if None)."""
   devices = jax.devices()
   if num_devices is None:
     num_devices = len(devices)
   if not 1 <= num_devices <= len(devices):
-    raise ValueError(f'num_devices={num_devices}, but {len(devices)} devices are available.')
+    raise DeviceCountError(
+      f'num_devices={num_devices}, but {len(devices)} {devices[0].platform} device(s) are '
+      'available; set --config.num_devices to at most that (unset: all of them).'
+    )
   return jax.make_mesh(
     (num_devices,),
     (AXIS,),

@@ -97,6 +97,31 @@ class TrainingDivergedError(FloatingPointError):
     self.step = step
 
 
+class _Progress:
+  """Training speed for the console: the first logging period (which holds the
+  compilation) is left out of the rate and the ETA once a later period has run."""
+
+  def __init__(self, start_step: int, num_steps: int):
+    self._num_steps = num_steps
+    self._start = (time.perf_counter(), start_step)
+    self._steady: tuple[float, int] | None = None
+
+  def update(self, step: int) -> None:
+    if self._steady is None:
+      self._steady = (time.perf_counter(), step)
+
+  def rate(self, step: int) -> float:
+    """Steps per second since the first logging period, or since the start before then."""
+    start_time, start_step = (
+      self._steady if self._steady and step > self._steady[1] else self._start
+    )
+    return (step - start_step) / max(time.perf_counter() - start_time, 1e-9)
+
+  def describe(self, step: int) -> str:
+    rate = self.rate(step)
+    return f'{rate:.3g} steps/s | ETA {_format_eta((self._num_steps - step) / max(rate, 1e-9))}'
+
+
 def _format_eta(seconds: float) -> str:
   minutes, seconds = divmod(int(seconds), 60)
   hours, minutes = divmod(minutes, 60)
@@ -265,6 +290,9 @@ def _train(run: _Run, stop: StopRequest) -> dict[str, float]:
     (a for s, a in run.logged.get('eval/accuracy', []) if s <= step), default=-1.0
   )
   eval_metrics: dict[str, float] = {}
+  progress = _Progress(step, config.num_steps)
+  if step < config.num_steps:
+    logging.info('Compiling the training step and running it from step %d...', step)
   if (
     step and _evaluation_due(config, step) and step not in dict(run.logged.get('eval/accuracy', []))
   ):
@@ -277,6 +305,7 @@ def _train(run: _Run, stop: StopRequest) -> dict[str, float]:
     kill_point('train_chunk', step)
     elapsed = time.perf_counter() - start_time
     steps_per_sec = (step - start_step) / elapsed
+    progress.update(step)
     run.writer.write_scalars(
       step,
       {
@@ -300,13 +329,12 @@ def _train(run: _Run, stop: StopRequest) -> dict[str, float]:
     if _evaluation_due(config, step):
       eval_metrics, best_accuracy = _periodic_evaluation(run, step, best_accuracy)
       logging.info(
-        'step %d/%d | train loss %.4f | test accuracy %.4f | %.0f steps/s | ETA %s',
+        'step %d/%d | train loss %.4f | test accuracy %.4f | %s',
         step,
         config.num_steps,
         metrics['loss'].mean(),
         eval_metrics['accuracy'],
-        steps_per_sec,
-        _format_eta((config.num_steps - step) / steps_per_sec),
+        progress.describe(step),
       )
     if step % config.checkpoint_every == 0 or step == config.num_steps:
       run.checkpointer.save(run.state)

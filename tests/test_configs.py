@@ -88,6 +88,8 @@ def test_unknown_compute_dtype_is_rejected_with_the_value():
     ('--config.optimizer.learning_rate=-0.5', 'optimizer.learning_rate=-0.5 must be positive'),
     ('--config.model.bn.group_size=90', 'group_size=90 must divide the per-device batch of 60'),
     ('--num_processes=2', '--num_processes/--process_id need --coordinator_address'),
+    ('--config.model.nonlinearity=swish', "model.nonlinearity='swish'; expected one of"),
+    ('--config.num_devices=20', 'num_devices=20, but 8 cpu device(s) are available'),
   ],
 )
 def test_command_line_rejects_bad_config_at_parse_time(tmp_path, override_flag, message):
