@@ -138,6 +138,12 @@ def read_scalars(logdir: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
   return {tag: sorted(by_step.items()) for tag, by_step in values.items()}
 
 
+def rewrite_path(path: pathlib.Path) -> pathlib.Path:
+  """The temporary file of an event file's rewrite. Neither our readers nor TensorBoard
+  (which reads any file whose name contains 'tfevents') read it if a kill leaves it."""
+  return path.with_name(_REWRITE_PREFIX + path.name.replace('tfevents', 'events-rewrite'))
+
+
 def truncate_events(logdir: pathlib.Path, last_step: int) -> None:
   """Drops every event after `last_step`, and any torn tail, from the event files of `logdir`.
 
@@ -161,7 +167,7 @@ def truncate_events(logdir: pathlib.Path, last_step: int) -> None:
     kept = [r for r in records if event_pb2.Event.FromString(r).step <= last_step]
     if len(kept) == len(records) and whole_size == path.stat().st_size:
       continue
-    rewrite = path.with_name(_REWRITE_PREFIX + path.name)
+    rewrite = rewrite_path(path)
     with open(rewrite, 'wb') as f:
       f.write(b''.join(_encode_record(r) for r in kept))
       f.flush()
