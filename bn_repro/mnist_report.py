@@ -50,14 +50,12 @@ def all_unit_drift(records: list[dict], window: int = DRIFT_WINDOW) -> dict[str,
   """Location drift, spread drift and jitter of every unit of the last hidden layer in every
   seed (moving-average statistics; `bn_repro.unit_drift`), as median and quartiles; None
   without records (runs that did not log `eval.unit_percentiles`)."""
-  records = [r for r in records if r['statistics'] == 'moving_average']
-  if not records:
+  if not any(r['statistics'] == 'moving_average' for r in records):
     return None
-  layer = max((r['layer'] for r in records), key=int)
-  per_seed = []
-  for seed in sorted({r['seed'] for r in records}):
-    t = unit_drift.trajectories(records, layer, seed)
-    per_seed.append(unit_drift.drift_statistics(t['p15'], t['p50'], t['p85'], window))
+  per_seed = [
+    unit_drift.drift_statistics(t['p15'], t['p50'], t['p85'], window)
+    for t in unit_drift.last_layer_trajectories(records)
+  ]
   return {
     name: unit_drift.summarize([d[name] for d in per_seed])
     for name in ('location_drift', 'spread_drift', 'jitter')
@@ -137,7 +135,10 @@ def plot_figure1(settings: dict[str, dict], path: pathlib.Path) -> None:
         label += f' (mean; band: min-max of {len(per_seed)} seeds)'
         axes[0].fill_between(steps, per_seed.min(0), per_seed.max(0), color=color, alpha=0.2)
       axes[0].plot(steps, values, line, color=color, label=label)
-      _plot_percentiles(axes[panel], scalars, records, color)
+      if any(r['statistics'] == 'moving_average' for r in records):
+        plot_unit_percentiles(axes[panel], unit_drift.last_layer_trajectories(records), color)
+      else:
+        _plot_tracked_unit(axes[panel], scalars, color)
       axes[panel].set_xlabel('training steps')
       axes[panel].set_title(
         f'({"abc"[panel]}) {styles[arm][0]}, {where}: sigmoid input, 15/50/85th pct', fontsize=9
@@ -156,18 +157,18 @@ def plot_figure1(settings: dict[str, dict], path: pathlib.Path) -> None:
   plt.close(fig)
 
 
-def _plot_percentiles(ax, scalars: Scalars, records: list[dict], color: str) -> None:
-  records = [r for r in records if r['statistics'] == 'moving_average']
-  if not records:
-    layer = last_hidden_layer(scalars)
-    for p in PERCENTILES:
-      steps, values = zip(*scalars[f'bn/layer{layer}/unit_p{p}'], strict=True)
-      ax.plot(steps, values, color=color, linewidth=1.5 if p == 50 else 1.0)
-    return
-  layer = max((r['layer'] for r in records), key=int)
-  runs = [
-    unit_drift.trajectories(records, layer, seed) for seed in sorted({r['seed'] for r in records})
-  ]
+def _plot_tracked_unit(ax, scalars: Scalars, color: str) -> None:
+  """The single tracked unit's percentiles (runs without unit records)."""
+  layer = last_hidden_layer(scalars)
+  for p in PERCENTILES:
+    steps, values = zip(*scalars[f'bn/layer{layer}/unit_p{p}'], strict=True)
+    ax.plot(steps, values, color=color, linewidth=1.5 if p == 50 else 1.0)
+
+
+def plot_unit_percentiles(ax, runs: list[dict[str, np.ndarray]], color: str) -> None:
+  """The 15/50/85th percentile trajectories of a layer's units over the seeds' `runs`
+  (`unit_drift.last_layer_trajectories`): the median over all units and seeds, with the
+  interquartile band."""
   for p in PERCENTILES:
     values = np.concatenate([t[f'p{p}'] for t in runs], axis=1)  # (evaluations, seeds x units)
     low, median, high = np.percentile(values, (25, 50, 75), axis=1)

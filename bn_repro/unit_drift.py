@@ -121,6 +121,21 @@ def truncate_records(workdir: pathlib.Path, last_step: int) -> None:
   rewrite.replace(path)
 
 
+def last_layer(records: list[dict]) -> str:
+  """The last hidden layer among `records` (the one the paper's Figure 1 shows)."""
+  return max((r['layer'] for r in records), key=int)
+
+
+def last_layer_trajectories(
+  records: list[dict], statistics: str = 'moving_average'
+) -> list[dict[str, np.ndarray]]:
+  """`trajectories` of the last hidden layer, one per seed, in seed order."""
+  records = [r for r in records if r['statistics'] == statistics]
+  layer = last_layer(records)
+  seeds = sorted({r['seed'] for r in records})
+  return [trajectories(records, layer, seed, statistics) for seed in seeds]
+
+
 def trajectories(
   records: list[dict], layer: str, seed: int = 0, statistics: str = 'moving_average'
 ) -> dict[str, np.ndarray]:

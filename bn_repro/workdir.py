@@ -111,11 +111,6 @@ def config_changes(
   return refused, allowed
 
 
-def config_differences(saved: dict, current: dict) -> list[str]:
-  """'field: saved -> current' for every differing field outside RESUMABLE_CHANGES."""
-  return config_changes(saved, current)[0]
-
-
 def write_atomically(path: pathlib.Path, text: str) -> None:
   """Writes `text` to `path` through a temporary file in the same folder and a rename."""
   path = pathlib.Path(path)

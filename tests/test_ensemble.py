@@ -33,12 +33,8 @@ def _softmax(z):
   return e / e.sum(-1, keepdims=True)
 
 
-def test_ensemble_averages_probabilities_and_counts_each_example_once():
-  rng = np.random.default_rng(0)
-  n, k = 13, 7
-  tables = [rng.normal(size=(n, k)) * scale for scale in (1.0, 4.0, 0.5)]
-  labels = rng.integers(0, k, n).astype(np.int32)
-  images = np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1)
+def _evaluate_tables(tables, images, labels, num_devices, batch_size):
+  """`evaluate_ensemble` over FixedLogits members holding `tables`, in padded batches."""
   members = [
     TrainState.create(
       apply_fn=None,
@@ -48,11 +44,20 @@ def test_ensemble_averages_probabilities_and_counts_each_example_once():
     )
     for t in tables
   ]
-  mesh = create_mesh(4)
+  mesh = create_mesh(num_devices)
   sharding = NamedSharding(mesh, P('batch'))
-  batches = [jax.device_put(b, sharding) for b in padded_batches(images, labels, 8)]
-  predict = make_predict_fn(FixedLogits(n, k), lambda x: x, mesh)
-  metrics = evaluate_ensemble(predict, members, batches, mesh)
+  batches = [jax.device_put(b, sharding) for b in padded_batches(images, labels, batch_size)]
+  predict = make_predict_fn(FixedLogits(*tables[0].shape), lambda x: x, mesh)
+  return evaluate_ensemble(predict, members, batches, mesh)
+
+
+def test_ensemble_averages_probabilities_and_counts_each_example_once():
+  rng = np.random.default_rng(0)
+  n, k = 13, 7
+  tables = [rng.normal(size=(n, k)) * scale for scale in (1.0, 4.0, 0.5)]
+  labels = rng.integers(0, k, n).astype(np.int32)
+  images = np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1)
+  metrics = _evaluate_tables(tables, images, labels, num_devices=4, batch_size=8)
 
   probs = np.mean([_softmax(t) for t in tables], axis=0)
   assert metrics['count'] == n
@@ -71,20 +76,7 @@ def test_multi_crop_probabilities_are_averaged_over_crops_then_members():
   tables = [rng.normal(size=(n * crops, k)) * scale for scale in (1.0, 3.0)]
   labels = rng.integers(0, k, n).astype(np.int32)
   images = np.arange(n * crops, dtype=np.float32).reshape(n, crops, 1, 1, 1)
-  members = [
-    TrainState.create(
-      apply_fn=None,
-      params={'table': jnp.asarray(t, jnp.float32)},
-      batch_stats={},
-      tx=optax.identity(),
-    )
-    for t in tables
-  ]
-  mesh = create_mesh(2)
-  sharding = NamedSharding(mesh, P('batch'))
-  batches = [jax.device_put(b, sharding) for b in padded_batches(images, labels, 4)]
-  predict = make_predict_fn(FixedLogits(n * crops, k), lambda x: x, mesh)
-  metrics = evaluate_ensemble(predict, members, batches, mesh)
+  metrics = _evaluate_tables(tables, images, labels, num_devices=2, batch_size=4)
 
   per_member = [_softmax(t).reshape(n, crops, k).mean(axis=1) for t in tables]
   probs = np.mean(per_member, axis=0)

@@ -32,8 +32,9 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bn_repro import unit_drift
+from bn_repro import mnist_report, unit_drift
 from bn_repro.studies.common import MNIST_DATA, StudyContext, fmt, train_arm, write_results
+from bn_repro.tensorboard import read_scalars
 
 LEARNING_RATES = (0.05, 0.2, 0.5, 2.0)
 INIT_STDS = (0.01, 0.1, 1.0)
@@ -54,17 +55,11 @@ RULE = (
 )
 
 
-def _last_layer(records: list[dict]) -> str:
-  """The last hidden layer, as in the paper's figure."""
-  return max((r['layer'] for r in records), key=int)
-
-
 def _arm_measures(arm, seeds: int, window: int, statistics: str = 'moving_average') -> dict:
   """Per-seed drift statistics (per unit) and test accuracies of one trained arm."""
-  records = unit_drift.read_records(arm.workdir)
+  runs = unit_drift.last_layer_trajectories(unit_drift.read_records(arm.workdir), statistics)
   per_seed, x_hat, gamma = [], [], []
-  for seed in range(seeds):
-    t = unit_drift.trajectories(records, _last_layer(records), seed, statistics)
+  for t in runs:
     per_seed.append(unit_drift.drift_statistics(t['p15'], t['p50'], t['p85'], window))
     if 'gamma' in t:  # BN: how much of the movement is x_hat's, how much gamma's.
       percentiles = np.stack([t['p15'], t['p50'], t['p85']], axis=1)  # (E, 3, U)
@@ -166,27 +161,18 @@ def _heatmap(ax, values: np.ndarray, title: str, fmt_cell: str) -> None:
 def _panels(axes, context: StudyContext, learning_rate: float, init_std: float) -> None:
   """Fig. 1(a, b, c) for one cell: accuracy with seed bands; the 15/50/85th percentiles of
   the last layer's sigmoid inputs, median over units with the units' interquartile band."""
-  seeds = NUM_SEEDS if not context.smoke else 2
   for name, color in (('baseline', 'tab:blue'), ('bn', 'tab:red')):
     workdir = context.workdir / context.name / f'lr{learning_rate:g}_init{init_std:g}_{name}'
     records = unit_drift.read_records(workdir)
     if not records:
       continue
-    layer = _last_layer(records)
-    trajectories = [unit_drift.trajectories(records, layer, s) for s in range(seeds)]
-    steps = trajectories[0]['steps']
-    from bn_repro.tensorboard import read_scalars
-
-    scalars = read_scalars(workdir)
-    accuracy = np.array([[v for _, v in scalars[f'eval_seed{s}/accuracy']] for s in range(seeds)])
+    runs = unit_drift.last_layer_trajectories(records)
+    steps = runs[0]['steps']
+    accuracy = mnist_report.seed_accuracies(read_scalars(workdir))
     axes[0].plot(steps, accuracy.mean(0), color=color, label=name)
     axes[0].fill_between(steps, accuracy.min(0), accuracy.max(0), color=color, alpha=0.2)
     ax = axes[1 if name == 'baseline' else 2]
-    for p in ('p15', 'p50', 'p85'):
-      values = np.concatenate([t[p] for t in trajectories], axis=1)  # (E, seeds x units)
-      low, median, high = np.percentile(values, (25, 50, 75), axis=1)
-      ax.plot(steps, median, color=color, linewidth=1.5 if p == 'p50' else 1.0)
-      ax.fill_between(steps, low, high, color=color, alpha=0.15)
+    mnist_report.plot_unit_percentiles(ax, runs, color)
     ax.set_title(f'{name}: sigmoid input p15/p50/p85 (units IQR)', fontsize=9)
     ax.set_xlabel('training steps')
   axes[0].set_title(f'lr {learning_rate:g}, init {init_std:g}: test accuracy', fontsize=9)
