@@ -138,3 +138,12 @@ def test_unprepared_dataset_without_fetcher_says_how_to_prepare_it(tmp_path):
   )
   with pytest.raises(FileNotFoundError, match=r"'cifar10' is not prepared.*tfds build cifar10"):
     data_lib.load_dataset(config)
+
+
+def test_fashion_mnist_without_apt_get_names_the_fix(tmp_path, monkeypatch):
+  from bn_repro.data import fashion_mnist_fetch
+  from bn_repro.data.offline import DataIntegrityError
+
+  monkeypatch.setenv('PATH', str(tmp_path))  # No apt-get, no dpkg.
+  with pytest.raises(DataIntegrityError, match='`apt-get` is not installed.*tfds_data_dir'):
+    fashion_mnist_fetch.fetch_idx_files(tmp_path / 'cache')

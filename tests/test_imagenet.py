@@ -149,3 +149,9 @@ def test_multi_crop_eval_averages_class_probabilities():
   probs = (probs / probs.sum(-1, keepdims=True)).mean(axis=1)
   assert metrics['accuracy'] == pytest.approx(np.mean(probs.argmax(-1) == labels))
   assert metrics['loss'] == pytest.approx(-np.mean(np.log(probs[np.arange(6), labels])), rel=1e-4)
+
+
+def test_augmentation_seeds_differ_across_processes():
+  """The k-th example of each of 4 processes gets its own crop/flip seed position."""
+  positions = [imagenet.global_position(k, p, 4) for k in range(50) for p in range(4)]
+  assert sorted(positions) == list(range(200))

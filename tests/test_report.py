@@ -122,3 +122,11 @@ def test_multi_seed_summary_reports_the_spread_over_seeds(tmp_path):
   mnist_report.plot_figure1(settings, tmp_path / 'figure1.png')
   mnist_report.write_summary(settings, {'baseline': {}}, tmp_path, 'cmd')
   assert '| test accuracy at 20k steps | 0.9740 ± 0.0040 |' in (tmp_path / 'summary.md').read_text()
+
+
+def test_summary_names_the_preprocessing_the_runs_used(tmp_path):
+  arm = _synthetic_arm([0.9, 0.96], [-3, -1], [0, 1], [3, 4])
+  settings = {'lr2': {'learning_rate': 2.0, 'init_std': 0.1, 'arms': {'bn': (arm, [])}}}
+  record = mnist_report.write_summary(settings, {'bn': {}}, tmp_path, 'cmd', None, 'grayscale')
+  assert record['data'].endswith('intensities scaled to [0, 1]')
+  assert 'binarized' not in (tmp_path / 'summary.md').read_text()

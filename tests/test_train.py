@@ -196,3 +196,32 @@ def test_logged_learning_rate_is_the_rate_of_the_last_step_taken(tmp_path):
   train.train_and_evaluate(config, tmp_path)
   peak = config.optimizer.learning_rate
   assert read_scalars(tmp_path)['train/learning_rate'] == [(5, peak), (10, peak / 2)]
+
+
+def test_a_stop_at_an_evaluation_step_checkpoints_first_and_the_resume_evaluates(
+  tmp_path, monkeypatch
+):
+  """A stop agreed at step 10 (an evaluation step) saves the checkpoint and skips the
+  evaluation; the resumed run evaluates step 10 first, so the curves equal a straight run's."""
+  import signal
+
+  from bn_repro.preemption import PreemptedError
+
+  train.train_and_evaluate(_config('bn', num_steps=20), tmp_path / 'straight')
+  real_stop = train._stop_agreed
+  calls = []
+
+  def stop_at_ten(stop):
+    calls.append(None)
+    return signal.SIGTERM if len(calls) == 2 else None  # Log steps 5, 10.
+
+  monkeypatch.setattr(train, '_stop_agreed', stop_at_ten)
+  with pytest.raises(PreemptedError):
+    train.train_and_evaluate(_config('bn', num_steps=20), tmp_path / 'stopped')
+  stopped = tmp_path / 'stopped'
+  assert Checkpointer(stopped / 'checkpoints', 5).latest_step() == 10
+  assert 'eval/accuracy' not in read_scalars(stopped)  # Skipped at 10.
+  monkeypatch.setattr(train, '_stop_agreed', real_stop)
+  train.train_and_evaluate(_config('bn', num_steps=20), stopped)
+  for tag in ('eval/accuracy', 'train/loss'):
+    assert read_scalars(stopped)[tag] == read_scalars(tmp_path / 'straight')[tag]

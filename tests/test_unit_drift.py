@@ -67,6 +67,9 @@ def test_trainer_records_every_unit_per_seed_and_resume_keeps_them_whole(tmp_pat
   keys = [(r['step'], r['seed'], r['statistics'], r['layer']) for r in records]
   assert len(keys) == len(set(keys)) == 2 * 2 * 2 * 2  # steps x seeds x sources x layers
   assert {r['step'] for r in records} == {10, 20}
+  for statistics in ('moving_average', 'population'):
+    runs = unit_drift.last_layer_trajectories(records, statistics)
+    assert len(runs) == 2 and all(list(t['steps']) == [10, 20] for t in runs)
   final = [r for r in records if r['step'] == 20 and r['statistics'] == 'moving_average']
   assert all(np.shape(r['values']) == (3, 16) for r in final)
   # gamma and beta are the final parameters of each seed's BN layer.

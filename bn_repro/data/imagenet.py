@@ -33,6 +33,12 @@ EVAL_CROP_FRACTION = 0.875
 MULTI_CROP_SCALES = (256 / 224, 288 / 224, 320 / 224, 352 / 224)
 
 
+def global_position(position: int, process: int, processes: int) -> int:
+  """A process's `position`-th training example's index in the whole job's stream: distinct
+  for every (process, position), so no two processes draw the same crop and flip seed."""
+  return position * processes + process
+
+
 class ImageNetNotPreparedError(FileNotFoundError):
   """TFDS imagenet2012 is not prepared in the data dir."""
 
@@ -117,8 +123,8 @@ class ImageNet:
 
     def crop(position, example):
       image, label = decode_image(example['image']), example['label']
-      global_position = position * processes + process
-      example_seed = tf.stack([tf.cast(self._seed, tf.int64), global_position])
+      position = global_position(position, process, processes)
+      example_seed = tf.stack([tf.cast(self._seed, tf.int64), position])
       begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image),
         bounding_boxes=tf.zeros((1, 0, 4)),
