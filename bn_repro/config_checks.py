@@ -69,6 +69,18 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) 
     f'included: with eval.crops={crops} on {num_devices} device(s) it must be a positive '
     f'multiple of {crops * num_devices} (e.g. {crops * num_devices}).',
   )
+  for extra_step in config.eval.extra_steps:
+    require(
+      0 < extra_step <= config.num_steps and extra_step % config.steps_per_call == 0,
+      f'eval.extra_steps={tuple(config.eval.extra_steps)}: {extra_step} must be a multiple of '
+      f'steps_per_call={config.steps_per_call} in (0, num_steps={config.num_steps}].',
+    )
+  num_examples = config.eval.num_examples
+  require(
+    num_examples is None or (num_examples > 0 and config.input.dataset not in STREAMING_DATASETS),
+    f'eval.num_examples={num_examples}: a positive count of test examples to evaluate on, for '
+    f'in-memory datasets only ({config.input.dataset!r} given); None evaluates them all.',
+  )
   require(
     config.keep_checkpoints >= 1,
     f'keep_checkpoints={config.keep_checkpoints} must be at least 1: a resume needs a checkpoint.',

@@ -131,7 +131,8 @@ def main(argv: Sequence[str]) -> None:
     members = restore_members(workdirs, state, flags.FLAGS.checkpoint)
   except FileNotFoundError as error:
     sys.exit(f'FATAL: {error}')
-  predict = make_predict_fn(model, data_lib.get_preprocessor(config.input.preprocess), mesh)
+  preprocess = data_lib.get_preprocessor(config.input.preprocess, inputs.pixel_mean)
+  predict = make_predict_fn(model, preprocess, mesh)
   metrics = evaluate_ensemble(predict, members, inputs.eval_batches(), mesh)
   crops = config.eval.get('crops', 1)
   for workdir, member in zip(workdirs, metrics['members'], strict=True):

@@ -1,18 +1,27 @@
-"""The paper's Figure 2 analog and its "steps to match Inception" table, from event files.
+"""The paper's Figure 2 analog and its "steps to match Inception" table, over seeds.
 
-The target accuracy is the Inception arm's best (the paper's 72.2% plays that role);
-each variant's steps to reach it and its own best are read from its evaluations.
+Definitions (fixed with the proxy's design in `configs/inception.py`, before its runs):
+- smoothed curve: at each evaluation, the mean test accuracy over a centred window of
+  `WINDOW` evaluations (shrunk at the ends of the run);
+- target: the minimum over the Inception seeds of the mean of their last `WINDOW`
+  evaluations, the level every Inception run reaches (the paper's 72.2% plays that role);
+- a run's steps to target: the step of the first evaluation where its smoothed curve
+  reaches the target (None: never);
+- per variant: the median over seeds of steps to target (a never counting as infinitely
+  many steps, so the median is None when most seeds never get there), of the maximum and of
+  the final accuracy (raw evaluations), and the ratio of Inception's median steps to the
+  variant's (the paper's "x fewer steps").
 """
 
 import json
 import pathlib
+from collections.abc import Sequence
 
-from bn_repro.config_files import load_config_module
+import numpy as np
 
-Scalars = dict[str, list[tuple[int, float]]]
+Curve = list[tuple[int, float]]  # (step, test accuracy) at each evaluation.
 
-# The paper's variants, in the order of its table (configs/inception.py defines them).
-VARIANT_ORDER = load_config_module('configs/inception.py').VARIANTS
+WINDOW = 5
 # The paper's table (Sec. 4.2.2): steps to 72.2% and max top-1 accuracy on ImageNet.
 PAPER = {
   'inception': ('31.0M', '72.2%'),
@@ -22,51 +31,155 @@ PAPER = {
   'bn_x5_sigmoid': ('never', '69.8%'),
   'inception_sigmoid': ('never', 'chance (< 0.1%)'),
 }
+PAPER_SPEEDUP = {
+  'inception': 1.0,
+  'bn_baseline': 31.0 / 13.3,
+  'bn_x5': 31.0 / 2.1,
+  'bn_x30': 31.0 / 2.7,
+}
 
 
-def summarize_variants(variants: dict[str, Scalars]) -> dict[str, object]:
-  """The summary.json record: target = the Inception arm's best test accuracy."""
-  target = max(a for _, a in variants['inception']['eval/accuracy'])
-  out = {}
-  for name, scalars in variants.items():
-    accuracy = scalars['eval/accuracy']
-    out[name] = {
-      'max_accuracy': max(a for _, a in accuracy),
-      'steps_to_target': next((s for s, a in accuracy if a >= target), None),
-      'steps': accuracy[-1][0],
-      'wall_time_s': scalars['train/elapsed_s'][-1][1],
+def smoothed(curve: Curve) -> np.ndarray:
+  """Mean accuracy over a centred window of `WINDOW` evaluations, `(len(curve),)`."""
+  values = np.array([a for _, a in curve], np.float64)
+  half = WINDOW // 2
+  return np.array(
+    [values[max(0, i - half) : i + half + 1].mean() for i in range(len(values))], np.float64
+  )
+
+
+def target_accuracy(inception_curves: Sequence[Curve]) -> float:
+  """The minimum over Inception seeds of the mean of their last `WINDOW` evaluations."""
+  return float(min(np.mean([a for _, a in curve[-WINDOW:]]) for curve in inception_curves))
+
+
+def steps_to_target(curve: Curve, target: float) -> int | None:
+  """The step of the first evaluation whose smoothed accuracy reaches `target`."""
+  reached = np.flatnonzero(smoothed(curve) >= target)
+  return int(curve[reached[0]][0]) if reached.size else None
+
+
+def median_steps(steps: Sequence[int | None]) -> float | None:
+  """The median over seeds, a None (never) counting as infinitely many steps."""
+  median = float(np.median([np.inf if s is None else s for s in steps]))
+  return None if np.isinf(median) else median
+
+
+def summarize_variants(
+  curves: dict[str, list[Curve]], wall_times: dict[str, list[float]]
+) -> dict[str, object]:
+  """The summary.json record for `curves[variant]` = one evaluation curve per seed, in the
+  table's order ('inception' sets the target)."""
+  target = target_accuracy(curves['inception'])
+  variants = {}
+  for name, per_seed in curves.items():
+    steps = [steps_to_target(curve, target) for curve in per_seed]
+    maxima = [max(a for _, a in curve) for curve in per_seed]
+    variants[name] = {
+      'seeds': len(per_seed),
+      'steps_to_target': median_steps(steps),
+      'steps_to_target_per_seed': steps,
+      'max_accuracy': float(np.median(maxima)),
+      'max_accuracy_per_seed': maxima,
+      'final_accuracy': float(np.median([curve[-1][1] for curve in per_seed])),
+      'final_accuracy_per_seed': [curve[-1][1] for curve in per_seed],
+      'steps': per_seed[0][-1][0],
+      'wall_time_s': float(np.median(wall_times[name])),
     }
-  return {'target_accuracy': target, 'variants': out}
+  inception_steps = variants['inception']['steps_to_target']
+  for record in variants.values():
+    steps = record['steps_to_target']
+    record['speedup_over_inception'] = (
+      inception_steps / steps if steps and inception_steps else None
+    )
+  return {'target_accuracy': target, 'variants': variants}
 
 
-def plot_figure2(variants: dict[str, Scalars], target: float, path: pathlib.Path) -> None:
-  """Test accuracy vs training steps for every variant, with the target line."""
+def _band(per_seed: list[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  steps = np.array([s for s, _ in per_seed[0]])
+  values = np.array([[a for _, a in curve] for curve in per_seed])
+  return steps, np.median(values, axis=0), values.min(axis=0), values.max(axis=0)
+
+
+def plot_figure2(curves: dict[str, list[Curve]], target: float, path: pathlib.Path) -> None:
+  """Test accuracy vs steps: median over seeds with the seeds' range as a band; left the
+  whole run and range, right a log-step axis zoomed onto the accuracies near the target."""
   import matplotlib
 
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  for name in VARIANT_ORDER:
-    if name in variants:
-      steps, values = zip(*variants[name]['eval/accuracy'], strict=True)
-      ax.plot(steps, values, label=name)
-  ax.axhline(target, color='gray', linestyle=':', label='Inception best')
-  ax.set_xlabel('training steps')
-  ax.set_ylabel('test accuracy (top-1)')
-  ax.legend()
+  fig, (whole, zoom) = plt.subplots(1, 2, figsize=(12, 4.5))
+  tops = []
+  for name in curves:
+    steps, median, low, high = _band(curves[name])
+    tops.append(high.max())
+    label = f'{name} ({len(curves[name])} seed{"s" if len(curves[name]) > 1 else ""})'
+    for ax in (whole, zoom):
+      (line,) = ax.plot(steps, median, label=label)
+      ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+  for ax in (whole, zoom):
+    ax.axhline(target, color='gray', linestyle=':', label=f'target {target:.4f}')
+    ax.set_xlabel('training steps')
+    ax.set_ylabel('test accuracy (top-1)')
+  zoom.set_xscale('log')
+  zoom.set_ylim(target - 0.12, max(tops) + 0.01)
+  whole.set_title('whole run (median over seeds, band: min-max)')
+  zoom.set_title('near the target (log steps)')
+  whole.legend(fontsize=8)
   fig.tight_layout()
   path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=120)
   plt.close(fig)
 
 
+def _format_steps(steps: float | None) -> str:
+  return 'never' if steps is None else f'{steps:,.0f}'
+
+
+def _table(record: dict) -> list[str]:
+  lines = [
+    '| variant | seeds | steps to target: median (per seed) | x fewer than Inception '
+    '| max accuracy: median (range) | final accuracy: median | paper: steps to 72.2% '
+    '| paper: x fewer | paper: max |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ]
+  for name, v in record['variants'].items():
+    per_seed = ', '.join(_format_steps(s) for s in v['steps_to_target_per_seed'])
+    speedup = v['speedup_over_inception']
+    paper_steps, paper_max = PAPER[name]
+    paper_speedup = PAPER_SPEEDUP.get(name)
+    lines.append(
+      f'| {name} | {v["seeds"]} | {_format_steps(v["steps_to_target"])} ({per_seed}) | '
+      f'{"—" if speedup is None else f"{speedup:.1f}x"} | {v["max_accuracy"]:.4f} '
+      f'({min(v["max_accuracy_per_seed"]):.4f}-{max(v["max_accuracy_per_seed"]):.4f}) | '
+      f'{v["final_accuracy"]:.4f} | {paper_steps} | '
+      f'{"—" if paper_speedup is None else f"{paper_speedup:.1f}x"} | {paper_max} |'
+    )
+  return lines
+
+
 def write_summary(
-  variants: dict[str, Scalars], run_info: dict, out_dir: pathlib.Path, command: str
+  curves: dict[str, list[Curve]],
+  wall_times: dict[str, list[float]],
+  run_info: dict,
+  config_facts: dict,
+  out_dir: pathlib.Path,
+  command: str,
 ) -> dict[str, object]:
-  """Writes summary.json and summary.md (the paper's table with ours beside it)."""
-  record = summarize_variants(variants)
-  record.update(commit=run_info.get('commit'), hardware=run_info.get('hardware'), command=command)
+  """Writes summary.json and summary.md (the paper's table with ours beside it).
+
+  `config_facts`: {'eval_every', 'schedule', 'eval_examples', 'num_steps'} of the runs.
+  """
+  record = summarize_variants(curves, wall_times)
+  record = {
+    'target_accuracy': record['target_accuracy'],
+    **config_facts,
+    'variants': record['variants'],
+    'commit': run_info.get('commit'),
+    'hardware': run_info.get('hardware'),
+    'command': command,
+  }
   out_dir.mkdir(parents=True, exist_ok=True)
   (out_dir / 'summary.json').write_text(json.dumps(record, indent=2) + '\n')
   lines = [
@@ -74,20 +187,14 @@ def write_summary(
     '',
     f'Command: `{command}`  ',
     f'Hardware: {record["hardware"]}; commit {record["commit"]}  ',
-    f"Target: the Inception arm's best test accuracy, {record['target_accuracy']:.4f}",
+    f'Runs: {record["num_steps"]:,} steps; evaluation on {record["eval_examples"]:,} test '
+    f'images every {record["eval_every"]} steps and at {record["extra_eval_steps"]}  ',
+    f'Schedule: {record["schedule"]}  ',
+    f'Target: the minimum over Inception seeds of the mean of their last {WINDOW} evaluations, '
+    f'{record["target_accuracy"]:.4f}; steps to target from curves smoothed over {WINDOW} '
+    'evaluations (bn_repro/inception_report.py)',
     '',
-    '| variant | steps to target | max accuracy | steps run | wall time | paper: steps to 72.2% '
-    '| paper: max |',
-    '|---|---|---|---|---|---|---|',
+    *_table(record),
   ]
-  for name in VARIANT_ORDER:
-    if name in record['variants']:
-      v = record['variants'][name]
-      reached = '—' if v['steps_to_target'] is None else f'{v["steps_to_target"]:,}'
-      paper_steps, paper_max = PAPER[name]
-      lines.append(
-        f'| {name} | {reached} | {v["max_accuracy"]:.4f} | {v["steps"]:,} | '
-        f'{v["wall_time_s"]:.0f} s | {paper_steps} | {paper_max} |'
-      )
   (out_dir / 'summary.md').write_text('\n'.join(lines) + '\n')
   return record

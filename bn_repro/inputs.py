@@ -126,6 +126,7 @@ class Inputs:
 
   Attributes:
     num_classes, image_shape: for building and initializing the model.
+    pixel_mean: float32 `(C,)`, the training images' mean per channel in [0, 1] units.
     num_eval_examples: examples in the evaluation split (each counted once).
     eval_batches: a fresh iterable of sharded (images, labels, mask) batches.
     create_train_input: `start_step -> train input` positioned at that step.
@@ -135,6 +136,7 @@ class Inputs:
 
   num_classes: int
   image_shape: tuple[int, ...]
+  pixel_mean: np.ndarray
   num_eval_examples: int
   eval_batches: Callable[[], Iterable[EvalBatch]]
   create_train_input: Callable[[int], InMemoryTrainInput | StreamingTrainInput]
@@ -159,6 +161,7 @@ def create_inputs(config: ml_collections.ConfigDict, mesh: Mesh) -> Inputs:
     return Inputs(
       num_classes=source.num_classes,
       image_shape=source.image_shape,
+      pixel_mean=source.pixel_mean,
       num_eval_examples=source.num_eval_examples,
       eval_batches=lambda: (
         _shard(b, sharding)
@@ -184,14 +187,18 @@ def create_inputs(config: ml_collections.ConfigDict, mesh: Mesh) -> Inputs:
     )
     return (dataset.train_images[step_indices] for step_indices in indices)
 
+  num_eval = config.eval.num_examples or len(dataset.test_labels)
   eval_batches = [
     _shard(b, sharding)
-    for b in padded_batches(dataset.test_images, dataset.test_labels, config.eval.batch_size)
+    for b in padded_batches(
+      dataset.test_images[:num_eval], dataset.test_labels[:num_eval], config.eval.batch_size
+    )
   ]
   return Inputs(
     num_classes=dataset.num_classes,
     image_shape=dataset.train_images.shape[1:],
-    num_eval_examples=len(dataset.test_labels),
+    pixel_mean=dataset.pixel_mean,
+    num_eval_examples=min(num_eval, len(dataset.test_labels)),
     eval_batches=lambda: eval_batches,
     create_train_input=lambda step: InMemoryTrainInput(
       dataset.train_images,

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bn_repro import data as data_lib
 from bn_repro import unit_drift
 
 Scalars = dict[str, list[tuple[int, float]]]
@@ -176,13 +177,9 @@ def plot_unit_percentiles(ax, runs: list[dict[str, np.ndarray]], color: str) -> 
     ax.fill_between(runs[0]['steps'], low, high, color=color, alpha=0.15)
 
 
-# config.input.preprocess -> how the images were fed (bn_repro.data.PREPROCESSORS).
-PREPROCESSING = {'binary': 'binarized at 1/2', 'grayscale': 'intensities scaled to [0, 1]'}
-
-
 def mnist_data_description(preprocess: str) -> str:
   """The data line of a summary, naming the preprocessing the runs used."""
-  return f'real MNIST (60k train, 10k test), {PREPROCESSING.get(preprocess, preprocess)}'
+  return f'real MNIST (60k train, 10k test), {data_lib.PREPROCESSORS.get(preprocess, preprocess)}'
 
 
 def write_summary(

@@ -165,8 +165,8 @@ def _set_up(
       clear_run_outputs(workdir)
   _sync_processes('workdir prepared')  # Nobody reads the workdir before process 0 cleared it.
   config_changes = check_config(workdir, config_json, defaults)
-  preprocess = data_lib.get_preprocessor(config.input.preprocess)
   inputs = create_inputs(config, mesh)
+  preprocess = data_lib.get_preprocessor(config.input.preprocess, inputs.pixel_mean)
   model = models.create_model(config.model, inputs.num_classes, axis_name=AXIS)
   state = create_train_state(config, model, _init_batch(config, inputs, preprocess))
   state = put_global(state, NamedSharding(mesh, P()))
@@ -299,7 +299,7 @@ def _train(run: _Run, stop: StopRequest) -> dict[str, float]:
     # A run stopped by a signal checkpoints before the evaluation due at that step.
     eval_metrics, best_accuracy = _periodic_evaluation(run, step, best_accuracy)
   while step < config.num_steps:
-    num = min(config.log_every - step % config.log_every, config.num_steps - step)
+    num = _next_stop(config, step) - step
     metrics = _train_steps(run, step, num)
     step += num
     kill_point('train_chunk', step)
@@ -349,7 +349,15 @@ def _train(run: _Run, stop: StopRequest) -> dict[str, float]:
 
 
 def _evaluation_due(config: ml_collections.ConfigDict, step: int) -> bool:
-  return step % config.eval_every == 0 or step == config.num_steps
+  return (
+    step % config.eval_every == 0 or step == config.num_steps or step in config.eval.extra_steps
+  )
+
+
+def _next_stop(config: ml_collections.ConfigDict, step: int) -> int:
+  """The first step after `step` at which the loop logs, evaluates or ends."""
+  extra = [s for s in config.eval.extra_steps if s > step]
+  return min([step + config.log_every - step % config.log_every, config.num_steps, *extra])
 
 
 def _train_steps(run: _Run, step: int, num: int) -> dict[str, np.ndarray]:

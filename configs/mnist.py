@@ -31,7 +31,7 @@ Choices the paper leaves open (NOT STATED there), each a field here:
   well ahead, so this is the sweep's setting nearest that picture by accuracy alone;
 - init_std 0.1: "small random Gaussian" weights; about LeCun's fan_in^-1/2 for the
   100-unit layers;
-- input: binarized at 1/2 ("28x28 binary image"); `input.preprocess=grayscale`
+- input: binarized at 1/2 ("28x28 binary image"); `input.preprocess=scaled`
   keeps intensities in [0, 1];
 - BN epsilon 1e-5 and momentum 0.99 of the running averages used at test time.
 """
@@ -118,6 +118,8 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 10_000
+  config.eval.num_examples = config_dict.placeholder(int)  # The first N test examples; None: all.
+  config.eval.extra_steps = ()  # Evaluations besides every eval_every steps.
   config.eval.percentiles = (15, 50, 85)
   # Every hidden unit's 15/50/85th input percentiles at each evaluation, with BN's gamma and
   # beta, into WORKDIR/unit_percentiles.jsonl (Figure 1 over all units: bn_repro/unit_drift.py).

@@ -2,7 +2,8 @@ r"""Figure 2 analog and the "steps to match Inception" table from finished varia
 
   python scripts/plot_inception.py --workdir=runs/inception_small --out=results/inception_small
 
-`--workdir` holds one training workdir per variant (inception/, bn_baseline/, ...).
+`--workdir` holds one folder per variant (inception/, bn_baseline/, ...), each with one
+training workdir per seed (seed0/, seed1/, ...), as scripts/reproduce_inception.sh writes.
 """
 
 import json
@@ -12,6 +13,7 @@ import sys
 from absl import app, flags
 
 from bn_repro import inception_report
+from bn_repro.config_files import load_config_module
 from bn_repro.tensorboard import read_scalars
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/inception_small', 'Folder of variant runs.')
@@ -19,22 +21,50 @@ _OUT = flags.DEFINE_string('out', 'results/inception_small', 'Where the figure a
 _COMMAND = flags.DEFINE_string('command', None, 'The command to quote in the summary.')
 
 
+def _finished_seeds(variant_dir: pathlib.Path) -> list[pathlib.Path]:
+  seeds = sorted(variant_dir.glob('seed*'), key=lambda p: int(p.name.removeprefix('seed')))
+  return [s for s in seeds if (s / 'run_info.json').exists()]
+
+
 def main(argv: list[str]) -> None:
   del argv
   workdir = pathlib.Path(_WORKDIR.value)
-  variants = {
-    name: read_scalars(workdir / name)
-    for name in inception_report.VARIANT_ORDER
-    if (workdir / name / 'run_info.json').exists()
+  curves, wall_times = {}, {}
+  for name in load_config_module('configs/inception.py').VARIANTS:
+    seeds = _finished_seeds(workdir / name)
+    if seeds:
+      scalars = [read_scalars(seed) for seed in seeds]
+      curves[name] = [s['eval/accuracy'] for s in scalars]
+      wall_times[name] = [s['train/elapsed_s'][-1][1] for s in scalars]
+  if 'inception' not in curves:
+    raise app.UsageError(f'{workdir / "inception"} has no finished seed run: it sets the target.')
+  first = _finished_seeds(workdir / 'inception')[0]
+  run_info = json.loads((first / 'run_info.json').read_text())
+  config = json.loads((first / 'config.json').read_text())
+  schedule = config['schedule']
+  speedups = sorted(
+    {
+      json.loads((s / 'config.json').read_text())['schedule']['decay_speedup']
+      for name in curves
+      for s in _finished_seeds(workdir / name)
+    }
+  )
+  facts = {
+    'num_steps': config['num_steps'],
+    'eval_every': config['eval_every'],
+    'extra_eval_steps': config['eval']['extra_steps'],
+    'eval_examples': config['eval']['num_examples'] or 10_000,
+    'schedule': (
+      f'{schedule["name"]}: LR x{schedule["decay_rate"]} every {schedule["decay_steps"]} steps '
+      f"divided by the variant's decay speed-up ({', '.join(f'{x:g}' for x in speedups)}; "
+      'configs/inception.py)'
+    ),
   }
-  if 'inception' not in variants:
-    raise app.UsageError(f'{workdir / "inception"} has no finished run: it sets the target.')
-  run_info = json.loads((workdir / 'inception' / 'run_info.json').read_text())
   out = pathlib.Path(_OUT.value)
   record = inception_report.write_summary(
-    variants, run_info, out, _COMMAND.value or ' '.join(sys.argv)
+    curves, wall_times, run_info, facts, out, _COMMAND.value or ' '.join(sys.argv)
   )
-  inception_report.plot_figure2(variants, record['target_accuracy'], out / 'figure2.png')
+  inception_report.plot_figure2(curves, record['target_accuracy'], out / 'figure2.png')
   print((out / 'summary.md').read_text())
 
 

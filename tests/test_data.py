@@ -76,9 +76,23 @@ def test_stored_dataset_loads_through_tfds_in_order(tmp_path):
 def test_binary_preprocessing_thresholds_at_one_half():
   pixels = np.array([0, 127, 128, 255], np.uint8)
   np.testing.assert_array_equal(data_lib.get_preprocessor('binary')(pixels), [0, 0, 1, 1])
-  np.testing.assert_allclose(data_lib.get_preprocessor('grayscale')(pixels), pixels / 255.0)
-  with pytest.raises(ValueError, match="'binary', 'grayscale'"):
+  np.testing.assert_allclose(data_lib.get_preprocessor('scaled')(pixels), pixels / 255.0)
+  with pytest.raises(ValueError, match="'binary', 'mean_subtracted', 'scaled'"):
     data_lib.get_preprocessor('bin')
+
+
+def test_mean_subtraction_uses_the_training_sets_mean_per_channel():
+  rng = np.random.default_rng(0)
+  train = rng.integers(0, 256, (50, 4, 4, 3), dtype=np.uint8)
+  test = rng.integers(0, 256, (7, 4, 4, 3), dtype=np.uint8)
+  labels = np.zeros(50, np.int32)
+  dataset = data_lib.InMemoryDataset(train, labels, test, labels[:7], num_classes=2)
+  expected_mean = train.reshape(-1, 3).astype(np.float64).mean(axis=0) / 255.0
+  np.testing.assert_allclose(dataset.pixel_mean, expected_mean, rtol=1e-6)
+  centered = data_lib.get_preprocessor('mean_subtracted', dataset.pixel_mean)(test)
+  np.testing.assert_allclose(centered, test / 255.0 - expected_mean, atol=1e-6)
+  with pytest.raises(ValueError, match='pixel_mean'):
+    data_lib.get_preprocessor('mean_subtracted')
 
 
 def test_batch_indices_are_epoch_permutations_and_resumable():

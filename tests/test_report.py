@@ -127,6 +127,6 @@ def test_multi_seed_summary_reports_the_spread_over_seeds(tmp_path):
 def test_summary_names_the_preprocessing_the_runs_used(tmp_path):
   arm = _synthetic_arm([0.9, 0.96], [-3, -1], [0, 1], [3, 4])
   settings = {'lr2': {'learning_rate': 2.0, 'init_std': 0.1, 'arms': {'bn': (arm, [])}}}
-  record = mnist_report.write_summary(settings, {'bn': {}}, tmp_path, 'cmd', None, 'grayscale')
+  record = mnist_report.write_summary(settings, {'bn': {}}, tmp_path, 'cmd', None, 'scaled')
   assert record['data'].endswith('intensities scaled to [0, 1]')
   assert 'binarized' not in (tmp_path / 'summary.md').read_text()

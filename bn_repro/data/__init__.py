@@ -41,6 +41,11 @@ class InMemoryDataset:
   test_labels: np.ndarray
   num_classes: int
 
+  @property
+  def pixel_mean(self) -> np.ndarray:
+    """float32 `(C,)`: the training images' mean per channel, in [0, 1] units."""
+    return (self.train_images.mean(axis=(0, 1, 2), dtype=np.float64) / 255.0).astype(np.float32)
+
 
 def _prepare_mnist(tfds_data_dir: pathlib.Path, cache_dir: pathlib.Path | None) -> None:
   from bn_repro.data import mnist_fetch
@@ -129,21 +134,38 @@ def _binary(images: jax.Array) -> jax.Array:
   return (images > 127).astype(jnp.float32)
 
 
-def _grayscale(images: jax.Array) -> jax.Array:
+def _scaled(images: jax.Array) -> jax.Array:
   return images.astype(jnp.float32) / 255.0
 
 
-PREPROCESSORS: dict[str, Callable[[jax.Array], jax.Array]] = {
-  'binary': _binary,
-  'grayscale': _grayscale,
+# Name -> what it does, for summaries and --help.
+PREPROCESSORS = {
+  'binary': 'binarized at 1/2',
+  'scaled': 'intensities scaled to [0, 1]',
+  'mean_subtracted': (
+    "intensities scaled to [0, 1] minus the training set's mean per channel (GoogLeNet's input)"
+  ),
 }
 
 
-def get_preprocessor(name: str) -> Callable[[jax.Array], jax.Array]:
-  """Returns the uint8 -> float32 pixel transform called `name`."""
-  if name not in PREPROCESSORS:
-    raise ValueError(f'Unknown preprocessing {name!r}; expected one of {sorted(PREPROCESSORS)}.')
-  return PREPROCESSORS[name]
+def get_preprocessor(
+  name: str, pixel_mean: np.ndarray | None = None
+) -> Callable[[jax.Array], jax.Array]:
+  """Returns the uint8 `(..., C)` -> float32 pixel transform called `name`.
+
+  'mean_subtracted' needs `pixel_mean`, float32 `(C,)` in [0, 1] units (the training
+  set's, `InMemoryDataset.pixel_mean` or `imagenet.PIXEL_MEAN`).
+  """
+  if name == 'binary':
+    return _binary
+  if name == 'scaled':
+    return _scaled
+  if name == 'mean_subtracted':
+    if pixel_mean is None:
+      raise ValueError("Preprocessing 'mean_subtracted' needs the training set's pixel_mean.")
+    mean = jnp.asarray(pixel_mean, jnp.float32)
+    return lambda images: _scaled(images) - mean
+  raise ValueError(f'Unknown preprocessing {name!r}; expected one of {sorted(PREPROCESSORS)}.')
 
 
 def distort_photometric(images: jax.Array, key: jax.Array, strength: float) -> jax.Array:

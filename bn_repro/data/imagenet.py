@@ -39,6 +39,11 @@ def global_position(position: int, process: int, processes: int) -> int:
   return position * processes + process
 
 
+# The ImageNet training set's mean per RGB channel in [0, 1] units, as torchvision and most
+# ImageNet codebases publish it (GoogLeNet subtracted the training set's mean).
+PIXEL_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+
+
 class ImageNetNotPreparedError(FileNotFoundError):
   """TFDS imagenet2012 is not prepared in the data dir."""
 
@@ -65,6 +70,7 @@ class ImageNet:
     self._data_dir = input_config.tfds_data_dir
     self._builder = tfds.builder(NAME, data_dir=self._data_dir)
     self.image_shape = (input_config.image_size, input_config.image_size, 3)
+    self.pixel_mean = PIXEL_MEAN
     info = self._builder.info
     self.num_classes = info.features['label'].num_classes
     self.num_eval_examples = self._count_validation_examples(info)

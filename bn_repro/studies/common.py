@@ -164,7 +164,7 @@ def restore(config: ml_collections.ConfigDict, checkpoint_dir: pathlib.Path) -> 
     state.params,
     state.batch_stats,
     dataset,
-    data_lib.get_preprocessor(config.input.preprocess),
+    data_lib.get_preprocessor(config.input.preprocess, dataset.pixel_mean),
   )
 
 

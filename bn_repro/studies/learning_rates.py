@@ -86,7 +86,8 @@ def _weight_scale_response(
 ) -> dict[float, dict[str, float]]:
   """For each a: relative changes of logits, input gradients and a x weight gradients."""
   model = models.create_model(config.model, dataset.num_classes)
-  images = data_lib.get_preprocessor(config.input.preprocess)(dataset.train_images[:60])
+  preprocess = data_lib.get_preprocessor(config.input.preprocess, dataset.pixel_mean)
+  images = preprocess(dataset.train_images[:60])
   labels = dataset.train_labels[:60]
   state = train.create_train_state(config, model, images)
 
