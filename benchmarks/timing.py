@@ -46,7 +46,9 @@ class TrainingBench:
     )
     self.chunk = make_train_chunk_fn(
       model,
-      data_lib.get_preprocessor(config.input.preprocess),
+      data_lib.get_preprocessor(
+        config.input.preprocess, self.images.mean(axis=(0, 1, 2), dtype=np.float32) / 255.0
+      ),
       mesh,
       self.train_input,
       seed=0,

@@ -115,7 +115,7 @@ def seed_states(state: TrainState, num_seeds: int) -> list[TrainState]:
 
 def make_train_chunk_fn(
   model: nn.Module,
-  preprocess: Callable[[jax.Array], jax.Array],
+  preprocess: data_lib.Preprocessor,
   mesh: Mesh,
   train_input: Any,
   *,
@@ -153,9 +153,7 @@ def make_train_chunk_fn(
       )
       distort_key, dropout_key = jax.random.split(step_key)
       images, labels = train_input.fetch(resident, per_step)
-      x = preprocess(images)
-      if distortion_strength:
-        x = data_lib.distort_photometric(x, distort_key, distortion_strength)
+      x = preprocess(images, distort_key, distortion_strength)
       return train_step(state, x, labels, dropout_key, model=model)
 
     def body(state, per_step):

@@ -95,6 +95,17 @@ def test_mean_subtraction_uses_the_training_sets_mean_per_channel():
     data_lib.get_preprocessor('mean_subtracted')
 
 
+def test_photometric_distortion_acts_before_mean_subtraction():
+  # Distortion clips to [0, 1]; centred pixels must not be clipped at 0.
+  images = np.array([[[[10], [40], [200]]]], np.uint8)  # (1, 1, 3, 1)
+  mean = np.array([0.5], np.float32)
+  key = jax.random.key(3)
+  centred = data_lib.get_preprocessor('mean_subtracted', mean)(images, key, 0.5)
+  distorted = data_lib.distort_photometric(images / np.float32(255.0), key, 0.5)
+  np.testing.assert_allclose(centred, distorted - 0.5, atol=1e-6)
+  assert float(centred.min()) < 0.0
+
+
 def test_batch_indices_are_epoch_permutations_and_resumable():
   whole = data_lib.batch_indices(20, 6, seed=3, first_step=0, num_steps=9)
   # 3 steps per epoch (2 examples dropped); each epoch draws distinct examples.

@@ -148,23 +148,41 @@ PREPROCESSORS = {
 }
 
 
-def get_preprocessor(
-  name: str, pixel_mean: np.ndarray | None = None
-) -> Callable[[jax.Array], jax.Array]:
-  """Returns the uint8 `(..., C)` -> float32 pixel transform called `name`.
+@dataclasses.dataclass(frozen=True)
+class Preprocessor:
+  """uint8 images `(..., C)` -> float32 model inputs of the same shape.
+
+  Pixels go to [0, 1] (`to_unit`), training may distort them photometrically there
+  (`distort_photometric`, which keeps [0, 1]), and `pixel_mean` `(C,)`, if any, is
+  subtracted last, so distortion never sees centred values.
+  """
+
+  to_unit: Callable[[jax.Array], jax.Array]
+  pixel_mean: np.ndarray | None = None
+
+  def __call__(
+    self, images: jax.Array, distort_key: jax.Array | None = None, distortion_strength: float = 0.0
+  ) -> jax.Array:
+    x = self.to_unit(images)
+    if distort_key is not None and distortion_strength:
+      x = distort_photometric(x, distort_key, distortion_strength)
+    return x if self.pixel_mean is None else x - jnp.asarray(self.pixel_mean, jnp.float32)
+
+
+def get_preprocessor(name: str, pixel_mean: np.ndarray | None = None) -> Preprocessor:
+  """The preprocessing called `name` (`PREPROCESSORS`).
 
   'mean_subtracted' needs `pixel_mean`, float32 `(C,)` in [0, 1] units (the training
   set's, `InMemoryDataset.pixel_mean` or `imagenet.PIXEL_MEAN`).
   """
   if name == 'binary':
-    return _binary
+    return Preprocessor(_binary)
   if name == 'scaled':
-    return _scaled
+    return Preprocessor(_scaled)
   if name == 'mean_subtracted':
     if pixel_mean is None:
       raise ValueError("Preprocessing 'mean_subtracted' needs the training set's pixel_mean.")
-    mean = jnp.asarray(pixel_mean, jnp.float32)
-    return lambda images: _scaled(images) - mean
+    return Preprocessor(_scaled, np.asarray(pixel_mean, np.float32))
   raise ValueError(f'Unknown preprocessing {name!r}; expected one of {sorted(PREPROCESSORS)}.')
 
 
