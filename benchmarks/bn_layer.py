@@ -21,7 +21,7 @@ import torch
 from absl import app, flags
 
 from benchmarks.timing import best_milliseconds, run_jax
-from bn_repro import layers
+from bn_repro.models.batch_norm import BatchNorm
 
 _REPEATS = flags.DEFINE_integer('repeats', 20, 'Timed calls per implementation; the best counts.')
 SHAPES = {'conv (32, 28, 28, 256)': (32, 28, 28, 256), 'dense (1024, 1024)': (1024, 1024)}
@@ -64,8 +64,8 @@ def main(argv: list[str]) -> None:
     r_np = rng.normal(size=shape).astype(np.float32)
     x, r = jnp.asarray(x_np), jnp.asarray(r_np)
     settings = {'use_running_average': False, 'momentum': 0.99, 'epsilon': 1e-5}
-    ours = _jax_fn(layers.BatchNorm(**settings), x)
-    ours_fast = _jax_fn(layers.BatchNorm(**settings, fast_variance=True), x)
+    ours = _jax_fn(BatchNorm(**settings), x)
+    ours_fast = _jax_fn(BatchNorm(**settings, fast_variance=True), x)
     theirs = _jax_fn(nn.BatchNorm(**settings), x)
     for fn in (ours, ours_fast):
       for a, b in zip(jax.tree.leaves(fn(x, r)[0]), jax.tree.leaves(theirs(x, r)[0]), strict=True):

@@ -3,8 +3,8 @@
 import ml_collections
 
 from bn_repro.data import PREPROCESSORS, SHUFFLES, STREAMING_DATASETS
-from bn_repro.layers import STOP_GRADIENT_MODES
 from bn_repro.models import COMPUTE_DTYPES
+from bn_repro.models.batch_norm import STOP_GRADIENT_MODES
 from bn_repro.models.mlp import BN_POSITIONS
 from bn_repro.models.normalization import NORMALIZATIONS, uses_batch_norm
 from bn_repro.nonlinearities import NONLINEARITIES
@@ -121,17 +121,18 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) 
       config.model.compute_dtype in COMPUTE_DTYPES,
       f'model.compute_dtype={config.model.compute_dtype!r}; expected one of {COMPUTE_DTYPES}.',
     )
-  if 'position' in config.model.bn:  # The MLP's normalization-study fields.
-    position, stop_gradient = config.model.bn.position, config.model.bn.stop_gradient
+  if 'bn_position' in config.model:  # The MLP's normalization-study fields.
+    position = config.model.bn_position
     require(
-      position in BN_POSITIONS, f'model.bn.position={position!r}; expected one of {BN_POSITIONS}.'
+      position in BN_POSITIONS, f'model.bn_position={position!r}; expected one of {BN_POSITIONS}.'
     )
     require(
       position == 'preactivation' or normalization in ('batch', 'mean_only_batch'),
-      f"model.bn.position='input' needs model.normalization 'batch' or 'mean_only_batch', "
+      f"model.bn_position='input' needs model.normalization 'batch' or 'mean_only_batch', "
       f'not {normalization!r}.',
     )
-    require(
-      stop_gradient in STOP_GRADIENT_MODES,
-      f'model.bn.stop_gradient={stop_gradient!r}; expected one of {STOP_GRADIENT_MODES}.',
-    )
+  stop_gradient = config.model.bn.get('stop_gradient', 'none')
+  require(
+    stop_gradient in STOP_GRADIENT_MODES,
+    f'model.bn.stop_gradient={stop_gradient!r}; expected one of {STOP_GRADIENT_MODES}.',
+  )

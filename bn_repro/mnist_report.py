@@ -33,7 +33,7 @@ def last_hidden_layer(scalars: Scalars) -> int:
 def typical_unit_ranges(scalars: Scalars) -> dict[str, float]:
   """How far the one tracked unit's input percentiles move (the paper's single-unit view).
 
-  For the last hidden layer's tracked unit (`model.typical_unit`), each of its 15th, 50th
+  For the last hidden layer's tracked unit (`eval.typical_unit`), each of its 15th, 50th
   and 85th percentile trajectories spans max_t p(t) - min_t p(t), in units of the sigmoid's
   input: evaluation-to-evaluation jitter counts as movement here. Returns the three ranges
   and their mean ('mean').

@@ -10,24 +10,25 @@ from collections.abc import Callable, Iterable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.core import FrozenDict
 
 
 def population_statistics_fn(model: nn.Module) -> Callable[[object, object, Iterable], object]:
   """Returns `fn(params, batch_stats, batches) -> batch_stats` of Algorithm 2, compiled once.
 
   Args:
-    model: a module whose BN layers take `bn_momentum` (bn_repro's models),
+    model: a bn_repro model (its BN layers' fields are its `bn` mapping),
       built without an `axis_name` (this runs on one device).
 
   The returned function takes the trained network (frozen: params are not
   changed) and K preprocessed training batches `(m, ...)`, and returns new
   `batch_stats` holding the population statistics. A forward pass in training mode
   with BN momentum 0 leaves each layer's stored statistics equal to that batch's
-  mean and unbiased (m/(m-1)) variance (`bn_repro.layers.BatchNorm`; with a group
+  mean and unbiased (m/(m-1)) variance (`bn_repro.models.batch_norm.BatchNorm`; with a group
   size, the group averages), so averaging them over the K batches is exactly
   Algorithm 2, steps 8-10.
   """
-  per_batch = model.clone(bn_momentum=0.0)
+  per_batch = model.clone(bn=FrozenDict({**model.bn, 'momentum': 0.0}))
 
   @jax.jit
   def batch_statistics(params, batch_stats, x):

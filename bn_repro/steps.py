@@ -133,9 +133,9 @@ def make_train_chunk_fn(
   (example indices, or streamed batches). The random numbers of a step (dropout,
   photometric distortion) derive from (seed, step, device), so a resumed run draws
   the same ones. `scan_unroll` is `lax.scan`'s unroll: inside a loop body XLA:CPU
-  (jaxlib 0.10.2) runs the convolutions' gradients with its own emitter instead of
-  YNNPACK, 4-5x slower per step (benchmarks/README.md, `profile_step`), so conv nets
-  unroll their few fused steps fully, and a one-step chunk is no loop at all.
+  runs the convolutions' gradients on a slower path (benchmarks/README.md,
+  `profile_step`), so conv nets unroll their few fused steps fully, and a one-step
+  chunk is no loop at all.
 
   With `num_seeds` > 1, S = num_seeds independent runs (seeds `seed`, ..., `seed + S - 1`)
   train side by side in one program (`jax.vmap`): every array of the state but the step

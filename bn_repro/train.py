@@ -419,7 +419,7 @@ def _periodic_evaluation(
     {
       **scalars,
       **preactivation_percentiles(
-        preactivations[0], config.model.typical_unit, config.eval.percentiles
+        preactivations[0], config.eval.typical_unit, config.eval.percentiles
       ),
     },
   )

@@ -110,8 +110,8 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   config.batch_size = 32
   config.num_devices = config_dict.placeholder(int)
   config.log_every = 100
-  # Convolutions run several times slower inside a rolled XLA:CPU loop; fuse a few
-  # steps per host call as straight-line code (benchmarks/README.md).
+  # Convolutions run slower inside a rolled XLA:CPU loop; fuse a few steps per host call
+  # as straight-line code (benchmarks/README.md).
   config.steps_per_call = 2
   config.scan_unroll = config.get_ref('steps_per_call')  # Fully unrolled.
   config.eval_every = 10_000
@@ -139,16 +139,16 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   config.model.pool_proj_4cd = 128
   config.model.conv_bias = not uses_bn  # GoogLeNet's g(Wu + b); BN's beta replaces b.
   config.model.width = 1.0
-  config.model.typical_unit = 0
   # 'bfloat16': mixed precision for accelerators (convolutions and activations in bfloat16;
   # parameters, BN statistics, logits and the loss stay float32). The paper's runs: float32.
   config.model.compute_dtype = 'float32'
+  # The fields of every BatchNorm layer (bn_repro/models/batch_norm.py), one to one.
   config.model.bn = ml_collections.ConfigDict()
   config.model.bn.momentum = 0.99
   config.model.bn.epsilon = 1e-5
   config.model.bn.group_size = config_dict.FieldReference(32, field_type=int)  # None: whole batch.
   # Algorithm 1's two-pass variance; the one-pass E[x^2] - E[x]^2 (True, as flax) is faster
-  # for the BN layer alone but within 3% for the whole small network (benchmarks/README.md).
+  # for the BN layer alone, hardly for the whole network (benchmarks/README.md).
   config.model.bn.fast_variance = False
 
   lr_multiple = {'bn_x5': 5.0, 'bn_x30': 30.0, 'bn_x5_sigmoid': 5.0}.get(variant, 1.0)
@@ -174,6 +174,7 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   config.eval.num_examples = config_dict.placeholder(int)  # The first N test examples; None: all.
   config.eval.extra_steps = ()  # Evaluations besides every eval_every steps.
   config.eval.percentiles = (15, 50, 85)
+  config.eval.typical_unit = 0
 
   # Algorithm 2: inference statistics recomputed over the first K training batches
   # (bn_repro/population_stats.py); 0: off. The final state with them is saved in

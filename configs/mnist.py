@@ -101,7 +101,10 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
   config.model.nonlinearity = 'sigmoid'
   config.model.normalization = NORMALIZATION[variant]
   config.model.init_std = 0.1
-  config.model.typical_unit = 0  # The unit whose input Figure 1(b, c) tracks.
+  # BN before the nonlinearity (the paper) or on the layer input u (Sec. 3.2's alternative).
+  config.model.bn_position = 'input' if variant == 'bn_input' else 'preactivation'
+  config.model.pre_bn_bias = variant in ('bn_bias', 'bn_stop_mean', 'bn_stop_mean_and_variance')
+  # The fields of every BatchNorm layer (bn_repro/models/batch_norm.py), one to one.
   config.model.bn = ml_collections.ConfigDict()
   config.model.bn.momentum = 0.99
   config.model.bn.epsilon = 1e-5
@@ -109,8 +112,6 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
   # Algorithm 1's two-pass variance; the one-pass E[x^2] - E[x]^2 (True, as flax) makes no
   # measurable difference to this network's step (benchmarks/README.md).
   config.model.bn.fast_variance = False
-  config.model.bn.position = 'input' if variant == 'bn_input' else 'preactivation'
-  config.model.bn.pre_bn_bias = variant in ('bn_bias', 'bn_stop_mean', 'bn_stop_mean_and_variance')
   config.model.bn.stop_gradient = STOP_GRADIENT.get(variant, 'none')
 
   config.optimizer = optim.optimizer_config(learning_rate=2.0)
@@ -121,6 +122,7 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
   config.eval.num_examples = config_dict.placeholder(int)  # The first N test examples; None: all.
   config.eval.extra_steps = ()  # Evaluations besides every eval_every steps.
   config.eval.percentiles = (15, 50, 85)
+  config.eval.typical_unit = 0  # The unit whose input Figure 1(b, c) tracks.
   # Every hidden unit's 15/50/85th input percentiles at each evaluation, with BN's gamma and
   # beta, into WORKDIR/unit_percentiles.jsonl (Figure 1 over all units: bn_repro/unit_drift.py).
   config.eval.unit_percentiles = True

@@ -83,7 +83,7 @@ def test_unknown_compute_dtype_is_rejected_with_the_value():
   [
     (
       '--config.model.widths=3',
-      "Unknown config field 'model.widths'; valid fields of 'model': ['bn', 'hidden_sizes',",
+      "Unknown config field 'model.widths'; valid fields of 'model': ['bn', 'bn_position', 'hidden_sizes',",
     ),
     ('--config.optimizer.learning_rate=-0.5', 'optimizer.learning_rate=-0.5 must be positive'),
     ('--config.model.bn.group_size=90', 'group_size=90 must divide the per-device batch of 60'),

@@ -100,7 +100,7 @@ def test_full_size_network_trains_a_step_at_224():
   """The paper's network (plain stem, width 1) takes an SGD step on 224x224 images."""
   import optax
 
-  model = BNInception(num_classes=1000, bn_group_size=4)
+  model = BNInception(num_classes=1000, bn={'group_size': 4})
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.uniform(size=(4, 224, 224, 3)), jnp.float32)
   y = jnp.asarray(rng.integers(0, 1000, 4))

@@ -8,8 +8,9 @@ import pytest
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from bn_repro import layers
-from bn_repro.layers import BatchNorm, conv_general_dilated, max_pool
+from bn_repro.models import xla_cpu
+from bn_repro.models.batch_norm import BatchNorm
+from bn_repro.models.xla_cpu import conv_general_dilated, max_pool
 from tests.numpy_bn import bn_backward, bn_forward
 
 EPS = 1e-5
@@ -366,7 +367,7 @@ def test_fast_variance_has_the_two_pass_gradients(stop_gradient):
   [(1, 1, 'SAME'), (3, 1, 'SAME'), (1, 2, 'SAME'), (3, 2, 'SAME'), (1, 1, 'VALID'), (1, 1, 1)],
 )
 def test_pointwise_convolutions_as_matmuls_equal_lax_convolutions(kernel, stride, padding):
-  """layers.conv_general_dilated (1x1 as a dot) against lax.conv_general_dilated, with grads;
+  """xla_cpu.conv_general_dilated (1x1 as a dot) against lax.conv_general_dilated, with grads;
   an explicitly padded 1x1 convolution (output 11x11 from 9x9) is lax's too."""
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 9, 9, 5)).astype(np.float32))
   reference = nn.Conv(4, (kernel, kernel), strides=stride, padding=padding)
@@ -403,7 +404,7 @@ def test_chunked_kernel_gradient_equals_lax_convolution_gradient(
   the same values and gradients as flax's lax convolution, also under shard_map with the
   kernel replicated and the batch split over 2 devices, as in training (5 examples per
   device: chunked; 4: not)."""
-  assert layers.KERNEL_GRADIENT_CHUNK == 4 and jax.default_backend() == 'cpu'
+  assert xla_cpu.KERNEL_GRADIENT_CHUNK == 4 and jax.default_backend() == 'cpu'
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(batch, 14 * stride, 15 * stride, 3)).astype(np.float32))
   reference = nn.Conv(5, (kernel, kernel), strides=stride, padding='SAME')
@@ -415,7 +416,7 @@ def test_chunked_kernel_gradient_equals_lax_convolution_gradient(
 
   # At the default threshold this small convolution is not chunked; without one it is.
   assert 'custom_vjp_call' not in str(jax.make_jaxpr(loss(ours))(variables, x))
-  monkeypatch.setattr(layers, 'KERNEL_GRADIENT_MIN_MACS', 0)
+  monkeypatch.setattr(xla_cpu, 'KERNEL_GRADIENT_MIN_MACS', 0)
   assert 'custom_vjp_call' in str(jax.make_jaxpr(loss(ours))(variables, x))
   want = jax.grad(loss(reference), argnums=(0, 1))(variables, x)
   got = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(variables, x)
@@ -437,7 +438,7 @@ def test_chunked_kernel_gradient_equals_lax_convolution_gradient(
 
 @pytest.mark.parametrize('shape, stride', [((3, 9, 9, 2), 2), ((3, 8, 8, 2), 2), ((2, 7, 6, 3), 1)])
 def test_max_pool_matches_flax_values_and_gradients(shape, stride):
-  """layers.max_pool's custom gradient routes to the first maximum, as flax's does."""
+  """xla_cpu.max_pool's custom gradient routes to the first maximum, as flax's does."""
   rng = np.random.default_rng(0)
   # Rounded values make ties, where the routing rule matters.
   x = jnp.asarray(np.round(rng.normal(size=shape), 1).astype(np.float32))

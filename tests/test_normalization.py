@@ -69,7 +69,7 @@ def test_mlp_forward_matches_the_formulas(normalization, position, pre_bn_bias):
     init_std=0.5,
     bn_position=position,
     pre_bn_bias=pre_bn_bias,
-    bn_epsilon=EPS,
+    bn={'epsilon': EPS},
   )
   variables = model.init(jax.random.key(1), x, train=False)
   # Move every parameter off its initial value so scales and biases all matter.
@@ -125,7 +125,7 @@ def test_stop_gradient_statistics_reach_the_model():
       normalization='mean_only_batch',
       init_std=0.5,
       pre_bn_bias=True,
-      bn_stop_gradient=mode,
+      bn={'stop_gradient': mode},
     )
     variables = model.init(jax.random.key(0), x, train=False)
 

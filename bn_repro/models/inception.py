@@ -26,13 +26,15 @@ no-BN Inception arm included: the comparison is BN against no BN on the same net
 """
 
 import functools
+from collections.abc import Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.core import FrozenDict
 
-from bn_repro import layers
 from bn_repro.models import normalization as norm_lib
+from bn_repro.models import xla_cpu
 from bn_repro.nonlinearities import get_nonlinearity
 
 STEMS = ('plain', 'separable', 'small')
@@ -106,7 +108,7 @@ class ConvUnit(nn.Module):
 
 def _pool(x: jax.Array, kind: str, stride: int) -> jax.Array:
   if kind == 'max':
-    return layers.max_pool(x, 3, stride)
+    return xla_cpu.max_pool(x, 3, stride)
   # Dividing by the per-window counts promotes to float32; keep the compute dtype.
   pooled = nn.avg_pool(x, (3, 3), strides=(stride, stride), padding='SAME', count_include_pad=False)
   return pooled.astype(x.dtype)
@@ -167,8 +169,10 @@ class BNInception(nn.Module):
     lrn: local response normalization after the stem convolutions (Inception only).
     stem, pool_proj_4cd, conv_bias: the table's readings (module docstring).
     width: multiplier on every convolution's channels (1.0 = the paper's).
-    bn_momentum, bn_epsilon, bn_group_size, bn_fast_variance, axis_name: see
-      `bn_repro.layers.BatchNorm`.
+    compute_dtype: 'float32', or 'bfloat16' for mixed precision (convolutions and
+      activations; parameters, BN statistics and logits stay float32).
+    bn: fields of every `bn_repro.models.batch_norm.BatchNorm` (`config.model.bn`).
+    axis_name: the data-parallel mesh axis, passed to BatchNorm.
   """
 
   num_classes: int
@@ -180,12 +184,9 @@ class BNInception(nn.Module):
   pool_proj_4cd: int = 128
   conv_bias: bool = False
   width: float = 1.0
-  bn_momentum: float = 0.99
-  bn_epsilon: float = 1e-5
-  bn_group_size: int | None = None
-  bn_fast_variance: bool = False
+  compute_dtype: str = 'float32'
+  bn: Mapping[str, object] = FrozenDict()
   axis_name: str | None = None
-  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(
@@ -208,11 +209,8 @@ class BNInception(nn.Module):
     norm_lib.check_normalization(self.normalization)
     norm = norm_lib.batch_norm_factory(
       self.normalization,
+      self.bn,
       batch_statistics=train if batch_statistics is None else batch_statistics,
-      momentum=self.bn_momentum,
-      epsilon=self.bn_epsilon,
-      group_size=self.bn_group_size,
-      fast_variance=self.bn_fast_variance,
       axis_name=self.axis_name,
     )
     unit = functools.partial(
@@ -226,7 +224,8 @@ class BNInception(nn.Module):
     def w(c):
       return max(1, round(c * self.width))
 
-    x = x.astype(self.dtype)
+    dtype = jnp.dtype(self.compute_dtype)
+    x = x.astype(dtype)
     if self.stem == 'small':
       x = unit(w(64), 3, 2, name='conv1')(x)
     elif self.stem == 'separable':
@@ -249,7 +248,7 @@ class BNInception(nn.Module):
       x = InceptionModule(spec, self.width, unit, name=f'inception_{spec[0]}')(x)
     x = jnp.mean(x, axis=(1, 2))  # The 7x7 average pool at 224 (global at any size).
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, dtype=self.dtype, name='logits')(x).astype(jnp.float32)
+    return nn.Dense(self.num_classes, dtype=dtype, name='logits')(x).astype(jnp.float32)
 
 
 def count_parameters(params: object) -> int:

@@ -9,11 +9,12 @@ The normalization studies vary this: the normalization kind
 the gradient (the Sec. 2 example).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.core import FrozenDict
 
 from bn_repro.models import normalization as norm_lib
 from bn_repro.nonlinearities import get_nonlinearity
@@ -34,8 +35,7 @@ class MLP(nn.Module):
     bn_position: 'preactivation' (BN on Wu, the paper's choice) or 'input' (BN on
       u, the previous layer's output, Sec. 3.2's rejected alternative; then W u keeps b).
     pre_bn_bias: keep the bias b in BN(Wu + b), which BN's centring makes redundant.
-    bn_stop_gradient: `bn_repro.layers.BatchNorm.stop_gradient` (Sec. 2 ablation).
-    bn_momentum, bn_epsilon, bn_group_size, bn_fast_variance: see `bn_repro.layers.BatchNorm`.
+    bn: fields of every `bn_repro.models.batch_norm.BatchNorm` (`config.model.bn`).
     axis_name: the data-parallel mesh axis, passed to BatchNorm.
   """
 
@@ -46,11 +46,7 @@ class MLP(nn.Module):
   init_std: float
   bn_position: str = 'preactivation'
   pre_bn_bias: bool = False
-  bn_stop_gradient: str = 'none'
-  bn_momentum: float = 0.99
-  bn_epsilon: float = 1e-5
-  bn_group_size: int | None = None
-  bn_fast_variance: bool = False
+  bn: Mapping[str, object] = FrozenDict()
   axis_name: str | None = None
 
   @nn.compact
@@ -76,12 +72,8 @@ class MLP(nn.Module):
     kernel_init = nn.initializers.normal(stddev=self.init_std)
     bn = norm_lib.batch_norm_factory(
       self.normalization,
+      self.bn,
       batch_statistics=train if batch_statistics is None else batch_statistics,
-      stop_gradient=self.bn_stop_gradient,
-      momentum=self.bn_momentum,
-      epsilon=self.bn_epsilon,
-      group_size=self.bn_group_size,
-      fast_variance=self.bn_fast_variance,
       axis_name=self.axis_name,
     )
     bn_on_input = bn is not None and self.bn_position == 'input'

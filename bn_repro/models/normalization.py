@@ -11,11 +11,14 @@
 """
 
 import functools
+from collections.abc import Mapping
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bn_repro import layers
+from bn_repro.models import xla_cpu
+from bn_repro.models.batch_norm import BatchNorm
+from bn_repro.models.weight_norm import WeightNormConv, WeightNormDense
 
 NORMALIZATIONS = ('none', 'batch', 'mean_only_batch', 'weight', 'weight_mean_only_batch')
 
@@ -53,8 +56,8 @@ def linear_layer(
   """
   if uses_weight_norm(normalization):
     if kernel_size is None:
-      return layers.WeightNormDense(features, use_bias=use_bias, name=name)
-    return layers.WeightNormConv(
+      return WeightNormDense(features, use_bias=use_bias, name=name)
+    return WeightNormConv(
       features, kernel_size=kernel_size, strides=strides, use_bias=use_bias, name=name
     )
   if kernel_size is None:
@@ -67,32 +70,32 @@ def linear_layer(
     use_bias=use_bias,
     kernel_init=kernel_init,
     dtype=dtype,
-    conv_general_dilated=layers.conv_general_dilated,  # 1x1 convolutions as matmuls.
+    conv_general_dilated=xla_cpu.conv_general_dilated,  # 1x1 convolutions as matmuls.
     name=name,
   )
 
 
 def batch_norm_factory(
   normalization: str,
+  bn: Mapping[str, object],
   *,
   batch_statistics: bool,
-  stop_gradient: str = 'none',
-  **batch_norm_fields: object,
+  axis_name: str | None,
 ) -> functools.partial | None:
-  """`bn_repro.layers.BatchNorm` bound to `normalization`'s kind, or None if it has no BN.
+  """`BatchNorm` bound to `normalization`'s kind and the fields `bn`, or None without BN.
 
-  `batch_statistics`: normalize with the mini-batch statistics and update the running
-  averages (Algorithm 1), else with the stored statistics (Algorithm 2, step 11).
-
-  Mean-only BN under WN learns no gamma (WN's scale s plays that role).
+  `bn`: `BatchNorm` fields as the config sets them (`config.model.bn`: momentum, epsilon,
+  group_size, ...). `batch_statistics`: normalize with the mini-batch statistics and update
+  the running averages (Algorithm 1), else with the stored statistics (Algorithm 2,
+  step 11). Mean-only BN under WN learns no gamma (WN's scale s plays that role).
   """
   if not uses_batch_norm(normalization):
     return None
   return functools.partial(
-    layers.BatchNorm,
+    BatchNorm,
     use_running_average=not batch_statistics,
     mean_only=normalization != 'batch',
     use_scale=normalization != 'weight_mean_only_batch',
-    stop_gradient=stop_gradient,
-    **batch_norm_fields,
+    axis_name=axis_name,
+    **bn,
   )
