@@ -14,7 +14,7 @@ import jax
 from absl import app
 
 from benchmarks.timing import time_training_steps
-from bn_repro.config_files import load_config, override
+from bn_repro.training.config_files import load_config, override
 
 CASES = (
   ('configs/inception.py:bn_x5,small', (1, 2, 5), 40),
@@ -43,7 +43,7 @@ def main(argv: list[str]) -> None:
     for steps_per_call in fused:
       for unroll in (False, True):
         if unroll and steps_per_call == 1:
-          continue  # One step is always emitted unrolled (bn_repro.steps).
+          continue  # One step is always emitted unrolled (bn_repro.training.steps).
         if unroll and steps_per_call > 10:
           continue  # Unrolling 100 MLP steps compiles for minutes and runs slower.
         compile_s, per_step = time_case(spec, steps_per_call, unroll, total)

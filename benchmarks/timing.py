@@ -8,10 +8,12 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from bn_repro import data as data_lib
-from bn_repro import models, train
-from bn_repro.inputs import InMemoryTrainInput
-from bn_repro.steps import AXIS, create_mesh, make_train_chunk_fn
+from bn_repro import models
+from bn_repro.data import transforms
+from bn_repro.data.pipeline import InMemoryTrainInput
+from bn_repro.training.sharding import AXIS
+from bn_repro.training.state import create_train_state
+from bn_repro.training.steps import create_mesh, make_train_chunk_fn
 
 
 class TrainingBench:
@@ -20,8 +22,8 @@ class TrainingBench:
   Attributes:
     state: the initial TrainState (seeded by the config).
     images, labels: the synthetic training set, uint8 `(N, H, W, C)` and int32 `(N,)`.
-    train_input: `bn_repro.inputs.InMemoryTrainInput` over them (batch order of seed 0).
-    chunk: `bn_repro.steps.make_train_chunk_fn`'s jitted function.
+    train_input: `bn_repro.data.pipeline.InMemoryTrainInput` over them (batch order of seed 0).
+    chunk: `bn_repro.training.steps.make_train_chunk_fn`'s jitted function.
   """
 
   def __init__(
@@ -38,7 +40,7 @@ class TrainingBench:
     self.labels = rng.integers(0, num_classes, num_examples).astype(np.int32)
     model = models.create_model(config.model, num_classes, axis_name=AXIS)
     self.state = jax.device_put(
-      train.create_train_state(config, model, np.zeros((1,) + image_shape, np.float32)),
+      create_train_state(config, model, np.zeros((1,) + image_shape, np.float32)),
       NamedSharding(mesh, P()),
     )
     self.train_input = InMemoryTrainInput(
@@ -46,7 +48,7 @@ class TrainingBench:
     )
     self.chunk = make_train_chunk_fn(
       model,
-      data_lib.get_preprocessor(
+      transforms.get_preprocessor(
         config.input.preprocess, self.images.mean(axis=(0, 1, 2), dtype=np.float32) / 255.0
       ),
       mesh,

@@ -21,8 +21,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from bn_repro.sharding import gathered_to_host, put_global
-from bn_repro.steps import AXIS, TrainState
+from bn_repro.training.sharding import AXIS, gathered_to_host, put_global
+from bn_repro.training.steps import TrainState
 
 CHECKPOINTS = {
   'latest': 'checkpoints',
@@ -92,7 +92,7 @@ def restore_members(
   Raises:
     FileNotFoundError: a workdir has no such checkpoint, naming it.
   """
-  from bn_repro.checkpointing import Checkpointer
+  from bn_repro.training.checkpointing import Checkpointer
 
   members = []
   for workdir in workdirs:
@@ -109,12 +109,12 @@ def restore_members(
 def main(argv: Sequence[str]) -> None:
   from absl import flags
 
-  from bn_repro import data as data_lib
   from bn_repro import models
-  from bn_repro.config_checks import validate_config
-  from bn_repro.inputs import create_inputs
-  from bn_repro.steps import create_mesh
-  from bn_repro.train import create_train_state
+  from bn_repro.data import transforms
+  from bn_repro.data.pipeline import create_inputs
+  from bn_repro.training.config_checks import validate_config
+  from bn_repro.training.state import create_train_state
+  from bn_repro.training.steps import create_mesh
 
   del argv
   config = flags.FLAGS.config
@@ -131,7 +131,7 @@ def main(argv: Sequence[str]) -> None:
     members = restore_members(workdirs, state, flags.FLAGS.checkpoint)
   except FileNotFoundError as error:
     sys.exit(f'FATAL: {error}')
-  preprocess = data_lib.get_preprocessor(config.input.preprocess, inputs.pixel_mean)
+  preprocess = transforms.get_preprocessor(config.input.preprocess, inputs.pixel_mean)
   predict = make_predict_fn(model, preprocess, mesh)
   metrics = evaluate_ensemble(predict, members, inputs.eval_batches(), mesh)
   crops = config.eval.get('crops', 1)

@@ -15,14 +15,15 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bn_repro import train
-from bn_repro.config_checks import validate_config
-from bn_repro.config_files import REPO_ROOT, load_config
 from bn_repro.data.imagenet import ImageNetNotPreparedError
 from bn_repro.data.offline import DataIntegrityError
-from bn_repro.preemption import PreemptedError
-from bn_repro.steps import DeviceCountError
-from bn_repro.workdir import WorkdirError
+from bn_repro.training import train
+from bn_repro.training.config_checks import validate_config
+from bn_repro.training.config_files import REPO_ROOT, load_config
+from bn_repro.training.diagnostics import TrainingDivergedError
+from bn_repro.training.preemption import PreemptedError
+from bn_repro.training.steps import DeviceCountError
+from bn_repro.training.workdir import WorkdirError
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', None, 'Experiment config file[:variant].', lock_config=True
@@ -182,7 +183,7 @@ def main(argv: list[str]) -> None:
     DataIntegrityError,
     ImageNetNotPreparedError,
     DeviceCountError,
-    train.TrainingDivergedError,
+    TrainingDivergedError,
   ) as error:
     sys.exit(f'FATAL: {error}')
   except KeyboardInterrupt:  # Ctrl-C before training began (afterwards it checkpoints).

@@ -60,14 +60,15 @@ bn_baseline, bn_x5, bn_x30 and 1 of each sigmoid arm, in under an hour on 2 CPU 
 - The target: the minimum over the Inception seeds of the mean of their last 5
   evaluations, the level every Inception run reaches (the paper's 72.2% plays that role);
   a run's steps to target: the first evaluation where its smoothed curve (mean over a
-  centred window of 5 evaluations, shrunk at the ends) reaches it (bn_repro.inception_report).
+  centred window of 5 evaluations, shrunk at the ends) reaches it
+  (bn_repro/reports/inception_table.py).
 These choices were fixed before any run of this design and are not tuned on its outcome.
 """
 
 import ml_collections
 from ml_collections import config_dict
 
-from bn_repro import optim
+from bn_repro.training import optim
 
 # GoogLeNet's 8-epoch decay periods the paper's Inception took to reach 72.2%: 31.0M steps
 # of 32 examples over ImageNet's 1,281,167 training images (the `small` schedule above).
@@ -177,7 +178,7 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   config.eval.typical_unit = 0
 
   # Algorithm 2: inference statistics recomputed over the first K training batches
-  # (bn_repro/population_stats.py); 0: off. The final state with them is saved in
+  # (bn_repro/analysis/population_stats.py); 0: off. The final state with them is saved in
   # WORKDIR/population_checkpoint and evaluated as eval_population/*; with every_eval,
   # at every evaluation too (the moving-average vs population gap during training).
   config.population_stats = ml_collections.ConfigDict()

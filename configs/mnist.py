@@ -39,7 +39,7 @@ Choices the paper leaves open (NOT STATED there), each a field here:
 import ml_collections
 from ml_collections import config_dict
 
-from bn_repro import optim
+from bn_repro.training import optim
 
 # Variant -> model.normalization (bn_repro/models/normalization.py).
 NORMALIZATION = {
@@ -124,11 +124,12 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
   config.eval.percentiles = (15, 50, 85)
   config.eval.typical_unit = 0  # The unit whose input Figure 1(b, c) tracks.
   # Every hidden unit's 15/50/85th input percentiles at each evaluation, with BN's gamma and
-  # beta, into WORKDIR/unit_percentiles.jsonl (Figure 1 over all units: bn_repro/unit_drift.py).
+  # beta, into WORKDIR/unit_percentiles.jsonl (Figure 1 over all units:
+  # bn_repro/analysis/unit_drift.py).
   config.eval.unit_percentiles = True
 
   # Algorithm 2: inference statistics recomputed over the first K training batches
-  # (bn_repro/population_stats.py); 0: off. The final state with them is saved in
+  # (bn_repro/analysis/population_stats.py); 0: off. The final state with them is saved in
   # WORKDIR/population_checkpoint and evaluated as eval_population/*; with every_eval,
   # at every evaluation too (the moving-average vs population gap during training).
   config.population_stats = ml_collections.ConfigDict()

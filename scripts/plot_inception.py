@@ -12,9 +12,9 @@ import sys
 
 from absl import app, flags
 
-from bn_repro import inception_report
-from bn_repro.config_files import load_config_module
-from bn_repro.tensorboard import read_scalars
+from bn_repro.reports import inception_table
+from bn_repro.training.config_files import load_config_module
+from bn_repro.training.tensorboard import read_scalars
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/inception_small', 'Folder of variant runs.')
 _OUT = flags.DEFINE_string('out', 'results/inception_small', 'Where the figure and table go.')
@@ -61,10 +61,10 @@ def main(argv: list[str]) -> None:
     ),
   }
   out = pathlib.Path(_OUT.value)
-  record = inception_report.write_summary(
+  record = inception_table.write_summary(
     curves, wall_times, run_info, facts, out, _COMMAND.value or ' '.join(sys.argv)
   )
-  inception_report.plot_figure2(curves, record['target_accuracy'], out / 'figure2.png')
+  inception_table.plot_figure2(curves, record['target_accuracy'], out / 'figure2.png')
   print((out / 'summary.md').read_text())
 
 

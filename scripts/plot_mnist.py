@@ -13,8 +13,9 @@ import time
 
 from absl import app, flags
 
-from bn_repro import mnist_report, unit_drift
-from bn_repro.tensorboard import read_scalars
+from bn_repro.analysis import unit_drift
+from bn_repro.reports import figure1
+from bn_repro.training.tensorboard import read_scalars
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/mnist', 'Folder with SETTING/{baseline,bn}/.')
 _SETTINGS = flags.DEFINE_list('settings', ['lr2', 'lr0.5'], 'Setting folders, primary first.')
@@ -49,10 +50,10 @@ def main(argv: list[str]) -> None:
       f'The runs in {_WORKDIR.value} used different preprocessing: {preprocess}.'
     )
   out = pathlib.Path(_OUT.value)
-  mnist_report.plot_figure1(settings, out / 'figure1.png')
+  figure1.plot_figure1(settings, out / 'figure1.png')
   command = _COMMAND.value or ' '.join(sys.argv)
   end_to_end = None if _STARTED_AT.value is None else time.time() - _STARTED_AT.value
-  mnist_report.write_summary(settings, infos, out, command, end_to_end, preprocess.pop())
+  figure1.write_summary(settings, infos, out, command, end_to_end, preprocess.pop())
   print((out / 'summary.md').read_text())
   print(f'Wrote {out / "figure1.png"}, {out / "summary.md"}, {out / "summary.json"}')
 

@@ -14,9 +14,9 @@ import time
 
 from absl import app, flags
 
-from bn_repro import train
-from bn_repro.config_files import load_config, override
-from bn_repro.run_info import git_commit, hardware_description
+from bn_repro.training import train
+from bn_repro.training.config_files import load_config, override
+from bn_repro.training.run_info import git_commit, hardware_description
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/mnist_lr_sweep', 'Where the runs go.')
 _OUT = flags.DEFINE_string('out', 'results/mnist', 'Where the table goes.')

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from bn_repro.config_checks import validate_config
-from bn_repro.config_files import REPO_ROOT, load_config, override
+from bn_repro.training.config_checks import validate_config
+from bn_repro.training.config_files import REPO_ROOT, load_config, override
 
 
 def test_variants_differ_only_in_normalization():
@@ -83,7 +83,8 @@ def test_unknown_compute_dtype_is_rejected_with_the_value():
   [
     (
       '--config.model.widths=3',
-      "Unknown config field 'model.widths'; valid fields of 'model': ['bn', 'bn_position', 'hidden_sizes',",
+      "Unknown config field 'model.widths'; valid fields of 'model': ['bn', 'bn_position', "
+      "'hidden_sizes',",
     ),
     ('--config.optimizer.learning_rate=-0.5', 'optimizer.learning_rate=-0.5 must be positive'),
     ('--config.model.bn.group_size=90', 'group_size=90 must divide the per-device batch of 60'),

@@ -8,8 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from bn_repro import data as data_lib
-from bn_repro.data import fashion_mnist_fetch, mnist_fetch, offline
+from bn_repro.data import datasets, fashion_mnist_fetch, mnist_fetch, offline, ordering, transforms
 
 
 def _write_fake_pickle(path, sizes=(6, 3, 4)):
@@ -66,7 +65,7 @@ def test_stored_dataset_loads_through_tfds_in_order(tmp_path):
   offline.store_as_tfds('mnist', '3.0.1', splits, 10, tmp_path)
   assert offline.is_prepared(tmp_path, 'mnist', '3.0.1')
   config = type('InputConfig', (), {'dataset': 'mnist', 'tfds_data_dir': str(tmp_path)})
-  dataset = data_lib.load_dataset(config)
+  dataset = datasets.load_dataset(config)
   np.testing.assert_array_equal(dataset.train_images, splits['train'][0])
   np.testing.assert_array_equal(dataset.train_labels, splits['train'][1])
   np.testing.assert_array_equal(dataset.test_images, splits['test'][0])
@@ -75,10 +74,10 @@ def test_stored_dataset_loads_through_tfds_in_order(tmp_path):
 
 def test_binary_preprocessing_thresholds_at_one_half():
   pixels = np.array([0, 127, 128, 255], np.uint8)
-  np.testing.assert_array_equal(data_lib.get_preprocessor('binary')(pixels), [0, 0, 1, 1])
-  np.testing.assert_allclose(data_lib.get_preprocessor('scaled')(pixels), pixels / 255.0)
+  np.testing.assert_array_equal(transforms.get_preprocessor('binary')(pixels), [0, 0, 1, 1])
+  np.testing.assert_allclose(transforms.get_preprocessor('scaled')(pixels), pixels / 255.0)
   with pytest.raises(ValueError, match="'binary', 'mean_subtracted', 'scaled'"):
-    data_lib.get_preprocessor('bin')
+    transforms.get_preprocessor('bin')
 
 
 def test_mean_subtraction_uses_the_training_sets_mean_per_channel():
@@ -86,13 +85,13 @@ def test_mean_subtraction_uses_the_training_sets_mean_per_channel():
   train = rng.integers(0, 256, (50, 4, 4, 3), dtype=np.uint8)
   test = rng.integers(0, 256, (7, 4, 4, 3), dtype=np.uint8)
   labels = np.zeros(50, np.int32)
-  dataset = data_lib.InMemoryDataset(train, labels, test, labels[:7], num_classes=2)
+  dataset = datasets.InMemoryDataset(train, labels, test, labels[:7], num_classes=2)
   expected_mean = train.reshape(-1, 3).astype(np.float64).mean(axis=0) / 255.0
   np.testing.assert_allclose(dataset.pixel_mean, expected_mean, rtol=1e-6)
-  centered = data_lib.get_preprocessor('mean_subtracted', dataset.pixel_mean)(test)
+  centered = transforms.get_preprocessor('mean_subtracted', dataset.pixel_mean)(test)
   np.testing.assert_allclose(centered, test / 255.0 - expected_mean, atol=1e-6)
   with pytest.raises(ValueError, match='pixel_mean'):
-    data_lib.get_preprocessor('mean_subtracted')
+    transforms.get_preprocessor('mean_subtracted')
 
 
 def test_photometric_distortion_acts_before_mean_subtraction():
@@ -100,21 +99,21 @@ def test_photometric_distortion_acts_before_mean_subtraction():
   images = np.array([[[[10], [40], [200]]]], np.uint8)  # (1, 1, 3, 1)
   mean = np.array([0.5], np.float32)
   key = jax.random.key(3)
-  centred = data_lib.get_preprocessor('mean_subtracted', mean)(images, key, 0.5)
-  distorted = data_lib.distort_photometric(images / np.float32(255.0), key, 0.5)
+  centred = transforms.get_preprocessor('mean_subtracted', mean)(images, key, 0.5)
+  distorted = transforms.distort_photometric(images / np.float32(255.0), key, 0.5)
   np.testing.assert_allclose(centred, distorted - 0.5, atol=1e-6)
   assert float(centred.min()) < 0.0
 
 
 def test_batch_indices_are_epoch_permutations_and_resumable():
-  whole = data_lib.batch_indices(20, 6, seed=3, first_step=0, num_steps=9)
+  whole = ordering.batch_indices(20, 6, seed=3, first_step=0, num_steps=9)
   # 3 steps per epoch (2 examples dropped); each epoch draws distinct examples.
   for epoch in range(3):
     drawn = whole[3 * epoch : 3 * epoch + 3].ravel()
     assert len(set(drawn)) == 18 and drawn.max() < 20
   assert not np.array_equal(whole[0:3], whole[3:6])
-  np.testing.assert_array_equal(data_lib.batch_indices(20, 6, 3, 4, 5), whole[4:])
-  assert not np.array_equal(data_lib.batch_indices(20, 6, 4, 0, 9), whole)
+  np.testing.assert_array_equal(ordering.batch_indices(20, 6, 3, 4, 5), whole[4:])
+  assert not np.array_equal(ordering.batch_indices(20, 6, 4, 0, 9), whole)
 
 
 def test_read_idx_matches_the_format(tmp_path):
@@ -133,26 +132,26 @@ def test_read_idx_matches_the_format(tmp_path):
 def test_photometric_distortion_strength():
   images = np.random.default_rng(3).uniform(0.2, 0.8, (64, 4, 4, 1)).astype(np.float32)
   key = jax.random.key(0)
-  np.testing.assert_allclose(data_lib.distort_photometric(images, key, 0.0), images, atol=1e-6)
-  distorted = np.asarray(data_lib.distort_photometric(images, key, 1.0))
+  np.testing.assert_allclose(transforms.distort_photometric(images, key, 0.0), images, atol=1e-6)
+  distorted = np.asarray(transforms.distort_photometric(images, key, 1.0))
   shift = distorted.mean(axis=(1, 2, 3)) - images.mean(axis=(1, 2, 3))
   assert np.abs(shift).max() <= 0.25 + 1e-6 and np.abs(shift).std() > 0.05
   assert distorted.min() >= 0.0 and distorted.max() <= 1.0
 
 
 def test_shard_shuffles():
-  full = data_lib.epoch_order(12, seed=0, epoch=0)
+  full = ordering.epoch_order(12, seed=0, epoch=0)
   assert sorted(full) == list(range(12))
-  shards = data_lib.epoch_order(12, 0, 0, 'shards', num_shards=4)
+  shards = ordering.epoch_order(12, 0, 0, 'shards', num_shards=4)
   blocks = shards.reshape(4, 3)
   # Shards keep their internal order (consecutive examples), in a random shard order.
   assert all(list(b) == list(range(b[0], b[0] + 3)) for b in blocks)
   assert sorted(b[0] for b in blocks) == [0, 3, 6, 9]
-  within = data_lib.epoch_order(12, 0, 1, 'within_shards', num_shards=4).reshape(4, 3)
+  within = ordering.epoch_order(12, 0, 1, 'within_shards', num_shards=4).reshape(4, 3)
   assert all(sorted(b) == list(range(min(b), min(b) + 3)) for b in within)
   assert any(list(b) != sorted(b) for b in within)
   with pytest.raises(ValueError, match="'full', 'shards', 'within_shards'"):
-    data_lib.epoch_order(12, 0, 0, 'sometimes')
+    ordering.epoch_order(12, 0, 0, 'sometimes')
 
 
 def test_unprepared_dataset_without_fetcher_says_how_to_prepare_it(tmp_path):
@@ -162,7 +161,7 @@ def test_unprepared_dataset_without_fetcher_says_how_to_prepare_it(tmp_path):
     {'dataset': 'cifar10', 'tfds_data_dir': str(tmp_path), 'download_cache_dir': None},
   )
   with pytest.raises(FileNotFoundError, match=r"'cifar10' is not prepared.*tfds build cifar10"):
-    data_lib.load_dataset(config)
+    datasets.load_dataset(config)
 
 
 def test_fashion_mnist_without_apt_get_names_the_fix(tmp_path, monkeypatch):

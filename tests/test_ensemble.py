@@ -9,9 +9,9 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from bn_repro.data.ordering import padded_batches
 from bn_repro.ensemble import evaluate_ensemble, make_predict_fn
-from bn_repro.inputs import padded_batches
-from bn_repro.steps import TrainState, create_mesh
+from bn_repro.training.steps import TrainState, create_mesh
 
 
 class FixedLogits(nn.Module):
@@ -112,11 +112,11 @@ def test_ensemble_command_on_checkpoints_of_real_runs(tmp_path, synthetic_mnist_
   import subprocess
   import sys
 
-  from bn_repro import data as data_lib
   from bn_repro import models
-  from bn_repro.checkpointing import Checkpointer
-  from bn_repro.config_files import REPO_ROOT, override
-  from bn_repro.train import create_train_state
+  from bn_repro.data import datasets, transforms
+  from bn_repro.training.checkpointing import Checkpointer
+  from bn_repro.training.config_files import REPO_ROOT, override
+  from bn_repro.training.state import create_train_state
 
   common = [
     '--config=configs/mnist.py:bn,smoke',
@@ -149,14 +149,14 @@ def test_ensemble_command_on_checkpoints_of_real_runs(tmp_path, synthetic_mnist_
   assert result.returncode == 0, result.stderr[-3000:]
   metrics = json.loads(result.stdout.strip().splitlines()[-1])
 
-  from bn_repro.config_files import load_config
+  from bn_repro.training.config_files import load_config
 
   config = override(
     load_config('configs/mnist.py:bn,smoke'), input__tfds_data_dir=str(synthetic_mnist_tfds)
   )
-  dataset = data_lib.load_dataset(config.input)
+  dataset = datasets.load_dataset(config.input)
   model = models.create_model(config.model, dataset.num_classes)
-  x = data_lib.get_preprocessor(config.input.preprocess)(dataset.test_images)
+  x = transforms.get_preprocessor(config.input.preprocess)(dataset.test_images)
   template = create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32))
   probs = []
   for workdir in workdirs:

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from bn_repro import train
-from bn_repro.config_files import load_config, override
 from bn_repro.data import imagenet
-from bn_repro.tensorboard import read_scalars
+from bn_repro.training import train
+from bn_repro.training.config_files import load_config, override
+from bn_repro.training.state import create_train_state
+from bn_repro.training.tensorboard import read_scalars
 
 
 @pytest.fixture
@@ -119,14 +120,14 @@ def test_multi_crop_eval_averages_class_probabilities():
   import jax
 
   from bn_repro import models
-  from bn_repro.evaluate import Evaluator
-  from bn_repro.inputs import padded_batches
-  from bn_repro.steps import create_mesh, make_eval_fn
+  from bn_repro.data.ordering import padded_batches
+  from bn_repro.training.evaluate import Evaluator
+  from bn_repro.training.steps import create_mesh, make_eval_fn
 
   config = load_config('configs/mnist.py:bn,smoke')
   model = models.create_model(config.model, 10, axis_name='batch')
   variables = model.init(jax.random.key(1), np.zeros((1, 28, 28, 1)), train=False)
-  state = train.create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32)).replace(
+  state = create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32)).replace(
     **variables
   )
   rng = np.random.default_rng(1)

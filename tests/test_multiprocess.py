@@ -16,8 +16,9 @@ import time
 
 import pytest
 
-from bn_repro import train
-from bn_repro.config_files import REPO_ROOT, load_config, override
+from bn_repro.training import train
+from bn_repro.training.config_files import REPO_ROOT, load_config, override
+from bn_repro.training.state import create_train_state
 
 TIMEOUT_S = 300  # Generous: CI machines may be loaded.
 FINGERPRINT = re.compile(r'parameter fingerprint \(sum of \|params\|\) (\S+)')
@@ -92,10 +93,10 @@ def _fingerprint_of_last_run(workdir, config):
   import numpy as np
 
   from bn_repro import models
-  from bn_repro.checkpointing import Checkpointer
+  from bn_repro.training.checkpointing import Checkpointer
 
   model = models.create_model(config.model, 10, axis_name='batch')
-  state = train.create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32))
+  state = create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32))
   state = Checkpointer(workdir / 'checkpoints', 2).restore_latest(state)
   return float(sum(np.sum(np.abs(np.asarray(x))) for x in jax.tree.leaves(state.params)))
 
@@ -113,7 +114,7 @@ def test_overwrite_with_another_config_in_a_two_process_job(tmp_path, synthetic_
 
 def test_a_signal_to_one_process_stops_the_whole_job_at_one_step(tmp_path, synthetic_mnist_tfds):
   """SIGTERM reaches process 1 only: both agree on the stop, save one checkpoint, exit."""
-  from bn_repro.tensorboard import read_scalars
+  from bn_repro.training.tensorboard import read_scalars
 
   workdir = tmp_path / 'job'
   processes = _launch_job(workdir, synthetic_mnist_tfds, '--config.num_steps=10000000')

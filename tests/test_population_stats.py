@@ -3,15 +3,16 @@
 import jax
 import numpy as np
 
-from bn_repro import models, train
-from bn_repro.config_files import load_config
-from bn_repro.population_stats import compute_population_statistics
+from bn_repro import models
+from bn_repro.analysis.population_stats import compute_population_statistics
+from bn_repro.training.config_files import load_config
+from bn_repro.training.state import create_train_state
 
 
 def test_population_statistics_follow_algorithm_2():
   config = load_config('configs/mnist.py:bn,smoke')
   model = models.create_model(config.model, 10)
-  state = train.create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32))
+  state = create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32))
   rng = np.random.default_rng(0)
   batches = [rng.uniform(size=(20, 28, 28, 1)).astype(np.float32) for _ in range(5)]
   stats = compute_population_statistics(model, state.params, state.batch_stats, batches)
@@ -35,8 +36,8 @@ def test_population_statistics_and_batch_accuracy_of_a_model_with_dropout():
   """bn_baseline keeps dropout 0.4 after the last BN layer: population statistics and
   batch-statistics accuracy must run without a dropout RNG and with dropout off, so they
   equal those of the same network with dropout_rate=0."""
-  from bn_repro.config_files import override
-  from bn_repro.evaluate import batch_statistics_accuracy
+  from bn_repro.training.config_files import override
+  from bn_repro.training.evaluate import batch_statistics_accuracy
 
   config = load_config('configs/inception.py:bn_baseline,small')
   assert config.model.dropout_rate == 0.4
@@ -45,7 +46,7 @@ def test_population_statistics_and_batch_accuracy_of_a_model_with_dropout():
     models.create_model(config.model, 10),
     models.create_model(no_dropout.model, 10),
   )
-  state = train.create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32))
+  state = create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32))
   rng = np.random.default_rng(0)
   batches = [rng.uniform(size=(32, 28, 28, 1)).astype(np.float32) for _ in range(2)]
   stats = compute_population_statistics(model, state.params, state.batch_stats, batches)

@@ -11,8 +11,8 @@ import subprocess
 import sys
 import time
 
-from bn_repro.config_files import REPO_ROOT
-from bn_repro.tensorboard import read_scalars
+from bn_repro.training.config_files import REPO_ROOT
+from bn_repro.training.tensorboard import read_scalars
 
 
 def _command(tmp_path, num_steps):

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from bn_repro import mnist_report
-from bn_repro.tensorboard import SummaryWriter, read_scalars
+from bn_repro.reports import figure1
+from bn_repro.training.tensorboard import SummaryWriter, read_scalars
 
 
 def _synthetic_arm(accuracies, p15, p50, p85):
@@ -28,7 +28,7 @@ def test_summary_numbers():
   arm = _synthetic_arm(
     [0.94, 0.955, 0.972, 0.971, 0.975], [-2, -3, -4, -3, -2], [0, 1, 0, 0, 0], [2, 2, 2, 3, 5]
   )
-  summary = mnist_report.summarize_arm(arm)
+  summary = figure1.summarize_arm(arm)
   assert summary['final_test_accuracy'] == 0.975
   assert summary['test_accuracy_at'] == {
     '10000': 0.94,
@@ -65,7 +65,7 @@ def test_percentile_drift_is_the_median_location_drift_over_units_and_seeds():
   ramp = np.arange(10.0)[:, None] * np.array([1.0, 0.0])  # unit 0 drifts 5, unit 1 stays.
   records = _records([ramp, 2 * ramp])  # seed 1: unit 0 drifts 10.
   arm = _synthetic_arm([0.9, 0.95], [-1, -1], [0, 0], [1, 1])
-  summary = mnist_report.summarize_arm(arm, records)
+  summary = figure1.summarize_arm(arm, records)
   assert summary['percentile_drift'] == pytest.approx(np.median([5.0, 0.0, 10.0, 0.0]))
   assert summary['drift']['spread_drift']['median'] == 0.0
 
@@ -95,8 +95,8 @@ def test_figure_and_summary_files(tmp_path):
       'arms': {a: (s, _records([np.zeros((10, 2))])) for a, s in arms.items()},
     },
   }
-  mnist_report.plot_figure1(settings, tmp_path / 'figure1.png')
-  mnist_report.write_summary(settings, infos, tmp_path, 'cmd')
+  figure1.plot_figure1(settings, tmp_path / 'figure1.png')
+  figure1.write_summary(settings, infos, tmp_path, 'cmd')
   assert (tmp_path / 'figure1.png').read_bytes()[:4] == b'\x89PNG'
   record = json.loads((tmp_path / 'summary.json').read_text())
   assert record['arms']['bn']['steps_to_accuracy']['0.98'] == 20_000
@@ -111,7 +111,7 @@ def test_multi_seed_summary_reports_the_spread_over_seeds(tmp_path):
   arm = _synthetic_arm([0.95, 0.974], [-1, -1], [0, 0], [1, 1])
   for seed, accuracies in enumerate(per_seed):
     arm[f'eval_seed{seed}/accuracy'] = list(zip((10_000, 20_000), accuracies, strict=True))
-  summary = mnist_report.summarize_arm(arm)
+  summary = figure1.summarize_arm(arm)
   assert summary['num_seeds'] == 3
   assert summary['final_test_accuracy_per_seed'] == [0.970, 0.974, 0.978]
   assert summary['test_accuracy_std_over_seeds_at']['20000'] == pytest.approx(0.004)
@@ -119,14 +119,14 @@ def test_multi_seed_summary_reports_the_spread_over_seeds(tmp_path):
   settings = {
     'lr2': {'learning_rate': 2.0, 'init_std': 0.1, 'arms': {'baseline': (arm, []), 'bn': (arm, [])}}
   }
-  mnist_report.plot_figure1(settings, tmp_path / 'figure1.png')
-  mnist_report.write_summary(settings, {'baseline': {}}, tmp_path, 'cmd')
+  figure1.plot_figure1(settings, tmp_path / 'figure1.png')
+  figure1.write_summary(settings, {'baseline': {}}, tmp_path, 'cmd')
   assert '| test accuracy at 20k steps | 0.9740 ± 0.0040 |' in (tmp_path / 'summary.md').read_text()
 
 
 def test_summary_names_the_preprocessing_the_runs_used(tmp_path):
   arm = _synthetic_arm([0.9, 0.96], [-3, -1], [0, 1], [3, 4])
   settings = {'lr2': {'learning_rate': 2.0, 'init_std': 0.1, 'arms': {'bn': (arm, [])}}}
-  record = mnist_report.write_summary(settings, {'bn': {}}, tmp_path, 'cmd', None, 'scaled')
+  record = figure1.write_summary(settings, {'bn': {}}, tmp_path, 'cmd', None, 'scaled')
   assert record['data'].endswith('intensities scaled to [0, 1]')
   assert 'binarized' not in (tmp_path / 'summary.md').read_text()

@@ -2,7 +2,7 @@
 
 Each test drives `python -m bn_repro.main` in real subprocesses on small SYNTHETIC
 (test-only) data stored as TFDS `mnist` (conftest fixture). Kills are SIGKILLs that the
-trainer sends itself at a named point (`bn_repro.faults`), so each lands in its phase.
+trainer sends itself at a named point (`bn_repro.training.faults`), so each lands in its phase.
 Nothing here reads a file another process is still writing except through readers that
 tolerate a torn tail.
 """
@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from bn_repro import tensorboard
-from bn_repro.config_files import REPO_ROOT
-from bn_repro.faults import ENV_VAR
+from bn_repro.training import tensorboard
+from bn_repro.training.config_files import REPO_ROOT
+from bn_repro.training.faults import ENV_VAR
 
 TIMEOUT_S = 600  # Generous: CI machines may be loaded.
 TOTAL_STEPS = 24

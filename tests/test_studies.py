@@ -6,13 +6,13 @@ import jax
 import numpy as np
 import pytest
 
-from bn_repro import data as data_lib
-from bn_repro import train
-from bn_repro.config_files import load_config, override
-from bn_repro.evaluate import batch_statistics_accuracy
+from bn_repro.data import datasets, ordering
 from bn_repro.studies import STUDIES
 from bn_repro.studies.common import StudyContext, restore
-from bn_repro.tensorboard import read_scalars
+from bn_repro.training import train
+from bn_repro.training.config_files import load_config, override
+from bn_repro.training.evaluate import batch_statistics_accuracy
+from bn_repro.training.tensorboard import read_scalars
 
 pytestmark = pytest.mark.usefixtures('mock_mnist')
 
@@ -34,8 +34,8 @@ def test_trainer_population_statistics_follow_algorithm_2(tmp_path):
   final = restore(config, tmp_path / 'population_checkpoint')  # ...and the population one's.
   jax.tree.map(np.testing.assert_array_equal, final.params, population.params)
   # Layer 0 by hand over the first 3 training batches: x W, m = 60 examples per batch.
-  dataset = data_lib.load_dataset(config.input)
-  indices = data_lib.batch_indices(len(dataset.train_labels), 60, config.seed, 0, 3)
+  dataset = datasets.load_dataset(config.input)
+  indices = ordering.batch_indices(len(dataset.train_labels), 60, config.seed, 0, 3)
   kernel = np.asarray(final.params['dense0']['kernel'], np.float64)
   inputs = [
     (dataset.train_images[i].reshape(60, -1) > 127).astype(np.float64) @ kernel for i in indices

@@ -8,15 +8,17 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from bn_repro import data as data_lib
-from bn_repro import models, train
-from bn_repro.checkpointing import Checkpointer
-from bn_repro.config_files import load_config, override
-from bn_repro.evaluate import Evaluator, preactivation_percentiles
-from bn_repro.inputs import padded_batches
-from bn_repro.steps import create_mesh, make_eval_fn
-from bn_repro.tensorboard import read_scalars
-from bn_repro.workdir import WorkdirError
+from bn_repro import models
+from bn_repro.data import datasets, transforms
+from bn_repro.data.ordering import padded_batches
+from bn_repro.training import train
+from bn_repro.training.checkpointing import Checkpointer
+from bn_repro.training.config_files import load_config, override
+from bn_repro.training.evaluate import Evaluator, preactivation_percentiles
+from bn_repro.training.state import create_train_state
+from bn_repro.training.steps import create_mesh, make_eval_fn
+from bn_repro.training.tensorboard import read_scalars
+from bn_repro.training.workdir import WorkdirError
 
 pytestmark = pytest.mark.usefixtures('mock_mnist')
 
@@ -27,9 +29,9 @@ def _config(variant='bn', **fields):
 
 
 def _restore(config, workdir):
-  dataset = data_lib.load_dataset(config.input)
+  dataset = datasets.load_dataset(config.input)
   model = models.create_model(config.model, dataset.num_classes, axis_name='batch')
-  state = train.create_train_state(
+  state = create_train_state(
     config, model, np.zeros((1,) + dataset.train_images.shape[1:], np.float32)
   )
   return Checkpointer(workdir / 'checkpoints', 5).restore_latest(state), model, dataset
@@ -63,7 +65,7 @@ def test_evaluation_is_exact_with_padding_on_many_devices(tmp_path):
   state, model, dataset = _restore(config, tmp_path)
   images, labels = dataset.test_images[:100], dataset.test_labels[:100]
   mesh = create_mesh(8)
-  preprocess = data_lib.get_preprocessor(config.input.preprocess)
+  preprocess = transforms.get_preprocessor(config.input.preprocess)
   sharding = NamedSharding(mesh, P('batch'))
   batches = [jax.device_put(b, sharding) for b in padded_batches(images, labels, 24)]
   evaluate = Evaluator(make_eval_fn(model, preprocess, mesh), lambda: batches, 100, mesh)
@@ -205,7 +207,7 @@ def test_a_stop_at_an_evaluation_step_checkpoints_first_and_the_resume_evaluates
   evaluation; the resumed run evaluates step 10 first, so the curves equal a straight run's."""
   import signal
 
-  from bn_repro.preemption import PreemptedError
+  from bn_repro.training.preemption import PreemptedError
 
   train.train_and_evaluate(_config('bn', num_steps=20), tmp_path / 'straight')
   real_stop = train._stop_agreed

@@ -1,12 +1,14 @@
-"""Figure 1 over all units (`bn_repro.unit_drift`): definitions against hand computations,
+"""Figure 1 over all units (`bn_repro.analysis.unit_drift`): definitions against hand computations,
 records that survive torn tails and resumes, and the trainer's records."""
 
 import numpy as np
 import pytest
 
-from bn_repro import train, unit_drift
-from bn_repro.checkpointing import Checkpointer
-from bn_repro.config_files import load_config, override
+from bn_repro.analysis import unit_drift
+from bn_repro.training import train
+from bn_repro.training.checkpointing import Checkpointer
+from bn_repro.training.config_files import load_config, override
+from bn_repro.training.state import create_train_state
 
 
 def test_drift_statistics_by_hand():
@@ -76,18 +78,18 @@ def test_trainer_records_every_unit_per_seed_and_resume_keeps_them_whole(tmp_pat
   from bn_repro import models
 
   model = models.create_model(config.model, 10, axis_name='batch')
-  state = train.create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32))
+  state = create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32))
   state = Checkpointer(tmp_path / 'checkpoints', 2).restore_latest(state)
   for r in final:
     bn = state.params[f'bn{r["layer"]}']
     np.testing.assert_allclose(r['gamma'], np.asarray(bn['scale'])[r['seed']], rtol=1e-6)
     np.testing.assert_allclose(r['beta'], np.asarray(bn['bias'])[r['seed']], rtol=1e-6)
   # The values are the percentiles over the test set of each unit's input to its sigmoid.
-  from bn_repro import data as data_lib
-  from bn_repro.steps import seed_state
+  from bn_repro.data import datasets, transforms
+  from bn_repro.training.steps import seed_state
 
-  dataset = data_lib.load_dataset(config.input)
-  x = data_lib.get_preprocessor(config.input.preprocess)(dataset.test_images)
+  dataset = datasets.load_dataset(config.input)
+  x = transforms.get_preprocessor(config.input.preprocess)(dataset.test_images)
   seed1 = seed_state(state, 1, 2)
   _, sown = model.clone(axis_name=None).apply(
     {'params': seed1.params, 'batch_stats': seed1.batch_stats},

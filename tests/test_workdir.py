@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-from bn_repro import tensorboard, workdir
-from bn_repro.checkpointing import Checkpointer
-from bn_repro.steps import TrainState
+from bn_repro.training import tensorboard, workdir
+from bn_repro.training.checkpointing import Checkpointer
+from bn_repro.training.steps import TrainState
 
 
 def test_a_held_workdir_is_refused_naming_its_holder(tmp_path):
@@ -27,7 +27,7 @@ def test_a_sigkilled_holder_leaves_no_stale_lock(tmp_path):
     [
       sys.executable,
       '-c',
-      'import time; from bn_repro.workdir import WorkdirLock; '
+      'import time; from bn_repro.training.workdir import WorkdirLock; '
       f'lock = WorkdirLock({str(tmp_path)!r}); lock.acquire(); '
       'print("held", flush=True); time.sleep(600)',
     ],

@@ -2,7 +2,7 @@
 
 Training: Inception-style random crops (8-100% of the area, aspect 3/4 to 4/3),
 resized to `image_size`, random horizontal flips; photometric distortions are
-applied on device (`bn_repro.data.distort_photometric`). Evaluation: the central
+applied on device (`bn_repro.data.transforms.distort_photometric`). Evaluation: the central
 87.5% crop resized to `image_size`, padded to whole batches with a mask, every
 validation image once. Each process reads its own part of the training split
 (multi-host). The stream's position is a function of (seed, step): resuming at
@@ -160,7 +160,7 @@ class ImageNet:
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    from bn_repro.inputs import padded_batches
+    from bn_repro.data.ordering import padded_batches
 
     if crops not in (1, 144):
       raise ValueError(f'eval crops={crops}; expected 1 or 144.')

@@ -24,6 +24,7 @@ import numpy as np
 from bn_repro.data.offline import (
   DataIntegrityError,
   default_cache_dir,
+  default_tfds_data_dir,
   exclusive,
   is_prepared,
   store_as_tfds,
@@ -119,8 +120,6 @@ def main() -> None:
   if len(sys.argv) > 1:
     tfds_data_dir = pathlib.Path(sys.argv[1])
   else:  # Where training looks by default ($TFDS_DATA_DIR, else ~/tensorflow_datasets).
-    from bn_repro.data import default_tfds_data_dir
-
     tfds_data_dir = default_tfds_data_dir()
   ensure_mnist(tfds_data_dir)
   print(f'MNIST ready in {tfds_data_dir}')

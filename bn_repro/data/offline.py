@@ -97,3 +97,8 @@ def store_as_tfds(
     data_dir=str(tfds_data_dir),
     disable_shuffling=True,
   )
+
+
+def default_tfds_data_dir() -> pathlib.Path:
+  """TFDS's own default: `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`."""
+  return pathlib.Path(os.environ.get('TFDS_DATA_DIR', '~/tensorflow_datasets')).expanduser()

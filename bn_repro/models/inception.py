@@ -35,7 +35,7 @@ from flax.core import FrozenDict
 
 from bn_repro.models import normalization as norm_lib
 from bn_repro.models import xla_cpu
-from bn_repro.nonlinearities import get_nonlinearity
+from bn_repro.models.nonlinearities import get_nonlinearity
 
 STEMS = ('plain', 'separable', 'small')
 _KERNEL_INIT = nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')

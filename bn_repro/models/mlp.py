@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax.core import FrozenDict
 
 from bn_repro.models import normalization as norm_lib
-from bn_repro.nonlinearities import get_nonlinearity
+from bn_repro.models.nonlinearities import get_nonlinearity
 
 BN_POSITIONS = ('preactivation', 'input')
 
@@ -28,7 +28,7 @@ class MLP(nn.Module):
   Attributes:
     hidden_sizes: units per hidden layer (the paper: 100, 100, 100).
     num_classes: output units (10 for MNIST).
-    nonlinearity: a name in `bn_repro.nonlinearities.NONLINEARITIES`.
+    nonlinearity: a name in `bn_repro.models.nonlinearities.NONLINEARITIES`.
     normalization: a name in `bn_repro.models.normalization.NORMALIZATIONS`.
     init_std: std of the Gaussian initialization of every unnormalized weight
       matrix; the paper says only "small random Gaussian values".

@@ -1,7 +1,7 @@
 """What every normalization study shares: training its arms, reading their curves,
 restoring a trained network, and writing its figure, table and record.
 
-A study trains its arms with the ordinary trainer (`bn_repro.train`) into
+A study trains its arms with the ordinary trainer (`bn_repro.training.train`) into
 `WORKDIR/<study>/<arm>` (a finished arm is reused, an interrupted one resumes)
 and writes `OUT/<study>/{figure.png, table.md, summary.json}`.
 """
@@ -18,13 +18,16 @@ import jax
 import ml_collections
 import numpy as np
 
-from bn_repro import data as data_lib
-from bn_repro import models, train
-from bn_repro.checkpointing import Checkpointer
-from bn_repro.config_files import load_config, override
-from bn_repro.mnist_report import mnist_data_description
-from bn_repro.run_info import git_commit, hardware_description
-from bn_repro.tensorboard import read_scalars
+from bn_repro import models
+from bn_repro.data import datasets, transforms
+from bn_repro.reports.figure1 import mnist_data_description
+from bn_repro.training import train
+from bn_repro.training.checkpointing import Checkpointer
+from bn_repro.training.config_files import load_config, override
+from bn_repro.training.diagnostics import TrainingDivergedError
+from bn_repro.training.run_info import git_commit, hardware_description
+from bn_repro.training.state import create_train_state
+from bn_repro.training.tensorboard import read_scalars
 
 Curve = list[tuple[int, float]]
 
@@ -118,7 +121,7 @@ def train_arm(context: StudyContext, arm: str, config: ml_collections.ConfigDict
   diverged_at = None
   try:
     train.train_and_evaluate(config, workdir)
-  except train.TrainingDivergedError as error:
+  except TrainingDivergedError as error:
     diverged_at = error.step
     print(f'[{context.name}] arm {arm!r} diverged at step {error.step}.', flush=True)
   return Arm(read_scalars(workdir), diverged_at, workdir)
@@ -138,7 +141,7 @@ class TrainedNetwork:
   model: object
   params: object
   batch_stats: object
-  dataset: data_lib.InMemoryDataset
+  dataset: datasets.InMemoryDataset
   preprocess: Callable[[jax.Array], jax.Array]
 
   def test_inputs(self) -> tuple[jax.Array, np.ndarray]:
@@ -149,9 +152,9 @@ class TrainedNetwork:
 def restore(config: ml_collections.ConfigDict, checkpoint_dir: pathlib.Path) -> TrainedNetwork:
   """The newest checkpoint in `checkpoint_dir` (WORKDIR/checkpoints, WORKDIR/best_checkpoint
   or WORKDIR/population_checkpoint) of a run of `config`."""
-  dataset = data_lib.load_dataset(config.input)
+  dataset = datasets.load_dataset(config.input)
   model = models.create_model(config.model, dataset.num_classes)
-  template = train.create_train_state(
+  template = create_train_state(
     config, model, np.zeros((2,) + dataset.train_images.shape[1:], np.float32)
   )
   checkpointer = Checkpointer(checkpoint_dir, config.keep_checkpoints)
@@ -164,7 +167,7 @@ def restore(config: ml_collections.ConfigDict, checkpoint_dir: pathlib.Path) -> 
     state.params,
     state.batch_stats,
     dataset,
-    data_lib.get_preprocessor(config.input.preprocess, dataset.pixel_mean),
+    transforms.get_preprocessor(config.input.preprocess, dataset.pixel_mean),
   )
 
 

@@ -3,7 +3,7 @@
 The paper's Fig. 1(b, c): without BN the input distribution of a typical last-layer sigmoid
 moves over training; with BN it stays put. The paper states neither its learning rate nor its
 initialization scale. This study maps both, measuring every unit of the last hidden layer in
-every seed (`bn_repro.unit_drift`, whose docstring defines location drift, spread drift and
+every seed (`bn_repro.analysis.unit_drift`, whose docstring defines location drift, spread drift and
 jitter), on the MNIST MLP of `configs/mnist.py` (3x100 sigmoid, SGD batch 60, binarized
 real MNIST).
 
@@ -32,9 +32,10 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bn_repro import mnist_report, unit_drift
+from bn_repro.analysis import unit_drift
+from bn_repro.reports import figure1
 from bn_repro.studies.common import MNIST_DATA, StudyContext, fmt, train_arm, write_results
-from bn_repro.tensorboard import read_scalars
+from bn_repro.training.tensorboard import read_scalars
 
 LEARNING_RATES = (0.05, 0.2, 0.5, 2.0)
 INIT_STDS = (0.01, 0.1, 1.0)
@@ -168,11 +169,11 @@ def _panels(axes, context: StudyContext, learning_rate: float, init_std: float) 
       continue
     runs = unit_drift.last_layer_trajectories(records)
     steps = runs[0]['steps']
-    accuracy = mnist_report.seed_accuracies(read_scalars(workdir))
+    accuracy = figure1.seed_accuracies(read_scalars(workdir))
     axes[0].plot(steps, accuracy.mean(0), color=color, label=name)
     axes[0].fill_between(steps, accuracy.min(0), accuracy.max(0), color=color, alpha=0.2)
     ax = axes[1 if name == 'baseline' else 2]
-    mnist_report.plot_unit_percentiles(ax, runs, color)
+    figure1.plot_unit_percentiles(ax, runs, color)
     ax.set_title(f'{name}: sigmoid input p15/p50/p85 (units IQR)', fontsize=9)
     ax.set_xlabel('training steps')
   axes[0].set_title(f'lr {learning_rate:g}, init {init_std:g}: test accuracy', fontsize=9)
@@ -214,7 +215,7 @@ def run(context: StudyContext) -> None:
   table = [
     f'MNIST MLP (3x100 sigmoid, SGD batch 60), {context.steps(NUM_STEPS)} steps, '
     f"{cells[0]['seeds']} seeds per arm. Drift of the last hidden layer's sigmoid inputs, "
-    'medians over units and seeds [interquartile range] (`bn_repro/unit_drift.py`). '
+    'medians over units and seeds [interquartile range] (`bn_repro/analysis/unit_drift.py`). '
     f'Rule: {RULE}',
     '',
     '| lr | init std | location drift: baseline | BN | ratio by seed | spread drift: baseline | '

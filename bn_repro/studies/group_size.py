@@ -14,8 +14,8 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bn_repro.evaluate import batch_statistics_accuracy
 from bn_repro.studies.common import MNIST_DATA, StudyContext, fmt, restore, train_arm, write_results
+from bn_repro.training.evaluate import batch_statistics_accuracy
 
 GROUP_SIZES = (2, 4, 6, 10, 20, 60)
 NUM_STEPS = 20_000

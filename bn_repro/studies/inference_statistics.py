@@ -4,7 +4,7 @@ One BN network (`configs/mnist.py:bn`) is evaluated on the test set with
 (a) mini-batch statistics at several evaluation batch sizes, (b) the exponential
 moving averages at several momenta, (c) population statistics recomputed after
 training over K training batches with the unbiased m/(m-1) variance (Algorithm 2,
-`bn_repro.population_stats`), and with the biased variance for contrast. During
+`bn_repro.analysis.population_stats`), and with the biased variance for contrast. During
 training, the trainer's `population_stats.every_eval` logs the population-statistic
 accuracy next to the moving-average one. The momentum of the moving averages does
 not touch training (only inference reads them), so the momentum arms retrain the
@@ -17,9 +17,17 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bn_repro.evaluate import batch_statistics_accuracy, running_statistics_accuracy
-from bn_repro.population_stats import population_statistics_fn
-from bn_repro.studies.common import MNIST_DATA, StudyContext, fmt, restore, train_arm, write_results
+from bn_repro.analysis.population_stats import population_statistics_fn
+from bn_repro.studies.common import (
+  MNIST_DATA,
+  StudyContext,
+  TrainedNetwork,
+  fmt,
+  restore,
+  train_arm,
+  write_results,
+)
+from bn_repro.training.evaluate import batch_statistics_accuracy, running_statistics_accuracy
 
 NUM_STEPS = 50_000
 MOMENTA = (0.9, 0.99, 0.999, 0.9999)  # 0.99: the main arm (the configs' default).
@@ -64,50 +72,9 @@ def run(context: StudyContext) -> None:
   }
   # The trainer evaluated each final state with its moving averages on the same test set.
   ema_accuracy = {m: arm.final('eval/accuracy') for m, arm in arms.items()}
-  statistics = population_statistics_fn(main.model)
-  population_accuracy, biased_accuracy = {}, {}
-  for k in POPULATION_BATCHES:
-    indices = np.random.default_rng(k).permutation(len(main.dataset.train_labels))
-    batches = (
-      main.preprocess(main.dataset.train_images[indices[i * batch_size : (i + 1) * batch_size]])
-      for i in range(k)
-    )
-    population = statistics(main.params, main.batch_stats, batches)
-    population_accuracy[k] = running_statistics_accuracy(
-      main.model, main.params, population, images, labels
-    )
-    biased_accuracy[k] = running_statistics_accuracy(
-      main.model, main.params, _biased(population, batch_size), images, labels
-    )
-
-  figure, axes = plt.subplots(1, 3, figsize=(18, 4.2))
+  population_accuracy, biased_accuracy = _population_accuracies(main, batch_size)
   tracked = arms[0.99]
-  axes[0].plot(*zip(*tracked.curve('eval/accuracy'), strict=True), label='moving averages (0.99)')
-  axes[0].plot(
-    *zip(*tracked.curve('eval_population/accuracy'), strict=True),
-    label=f'population statistics (K={TRACKED_POPULATION_BATCHES})',
-  )
-  axes[0].set(title='(a) test accuracy during training', xlabel='step', ylim=(0.9, 1.0))
-  axes[0].legend()
-  k_values = list(population_accuracy)
-  for ax in axes[1:]:
-    ax.semilogx(eval_sizes, [batch_accuracy[b] for b in eval_sizes], 'o-', label='batch statistics')
-    ax.semilogx(
-      [k * batch_size for k in k_values],
-      [population_accuracy[k] for k in k_values],
-      's-',
-      label='population statistics (Algorithm 2)',
-    )
-    for m, accuracy in ema_accuracy.items():
-      ax.axhline(
-        accuracy, ls=':', color=plt.cm.viridis(MOMENTA.index(m) / len(MOMENTA)), label=f'EMA {m}'
-      )
-    ax.set(xlabel='test (batch) or training (population) examples behind the statistics')
-  axes[1].set(title='(b) final network, by inference statistics')
-  axes[2].set(title='(c) = (b) zoomed in', ylim=(0.965, 0.98))
-  axes[2].legend(fontsize=8)
-  figure.suptitle('Study 2: training vs inference statistics, MNIST MLP with BN')
-
+  figure = _plot(tracked, eval_sizes, batch_accuracy, population_accuracy, ema_accuracy, batch_size)
   table = [
     f'One BN MLP after {config.num_steps} steps (batch 60); test accuracy by inference statistics.',
     f'Momentum arms retrain the same trajectory: max |parameter difference| {parameter_gap:.2g}.',
@@ -144,3 +111,65 @@ def run(context: StudyContext) -> None:
     'momentum_arms_parameter_gap': parameter_gap,
   }
   write_results(context, figure, table, record, started, MNIST_DATA)
+
+
+def _population_accuracies(
+  main: TrainedNetwork, batch_size: int
+) -> tuple[dict[int, float], dict[int, float]]:
+  """Test accuracy with Algorithm 2's statistics over K random training batches, for each K
+  in POPULATION_BATCHES: with the unbiased variance, and with the biased one."""
+  images, labels = main.test_inputs()
+  statistics = population_statistics_fn(main.model)
+  population_accuracy, biased_accuracy = {}, {}
+  for k in POPULATION_BATCHES:
+    indices = np.random.default_rng(k).permutation(len(main.dataset.train_labels))
+    batches = (
+      main.preprocess(main.dataset.train_images[indices[i * batch_size : (i + 1) * batch_size]])
+      for i in range(k)
+    )
+    population = statistics(main.params, main.batch_stats, batches)
+    population_accuracy[k] = running_statistics_accuracy(
+      main.model, main.params, population, images, labels
+    )
+    biased_accuracy[k] = running_statistics_accuracy(
+      main.model, main.params, _biased(population, batch_size), images, labels
+    )
+  return population_accuracy, biased_accuracy
+
+
+def _plot(
+  tracked: object,
+  eval_sizes: list[int],
+  batch_accuracy: dict[int, float],
+  population_accuracy: dict[int, float],
+  ema_accuracy: dict[float, float],
+  batch_size: int,
+) -> plt.Figure:
+  """(a) accuracy during training; (b, c) the final network by inference statistics."""
+  figure, axes = plt.subplots(1, 3, figsize=(18, 4.2))
+  axes[0].plot(*zip(*tracked.curve('eval/accuracy'), strict=True), label='moving averages (0.99)')
+  axes[0].plot(
+    *zip(*tracked.curve('eval_population/accuracy'), strict=True),
+    label=f'population statistics (K={TRACKED_POPULATION_BATCHES})',
+  )
+  axes[0].set(title='(a) test accuracy during training', xlabel='step', ylim=(0.9, 1.0))
+  axes[0].legend()
+  k_values = list(population_accuracy)
+  for ax in axes[1:]:
+    ax.semilogx(eval_sizes, [batch_accuracy[b] for b in eval_sizes], 'o-', label='batch statistics')
+    ax.semilogx(
+      [k * batch_size for k in k_values],
+      [population_accuracy[k] for k in k_values],
+      's-',
+      label='population statistics (Algorithm 2)',
+    )
+    for m, accuracy in ema_accuracy.items():
+      ax.axhline(
+        accuracy, ls=':', color=plt.cm.viridis(MOMENTA.index(m) / len(MOMENTA)), label=f'EMA {m}'
+      )
+    ax.set(xlabel='test (batch) or training (population) examples behind the statistics')
+  axes[1].set(title='(b) final network, by inference statistics')
+  axes[2].set(title='(c) = (b) zoomed in', ylim=(0.965, 0.98))
+  axes[2].legend(fontsize=8)
+  figure.suptitle('Study 2: training vs inference statistics, MNIST MLP with BN')
+  return figure

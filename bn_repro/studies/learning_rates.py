@@ -19,9 +19,8 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 
-from bn_repro import data as data_lib
-from bn_repro import models, train
-from bn_repro.steps import cross_entropy_loss
+from bn_repro import models
+from bn_repro.data import datasets, transforms
 from bn_repro.studies.common import (
   FASHION_DATA,
   MNIST_DATA,
@@ -30,6 +29,8 @@ from bn_repro.studies.common import (
   train_arm,
   write_results,
 )
+from bn_repro.training.state import create_train_state
+from bn_repro.training.steps import cross_entropy_loss
 
 MLP_RATES = (0.5, 2.0, 8.0, 32.0, 128.0)
 MLP_STEPS = 10_000
@@ -82,14 +83,14 @@ def _relative(x: jax.Array, reference: jax.Array) -> float:
 
 
 def _weight_scale_response(
-  config: object, dataset: data_lib.InMemoryDataset
+  config: object, dataset: datasets.InMemoryDataset
 ) -> dict[float, dict[str, float]]:
   """For each a: relative changes of logits, input gradients and a x weight gradients."""
   model = models.create_model(config.model, dataset.num_classes)
-  preprocess = data_lib.get_preprocessor(config.input.preprocess, dataset.pixel_mean)
+  preprocess = transforms.get_preprocessor(config.input.preprocess, dataset.pixel_mean)
   images = preprocess(dataset.train_images[:60])
   labels = dataset.train_labels[:60]
-  state = train.create_train_state(config, model, images)
+  state = create_train_state(config, model, images)
 
   def loss_and_logits(params, x):
     logits, _ = model.apply(
@@ -122,7 +123,7 @@ def run(context: StudyContext) -> None:
     'bn, epsilon 0': context.config('configs/mnist.py:bn', model__bn__epsilon=0.0),
     'baseline': context.config('configs/mnist.py:baseline'),
   }
-  dataset = data_lib.load_dataset(configs['bn'].input)  # The same MNIST for all three.
+  dataset = datasets.load_dataset(configs['bn'].input)  # The same MNIST for all three.
   scale = {name: _weight_scale_response(config, dataset) for name, config in configs.items()}
 
   figure, axes = plt.subplots(1, 2, figsize=(12, 4))

@@ -5,8 +5,8 @@ the MNIST MLP and on the small BN-Inception proxy (the `bn_baseline` config, LRN
 dropout 0.4 included, with its normalization swapped, so the no-normalization arm is
 Inception itself): test accuracy against steps, and wall time per step. WN's
 data-dependent initialization sees the first 256 training examples
-(`bn_repro.train.WN_INIT_EXAMPLES`), with BN layers normalizing by that batch. Plain SGD does not
-share WN's invariance to the learning rate (the WN paper trains with Adam): the
+(`bn_repro.training.state.WN_INIT_EXAMPLES`), with BN layers normalizing by that batch.
+Plain SGD does not share WN's invariance to the learning rate (the WN paper trains with Adam): the
 gradient of v is scaled by s/||v||, so WN's effective rate differs from the others'.
 Every arm therefore runs at two learning rates (the config's, and a smaller one) and
 the better one is compared.

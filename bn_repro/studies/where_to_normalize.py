@@ -11,7 +11,7 @@ import time
 
 import matplotlib.pyplot as plt
 
-from bn_repro.mnist_report import PERCENTILES, last_hidden_layer, typical_unit_ranges
+from bn_repro.reports.figure1 import PERCENTILES, last_hidden_layer, typical_unit_ranges
 from bn_repro.studies.common import MNIST_DATA, StudyContext, fmt, train_arm, write_results
 
 ARMS = {'baseline': 'no BN', 'bn': 'BN on Wu (the paper)', 'bn_input': 'BN on u'}

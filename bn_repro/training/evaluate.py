@@ -14,17 +14,17 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from bn_repro.sharding import gathered_to_host, put_global, replicated_to_host
-from bn_repro.steps import TrainState
+from bn_repro.training.sharding import gathered_to_host, put_global, replicated_to_host
+from bn_repro.training.steps import TrainState
 
 
 class Evaluator:
   """Evaluates a TrainState exactly on a fixed evaluation split.
 
   Args:
-    eval_fn: from `bn_repro.steps.make_eval_fn`.
+    eval_fn: from `bn_repro.training.steps.make_eval_fn`.
     batches: returns a fresh iterable of sharded (images, labels, mask) batches
-      (`bn_repro.inputs`); padding examples have mask False.
+      (`bn_repro.data.pipeline`); padding examples have mask False.
     num_examples: examples in the split; every one must be counted exactly once.
     mesh: the device mesh.
   """

@@ -3,7 +3,7 @@
 Small datasets (MNIST, Fashion-MNIST) live whole on device and each step gathers
 its examples by index, so the data order is a function of (seed, step). Large
 ones (ImageNet) stream from `tf.data` through the host. Both feed the same
-training loop and step (`bn_repro.steps.make_train_chunk_fn`).
+training loop and step (`bn_repro.training.steps.make_train_chunk_fn`).
 """
 
 from __future__ import annotations
@@ -11,16 +11,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from bn_repro import data as data_lib
-from bn_repro.sharding import put_global, put_process_local
-from bn_repro.steps import AXIS
+from bn_repro.data import datasets, ordering
+from bn_repro.training.sharding import AXIS, put_global, put_process_local
 
 if TYPE_CHECKING:
   import ml_collections
@@ -28,10 +27,31 @@ if TYPE_CHECKING:
 EvalBatch = tuple[jax.Array, jax.Array, jax.Array]  # images, labels, mask (False: padding)
 
 
+class TrainInput(Protocol):
+  """Where a training step's examples come from, as the compiled chunk sees it
+  (`bn_repro.training.steps.make_train_chunk_fn`).
+
+  `resident`: arrays kept on device across calls (the whole dataset, or nothing);
+  `per_steps(first_step, num_steps)`: a pytree with a leading `num_steps` axis naming each
+  step's examples (indices, or the streamed batches themselves); `fetch(resident,
+  per_step)`: one step's uint8 images `(B, H, W, C)` and int32 labels `(B,)` on this
+  device. The specs place `resident` and `per_steps` on the mesh.
+  """
+
+  resident: tuple
+  resident_specs: tuple
+  per_step_specs: object
+
+  @staticmethod
+  def fetch(resident: tuple, per_step: object) -> tuple[jax.Array, jax.Array]: ...
+
+  def per_steps(self, first_step: int, num_steps: int) -> object: ...
+
+
 class InMemoryTrainInput:
   """The whole training set on device (replicated); a step gathers its examples by index.
 
-  With `num_seeds` > 1, run s of a multi-seed program (`bn_repro.steps`) draws its
+  With `num_seeds` > 1, run s of a multi-seed program (`bn_repro.training.steps`) draws its
   batches in the order of seed `seed + s`, as a single run of that seed would.
   """
 
@@ -63,7 +83,7 @@ class InMemoryTrainInput:
   def per_steps(self, first_step: int, num_steps: int) -> jax.Array:
     """Example indices `(num_steps, [seeds,] batch)` of those steps, sharded over the batch."""
     per_seed = [
-      data_lib.batch_indices(
+      ordering.batch_indices(
         self._num_examples,
         self._batch_size,
         self._seed + s,
@@ -102,24 +122,6 @@ class StreamingTrainInput:
     return put_process_local(stacked, self._sharding)  # Each process streams its part.
 
 
-def padded_batches(
-  images: np.ndarray, labels: np.ndarray, batch_size: int
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-  """Splits arrays into `batch_size` batches, the last padded; mask marks real examples."""
-  for start in range(0, len(labels), batch_size):
-    part_images, part_labels = (
-      images[start : start + batch_size],
-      labels[start : start + batch_size],
-    )
-    padding = batch_size - len(part_labels)
-    mask = np.arange(batch_size) < len(part_labels)
-    yield (
-      np.concatenate([part_images, np.zeros((padding,) + images.shape[1:], images.dtype)]),
-      np.concatenate([part_labels, np.zeros((padding,), labels.dtype)]),
-      mask,
-    )
-
-
 @dataclasses.dataclass
 class Inputs:
   """Everything the loop needs to know about the data of a config.
@@ -139,7 +141,7 @@ class Inputs:
   pixel_mean: np.ndarray
   num_eval_examples: int
   eval_batches: Callable[[], Iterable[EvalBatch]]
-  create_train_input: Callable[[int], InMemoryTrainInput | StreamingTrainInput]
+  create_train_input: Callable[[int], TrainInput]
   train_batches: Callable[[int], Iterator[np.ndarray]]
 
 
@@ -154,7 +156,7 @@ def create_inputs(config: ml_collections.ConfigDict, mesh: Mesh) -> Inputs:
       f'eval.batch_size={config.eval.batch_size} is not a multiple of the {mesh.size} devices.'
     )
   sharding = NamedSharding(mesh, P(AXIS))
-  if config.input.dataset in data_lib.STREAMING_DATASETS:
+  if config.input.dataset in datasets.STREAMING_DATASETS:
     from bn_repro.data import imagenet
 
     source = imagenet.ImageNet(config.input, config.batch_size, config.seed)
@@ -173,10 +175,10 @@ def create_inputs(config: ml_collections.ConfigDict, mesh: Mesh) -> Inputs:
         images for images, _ in itertools.islice(source.train_batches(0), k)
       ),
     )
-  dataset = data_lib.load_dataset(config.input)
+  dataset = datasets.load_dataset(config.input)
 
   def train_batches(num_batches: int) -> Iterator[np.ndarray]:
-    indices = data_lib.batch_indices(
+    indices = ordering.batch_indices(
       len(dataset.train_labels),
       config.batch_size,
       config.seed,
@@ -190,7 +192,7 @@ def create_inputs(config: ml_collections.ConfigDict, mesh: Mesh) -> Inputs:
   num_eval = config.eval.num_examples or len(dataset.test_labels)
   eval_batches = [
     _shard(b, sharding)
-    for b in padded_batches(
+    for b in ordering.padded_batches(
       dataset.test_images[:num_eval], dataset.test_labels[:num_eval], config.eval.batch_size
     )
   ]

@@ -5,12 +5,14 @@ import json
 import os
 import pathlib
 import platform
+import shlex
 import subprocess
 import sys
 
 import jax
 
-from bn_repro.workdir import write_atomically
+from bn_repro.models import xla_cpu
+from bn_repro.training.workdir import write_atomically
 
 PACKAGES = (
   'jax',
@@ -56,6 +58,13 @@ def hardware_description() -> str:
   return f'{len(devices)} x {kind}'
 
 
+def pasteable_command() -> str:
+  """The command line that started this process, as one can paste it back."""
+  spec = getattr(sys.modules.get('__main__'), '__spec__', None)
+  program = f'python -m {spec.name}' if spec and spec.name else f'python {sys.argv[0]}'
+  return ' '.join([program, *(shlex.quote(arg) for arg in sys.argv[1:])])
+
+
 def collect_run_info() -> dict[str, object]:
   versions = {}
   for name in PACKAGES:
@@ -68,7 +77,14 @@ def collect_run_info() -> dict[str, object]:
     'hardware': hardware_description(),
     'python': sys.version.split()[0],
     'packages': versions,
-    'command': ' '.join(sys.argv),
+    'command': pasteable_command(),
+    'backend': jax.default_backend(),
+    # The exact re-expressions of slow XLA:CPU paths this run used (bn_repro/models/xla_cpu.py).
+    'xla_cpu_kernels': {
+      'pointwise_convolution_as_matmul': True,
+      'stride_phase_max_pool_gradient': True,
+      'chunked_kernel_gradient': xla_cpu.chunked_kernel_gradient_enabled(),
+    },
   }
 
 

@@ -22,7 +22,7 @@ import shutil
 import socket
 import tempfile
 
-from bn_repro import unit_drift
+from bn_repro.analysis import unit_drift
 
 # Dotted names (or prefixes ending in '.') of fields that may differ on resume: scheduling...
 SCHEDULING_FIELDS = frozenset(

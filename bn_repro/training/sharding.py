@@ -13,6 +13,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
+AXIS = 'batch'  # The mesh axis of data parallelism (the pmap programming model's name).
+
 
 def put_global(tree: object, sharding: NamedSharding) -> object:
   """Places host arrays that every process holds in full onto the mesh with `sharding`."""

@@ -192,7 +192,7 @@ def write_summary(
     f'Schedule: {record["schedule"]}  ',
     f'Target: the minimum over Inception seeds of the mean of their last {WINDOW} evaluations, '
     f'{record["target_accuracy"]:.4f}; steps to target from curves smoothed over {WINDOW} '
-    'evaluations (bn_repro/inception_report.py)',
+    'evaluations (bn_repro/reports/inception_table.py)',
     '',
     *_table(record),
   ]

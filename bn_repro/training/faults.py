@@ -3,7 +3,7 @@
 A run started with the environment variable `BN_REPRO_KILL_AT=POINT@STEP` kills itself
 with SIGKILL (no handler, no cleanup: what an OOM killer or a lost machine does) the
 first time the training loop reaches POINT at a step >= STEP. Unset, `kill_point` is a
-dictionary lookup. Points (`bn_repro.train`):
+dictionary lookup. Points (`bn_repro.training.train`):
   'train_chunk'      a training chunk ended at the step; nothing of it logged or saved.
   'evaluation'       mid-evaluation: the metrics are computed, not yet logged.
   'best_checkpoint'  right after the best-accuracy checkpoint of the step was saved.

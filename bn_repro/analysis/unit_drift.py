@@ -22,7 +22,7 @@ those of the input, gamma and beta (`normalized_percentiles`), so whether BN's s
 through x_hat or through gamma is read off the same records.
 
 Records: `WORKDIR/unit_percentiles.jsonl`, one JSON line per (evaluation, seed, statistics
-source, layer), appended by the trainer (`bn_repro.train`), read with a torn last line
+source, layer), appended by the trainer (`bn_repro.training.train`), read with a torn last line
 dropped, and cut back to the resumed step on resume like the event files.
 """
 

@@ -2,13 +2,15 @@
 
 import ml_collections
 
-from bn_repro.data import PREPROCESSORS, SHUFFLES, STREAMING_DATASETS
+from bn_repro.data.datasets import STREAMING_DATASETS
+from bn_repro.data.ordering import SHUFFLES
+from bn_repro.data.transforms import PREPROCESSORS
 from bn_repro.models import COMPUTE_DTYPES
 from bn_repro.models.batch_norm import STOP_GRADIENT_MODES
 from bn_repro.models.mlp import BN_POSITIONS
+from bn_repro.models.nonlinearities import NONLINEARITIES
 from bn_repro.models.normalization import NORMALIZATIONS, uses_batch_norm
-from bn_repro.nonlinearities import NONLINEARITIES
-from bn_repro.optim import SCHEDULES
+from bn_repro.training.optim import SCHEDULES
 
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) -> None:
@@ -20,11 +22,20 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) 
   """
   if num_devices is None:
     num_devices = config.num_devices or 1
+  _check_run(config, num_devices)
+  _check_batch_norm(config, num_devices)
+  _check_evaluation(config, num_devices)
+  _check_choices(config)
 
-  def require(ok: bool, message: str) -> None:
-    if not ok:
-      raise ValueError(f'Invalid config: {message}')
 
+def require(ok: bool, message: str) -> None:
+  """Raises ValueError('Invalid config: MESSAGE') unless `ok`."""
+  if not ok:
+    raise ValueError(f'Invalid config: {message}')
+
+
+def _check_run(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Steps, optimizer, batch, logging and checkpoint periods, seeds."""
   require(config.num_steps > 0, f'num_steps={config.num_steps} must be positive.')
   for field in ('learning_rate', 'lr_multiple'):
     require(
@@ -37,6 +48,11 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) 
     config.batch_size % num_devices == 0,
     f'batch_size={config.batch_size} is not divisible by the {num_devices} devices.',
   )
+  _check_periods(config)
+
+
+def _check_batch_norm(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """BN statistics groups: they divide the per-device batch and hold at least 2 examples."""
   group_size = config.model.bn.group_size
   if group_size is not None:
     per_device = config.batch_size // num_devices
@@ -55,6 +71,10 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) 
       'of a group for a dense layer, examples x H x W of the feature map for a convolution). '
       'Use a group size (or batch) of at least 2.',
     )
+
+
+def _check_evaluation(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Multi-crop, evaluation batch, extra evaluation steps, evaluation subset."""
   crops = config.eval.get('crops', 1)
   require(crops in (1, 144), f"eval.crops={crops}; expected 1 or 144 (the paper's multi-crop).")
   require(
@@ -81,6 +101,10 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) 
     f'eval.num_examples={num_examples}: a positive count of test examples to evaluate on, for '
     f'in-memory datasets only ({config.input.dataset!r} given); None evaluates them all.',
   )
+
+
+def _check_periods(config: ml_collections.ConfigDict) -> None:
+  """Checkpoints kept, and the log/eval/checkpoint periods as multiples of each other."""
   require(
     config.keep_checkpoints >= 1,
     f'keep_checkpoints={config.keep_checkpoints} must be at least 1: a resume needs a checkpoint.',
@@ -100,6 +124,10 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) 
     f'num_seeds={config.num_seeds} needs an in-memory dataset; {config.input.dataset!r} '
     'is streamed. Run the seeds as separate jobs.',
   )
+
+
+def _check_choices(config: ml_collections.ConfigDict) -> None:
+  """Every field with a fixed set of choices holds one of them."""
   for field, value, choices in (
     ('model.nonlinearity', config.model.nonlinearity, tuple(NONLINEARITIES)),
     ('input.preprocess', config.input.preprocess, tuple(PREPROCESSORS)),

@@ -9,15 +9,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bn_repro import data as data_lib
-from bn_repro import unit_drift
+from bn_repro.analysis import unit_drift
+from bn_repro.data import transforms
 
 Scalars = dict[str, list[tuple[int, float]]]
 
 ACCURACY_THRESHOLDS = (0.95, 0.97, 0.98)
 REPORT_STEPS = (10_000, 20_000, 30_000, 40_000, 50_000)
 PERCENTILES = (15, 50, 85)
-DRIFT_WINDOW = 5  # Evaluations averaged at each end of training (bn_repro.unit_drift).
+DRIFT_WINDOW = 5  # Evaluations averaged at each end of training (bn_repro.analysis.unit_drift).
 
 
 def last_hidden_layer(scalars: Scalars) -> int:
@@ -49,7 +49,7 @@ def typical_unit_ranges(scalars: Scalars) -> dict[str, float]:
 
 def all_unit_drift(records: list[dict], window: int = DRIFT_WINDOW) -> dict[str, dict] | None:
   """Location drift, spread drift and jitter of every unit of the last hidden layer in every
-  seed (moving-average statistics; `bn_repro.unit_drift`), as median and quartiles; None
+  seed (moving-average statistics; `bn_repro.analysis.unit_drift`), as median and quartiles; None
   without records (runs that did not log `eval.unit_percentiles`)."""
   if not any(r['statistics'] == 'moving_average' for r in records):
     return None
@@ -179,7 +179,7 @@ def plot_unit_percentiles(ax, runs: list[dict[str, np.ndarray]], color: str) -> 
 
 def mnist_data_description(preprocess: str) -> str:
   """The data line of a summary, naming the preprocessing the runs used."""
-  return f'real MNIST (60k train, 10k test), {data_lib.PREPROCESSORS.get(preprocess, preprocess)}'
+  return f'real MNIST (60k train, 10k test), {transforms.PREPROCESSORS.get(preprocess, preprocess)}'
 
 
 def write_summary(
@@ -299,8 +299,8 @@ def _summary_markdown(record: dict) -> str:
     'Seeds are trained side by side (`config.num_seeds`): accuracies are the mean over the',
     'seeds ± their standard deviation; steps-to-accuracy use the mean curve.',
     '',
-    'Drift (`bn_repro/unit_drift.py`), for every unit of the last hidden layer in every seed,',
-    'from the 15th, 50th and 85th percentiles of its sigmoid input over the test set at each',
+    'Drift (`bn_repro/analysis/unit_drift.py`), for every unit of the last hidden layer in every',
+    'seed, from the 15th, 50th and 85th percentiles of its sigmoid input over the test set at each',
     'evaluation (moving-average statistics): location drift = |late - early| median, early',
     f'and late each the mean over {DRIFT_WINDOW} evaluations at that end of training; spread',
     'drift = |log| of the late/early ratio of the 85th-15th width; jitter = the standard',

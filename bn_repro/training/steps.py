@@ -22,9 +22,9 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from bn_repro import data as data_lib
-
-AXIS = 'batch'
+from bn_repro.data import transforms
+from bn_repro.data.pipeline import TrainInput
+from bn_repro.training.sharding import AXIS
 
 
 class TrainState(train_state.TrainState):
@@ -115,9 +115,9 @@ def seed_states(state: TrainState, num_seeds: int) -> list[TrainState]:
 
 def make_train_chunk_fn(
   model: nn.Module,
-  preprocess: data_lib.Preprocessor,
+  preprocess: transforms.Preprocessor,
   mesh: Mesh,
-  train_input: Any,
+  train_input: TrainInput,
   *,
   seed: int,
   distortion_strength: float = 0.0,
@@ -126,7 +126,7 @@ def make_train_chunk_fn(
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """Builds `chunk(state, resident, per_step) -> (state, metrics)` for T steps per call.
 
-  `train_input` (a `bn_repro.inputs` input) says where a step's examples come
+  `train_input` (a `bn_repro.data.pipeline` input) says where a step's examples come
   from: `train_input.fetch(resident, per_step_slice)` returns its uint8 images and
   labels on this device, `resident` being arrays kept on device across calls (the
   whole dataset for small datasets) and `per_step` a pytree with a leading T axis

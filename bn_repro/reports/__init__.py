@@ -1,0 +1,1 @@
+"""Tables, figures and summary files made from finished runs."""

@@ -1,0 +1,1 @@
+"""The run machinery: the loop, steps, optimizer, checkpoints, workdir guard, records, configs."""

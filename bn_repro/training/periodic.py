@@ -1,0 +1,130 @@
+"""What happens at an evaluation step: test metrics, Figure 1's percentiles, the best
+checkpoint, and Algorithm 2's population statistics."""
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bn_repro.analysis import unit_drift
+from bn_repro.training.checkpointing import Checkpointer
+from bn_repro.training.evaluate import Evaluator, preactivation_percentiles
+from bn_repro.training.faults import kill_point
+from bn_repro.training.setup import Run
+from bn_repro.training.steps import (
+  TrainState,
+  seed_state,
+  seed_states,
+)
+
+
+def periodic_evaluation(
+  run: Run, step: int, best_accuracy: float
+) -> tuple[dict[str, float], float]:
+  """Evaluates at `step`: test metrics, Figure 1's percentiles, the best checkpoint, and
+  (if configured) Algorithm 2's population statistics. Returns the metrics and the best
+  accuracy so far."""
+  config = run.config
+  eval_metrics, scalars, preactivations = evaluate_runs(
+    run.evaluate, run.state, config.num_seeds, 'eval'
+  )
+  kill_point('evaluation', step)
+  record_units = run.is_chief and config.eval.get('unit_percentiles', False)
+  if record_units:
+    record_unit_percentiles(run, step, preactivations, run.state, 'moving_average')
+  # Compared as logged (float32), so a resumed run, which reads the best so far back from
+  # the event files, picks the same best checkpoint as an uninterrupted one.
+  accuracy = float(np.float32(eval_metrics['accuracy']))
+  if accuracy > best_accuracy:
+    best_accuracy = accuracy
+    run.best_checkpointer.save(run.state)
+    kill_point('best_checkpoint', step)
+  run.writer.write_scalars(
+    step,
+    {
+      **scalars,
+      **preactivation_percentiles(
+        preactivations[0], config.eval.typical_unit, config.eval.percentiles
+      ),
+    },
+  )
+  if run.population_stats and (config.population_stats.every_eval or step == config.num_steps):
+    population_state = with_population_stats(run.state, run.population_stats, config.num_seeds)
+    _, scalars, population_preactivations = evaluate_runs(
+      run.evaluate, population_state, config.num_seeds, 'eval_population'
+    )
+    run.writer.write_scalars(step, scalars)
+    if record_units:
+      record_unit_percentiles(run, step, population_preactivations, population_state, 'population')
+    if step == config.num_steps:
+      save_population_checkpoint(run.workdir / 'population_checkpoint', population_state)
+  return eval_metrics, best_accuracy
+
+
+def record_unit_percentiles(
+  run: Run,
+  step: int,
+  preactivations: list[dict[str, np.ndarray]],
+  state: TrainState,
+  statistics: str,
+) -> None:
+  """Appends every unit's percentiles of every hidden layer, per seed, to the workdir's
+  `unit_drift.RECORDS_FILE`, with BN's gamma and beta where the layer has them."""
+  records = []
+  for seed, layers in enumerate(preactivations):
+    params = seed_state(state, seed, run.config.num_seeds).params
+    for name, values in sorted(layers.items()):
+      layer = name.removeprefix('preactivation')
+      bn = params.get(f'bn{layer}', {})
+      records.append(
+        {
+          'step': step,
+          'seed': seed,
+          'statistics': statistics,
+          'layer': layer,
+          'percentiles': list(unit_drift.PERCENTILES),
+          'values': unit_drift.unit_percentiles(values).tolist(),
+          **{
+            key: np.asarray(bn[field]).tolist() if field in bn else None
+            for key, field in (('gamma', 'scale'), ('beta', 'bias'))
+          },
+        }
+      )
+  unit_drift.append_records(run.workdir, records)
+
+
+def evaluate_runs(
+  evaluate: Evaluator, state: TrainState, num_seeds: int, prefix: str
+) -> tuple[dict[str, float], dict[str, float], list[dict[str, np.ndarray]]]:
+  """Evaluates every run of a (multi-seed) state.
+
+  Returns:
+    The metrics averaged over the runs; the scalars to log: `PREFIX/NAME` (averages)
+    and, for several seeds, `PREFIX_seedI/NAME` per run; and each run's preactivations
+    (Figure 1's single-unit percentiles follow the first, seeded `config.seed`).
+  """
+  runs = [evaluate(run) for run in seed_states(state, num_seeds)]
+  means = {name: float(np.mean([m[name] for m, _ in runs])) for name in runs[0][0]}
+  scalars = {f'{prefix}/{name}': value for name, value in means.items()}
+  if num_seeds > 1:
+    for i, (metrics, _) in enumerate(runs):
+      scalars.update({f'{prefix}_seed{i}/{name}': value for name, value in metrics.items()})
+  return means, scalars, [preactivations for _, preactivations in runs]
+
+
+def with_population_stats(
+  state: TrainState, population_stats: object, num_seeds: int
+) -> TrainState:
+  """`state` with every run's moving averages replaced by its population statistics."""
+  stats = [population_stats(run) for run in seed_states(state, num_seeds)]
+  if num_seeds > 1:
+    return state.replace(batch_stats=jax.tree.map(lambda *runs: jnp.stack(runs), *stats))
+  return state.replace(batch_stats=stats[0])
+
+
+def save_population_checkpoint(directory: pathlib.Path, state: TrainState) -> None:
+  """The final state with population statistics in place of the moving averages."""
+  checkpointer = Checkpointer(directory, 1)
+  checkpointer.save(state)
+  checkpointer.close()

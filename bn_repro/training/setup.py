@@ -1,0 +1,161 @@
+"""Everything a run needs, built once: workdir guard, inputs, model, state, writers."""
+
+import contextlib
+import dataclasses
+import pathlib
+from collections.abc import Callable
+
+import jax
+import ml_collections
+from absl import logging
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from bn_repro import models
+from bn_repro.analysis import unit_drift
+from bn_repro.analysis.population_stats import population_statistics_fn
+from bn_repro.data import datasets, transforms
+from bn_repro.data.pipeline import TrainInput, create_inputs
+from bn_repro.models import normalization as norm_lib
+from bn_repro.training import optim
+from bn_repro.training.checkpointing import Checkpointer
+from bn_repro.training.config_checks import validate_config
+from bn_repro.training.evaluate import Evaluator
+from bn_repro.training.run_info import write_run_info
+from bn_repro.training.sharding import AXIS, put_global
+from bn_repro.training.state import create_train_state, init_batch
+from bn_repro.training.steps import (
+  TrainState,
+  create_mesh,
+  make_eval_fn,
+  make_train_chunk_fn,
+)
+from bn_repro.training.tensorboard import SummaryWriter, read_scalars, truncate_events
+from bn_repro.training.workdir import (
+  WorkdirLock,
+  check_config,
+  clear_run_outputs,
+  record_config_changes,
+)
+
+
+@dataclasses.dataclass
+class Run:
+  """Everything the loop needs, built once by `set_up`."""
+
+  config: ml_collections.ConfigDict
+  workdir: pathlib.Path
+  is_chief: bool
+  state: TrainState
+  train_input: TrainInput
+  train_chunk: Callable
+  learning_rate: Callable[[int], float]
+  evaluate: Evaluator
+  population_stats: Callable | None
+  checkpointer: Checkpointer
+  best_checkpointer: Checkpointer
+  writer: SummaryWriter
+  logged: dict[str, list[tuple[int, float]]]  # What earlier runs logged, up to the start step.
+
+
+def set_up(
+  config: ml_collections.ConfigDict,
+  workdir: pathlib.Path,
+  overwrite: bool,
+  defaults: dict | None,
+  cleanup: contextlib.ExitStack,
+) -> Run:
+  """Guards the workdir, builds the inputs, model, state and writers; restores a checkpoint."""
+  mesh = create_mesh(config.num_devices)
+  validate_config(config, mesh.size)
+  config_json = config.to_json_best_effort(indent=2)
+  is_chief = jax.process_index() == 0  # Process 0 holds the lock and writes logs and records.
+  if is_chief:
+    cleanup.enter_context(WorkdirLock(workdir))
+    if overwrite:
+      clear_run_outputs(workdir)
+  sync_processes('workdir prepared')  # Nobody reads the workdir before process 0 cleared it.
+  config_changes = check_config(workdir, config_json, defaults)
+  inputs = create_inputs(config, mesh)
+  preprocess = transforms.get_preprocessor(config.input.preprocess, inputs.pixel_mean)
+  model = models.create_model(config.model, inputs.num_classes, axis_name=AXIS)
+  state = create_train_state(config, model, init_batch(config, inputs, preprocess))
+  state = put_global(state, NamedSharding(mesh, P()))
+  checkpointer = Checkpointer(workdir / 'checkpoints', config.keep_checkpoints)
+  # The best test accuracy's checkpoint, kept apart from the last `keep_checkpoints`.
+  best_checkpointer = Checkpointer(workdir / 'best_checkpoint', 1)
+  state = checkpointer.restore_latest(state)
+  step = int(state.step)
+  # A best checkpoint after the resumed step was chosen by evaluations that are about to be
+  # replayed (and whose records are dropped below): forget it.
+  best_checkpointer.delete_after(step)
+  if step:
+    logging.info('Resumed from the checkpoint at step %d.', step)
+  if is_chief:
+    record_config_changes(workdir, config_changes, step)
+    write_run_info(workdir, config_json)
+    truncate_events(workdir, step)  # Forget what a killed run logged after its checkpoint.
+    unit_drift.truncate_records(workdir, step)
+  writer = SummaryWriter(workdir, enabled=is_chief)
+  for resource in (writer, checkpointer, best_checkpointer):
+    cleanup.callback(resource.close)
+  train_input = inputs.create_train_input(step)
+  return Run(
+    config=config,
+    workdir=workdir,
+    is_chief=is_chief,
+    state=state,
+    train_input=train_input,
+    train_chunk=make_train_chunk_fn(
+      model,
+      preprocess,
+      mesh,
+      train_input,
+      seed=config.seed,
+      distortion_strength=config.input.distortion_strength,
+      scan_unroll=config.scan_unroll,
+      num_seeds=config.num_seeds,
+    ),
+    learning_rate=optim.create_learning_rate_schedule(config),
+    evaluate=Evaluator(
+      make_eval_fn(model, preprocess, mesh), inputs.eval_batches, inputs.num_eval_examples, mesh
+    ),
+    population_stats=population_stats_fn(config, inputs, preprocess),
+    checkpointer=checkpointer,
+    best_checkpointer=best_checkpointer,
+    writer=writer,
+    logged=read_scalars(workdir) if step else {},
+  )
+
+
+def population_stats_fn(
+  config: ml_collections.ConfigDict, inputs: object, preprocess: object
+) -> object | None:
+  """`state -> batch_stats` of Algorithm 2 over `population_stats.num_batches` batches, or None.
+
+  Every process computes them from the same first training batches, on its own.
+  """
+  num_batches = config.population_stats.num_batches
+  if not num_batches or not norm_lib.uses_batch_norm(config.model.normalization):
+    return None
+  if jax.process_count() > 1 and config.input.dataset in datasets.STREAMING_DATASETS:
+    raise ValueError(
+      f'population_stats.num_batches={num_batches} with the streamed '
+      f'{config.input.dataset!r} on {jax.process_count()} processes is not supported: each '
+      'process streams different batches. Set it to 0.'
+    )
+  single_device_model = models.create_model(config.model, inputs.num_classes)
+  statistics = population_statistics_fn(single_device_model)
+
+  def population_stats(state: TrainState) -> object:
+    batches = (preprocess(images) for images in inputs.train_batches(num_batches))
+    return statistics(state.params, state.batch_stats, batches)
+
+  return population_stats
+
+
+def sync_processes(name: str) -> None:
+  """A barrier across the processes of a multi-process job; a no-op in one process."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)

@@ -1,0 +1,69 @@
+"""The training state: parameters, BN statistics and optimizer state, and what `init` sees."""
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+
+from bn_repro.models import normalization as norm_lib
+from bn_repro.training import optim
+from bn_repro.training.steps import (
+  TrainState,
+)
+
+
+def create_train_state(
+  config: ml_collections.ConfigDict, model: nn.Module, init_batch: jax.Array | np.ndarray
+) -> TrainState:
+  """Initializes parameters (seeded by `config.seed`), BN statistics and optimizer state.
+
+  `init_batch` `(n, H, W, C)`, preprocessed, is what the model sees at `init`: only
+  weight normalization's data-dependent initialization depends on its values, and it
+  sees any BN layers (mean-only BN after WN) normalize with that batch's statistics, as
+  in training (Salimans & Kingma 2016, Sec. 3). With
+  `config.num_seeds` = S > 1, the S runs seeded `seed`..`seed + S - 1` are stacked on a
+  leading axis of every array but the step (`bn_repro.training.steps.seed_axes`).
+  """
+
+  data_dependent = norm_lib.uses_weight_norm(config.model.normalization)
+
+  def init(seed: int | jax.Array) -> TrainState:
+    variables = model.init(
+      jax.random.key(seed), init_batch, train=False, batch_statistics=data_dependent
+    )
+    return TrainState.create(
+      apply_fn=model.apply,
+      params=variables['params'],
+      batch_stats=variables.get('batch_stats', {}),
+      tx=optim.create_optimizer(config),
+    )
+
+  if config.num_seeds == 1:
+    return init(config.seed)
+  states = jax.vmap(init)(config.seed + jnp.arange(config.num_seeds))
+  return states.replace(step=states.step[0])
+
+
+# Examples behind weight normalization's data-dependent initialization: "a minibatch of
+# data" of a few hundred examples, as in Salimans & Kingma (2016)'s experiments.
+WN_INIT_EXAMPLES = 256
+
+
+def init_batch(
+  config: ml_collections.ConfigDict, inputs: object, preprocess: Callable
+) -> np.ndarray:
+  """What the model sees at `init`: for weight normalization's data-dependent
+  initialization the first WN_INIT_EXAMPLES training examples (process 0's, on every
+  process, so the replicated parameters agree), else one zero image."""
+  if not norm_lib.uses_weight_norm(config.model.normalization):
+    return np.zeros((1,) + inputs.image_shape, np.float32)
+  num_batches = -(-WN_INIT_EXAMPLES // config.batch_size)
+  images = np.concatenate(list(inputs.train_batches(num_batches)))[:WN_INIT_EXAMPLES]
+  batch = np.asarray(preprocess(images))
+  if jax.process_count() > 1:
+    batch = multihost_utils.broadcast_one_to_all(batch)
+  return batch
