@@ -1,10 +1,15 @@
 """Configs: variants, locking, value checks, and the command line."""
 
+import dataclasses
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
+from bn_repro import models
+from bn_repro.models.batch_norm import BatchNorm
 from bn_repro.training.config_checks import validate_config
 from bn_repro.training.config_files import REPO_ROOT, load_config, override
 
@@ -139,3 +144,23 @@ def test_a_bad_config_path_or_variant_is_one_line_naming_it(tmp_path, config_fla
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith(message), result.stderr
   assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize('spec', ['configs/mnist.py:bn', 'configs/inception.py:bn_x5,small'])
+def test_config_bn_fields_are_batch_norm_fields(spec):
+  """config.model.bn maps one to one onto BatchNorm's fields: a new BN option is a layer
+  field and its config default, nothing in between."""
+  assert set(load_config(spec).model.bn) <= {f.name for f in dataclasses.fields(BatchNorm)}
+
+
+def test_config_bn_fields_reach_the_layers():
+  config = override(load_config('configs/mnist.py:bn'), model__bn__momentum=0.25)
+  model = models.create_model(config.model, num_classes=10)
+  x = np.random.default_rng(0).normal(size=(8, 784)).astype(np.float32)
+  variables = model.init(jax.random.key(0), x, train=False)
+  _, updates = model.apply(variables, x, train=True, mutable=['batch_stats'])
+  batch_mean = (x @ np.asarray(variables['params']['dense0']['kernel'])).mean(axis=0)
+  # Running mean = momentum * 0 + (1 - momentum) * batch mean, with the config's momentum.
+  np.testing.assert_allclose(
+    updates['batch_stats']['bn0']['mean'], 0.75 * batch_mean, rtol=1e-4, atol=1e-6
+  )

@@ -1,0 +1,100 @@
+"""The package's shape: the README's layout table matches the tree, no import loops, and
+functions and modules stay small enough to hold in mind (80 and 400 lines)."""
+
+import ast
+import pathlib
+import re
+
+from bn_repro.training.config_files import REPO_ROOT
+
+PACKAGE = REPO_ROOT / 'bn_repro'
+MAX_FUNCTION_LINES = 80
+MAX_MODULE_LINES = 400
+
+
+def _modules() -> dict[str, pathlib.Path]:
+  """Dotted name -> file of every module and package in bn_repro."""
+  out = {}
+  for path in PACKAGE.rglob('*.py'):
+    parts = path.relative_to(REPO_ROOT).with_suffix('').parts
+    out['.'.join(parts[:-1] if parts[-1] == '__init__' else parts)] = path
+  return out
+
+
+def _imports(path: pathlib.Path, modules: dict[str, pathlib.Path]) -> set[str]:
+  """The bn_repro modules `path` imports anywhere in it (top level or inside functions)."""
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith('bn_repro'):
+      for alias in node.names:
+        name = f'{node.module}.{alias.name}'
+        found.add(name if name in modules else node.module)
+    elif isinstance(node, ast.Import):
+      found.update(a.name for a in node.names if a.name.startswith('bn_repro'))
+  return found & set(modules)
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+  state: dict[str, int] = {}
+  path: list[str] = []
+
+  def visit(module: str) -> list[str] | None:
+    state[module] = 1
+    path.append(module)
+    for dependency in sorted(graph[module]):
+      if state.get(dependency) == 1:
+        return path[path.index(dependency) :] + [dependency]
+      if dependency not in state and (found := visit(dependency)):
+        return found
+    path.pop()
+    state[module] = 2
+    return None
+
+  for module in sorted(graph):
+    if module not in state and (found := visit(module)):
+      return found
+  return None
+
+
+def test_cycle_finder_finds_a_loop():
+  assert _cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}}) == ['a', 'b', 'c', 'a']
+  assert _cycle({'a': {'b'}, 'b': set()}) is None
+
+
+def test_no_import_loops_in_bn_repro():
+  modules = _modules()
+  graph = {name: _imports(path, modules) - {name} for name, path in modules.items()}
+  assert _cycle(graph) is None
+
+
+def test_functions_and_modules_stay_small():
+  too_long = []
+  for path in PACKAGE.rglob('*.py'):
+    text = path.read_text()
+    if len(text.splitlines()) > MAX_MODULE_LINES:
+      too_long.append(f'{path}: {len(text.splitlines())} lines')
+    for node in ast.walk(ast.parse(text)):
+      if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        lines = node.end_lineno - node.lineno + 1
+        if lines > MAX_FUNCTION_LINES:
+          too_long.append(f'{path}:{node.lineno} {node.name}: {lines} lines')
+  assert not too_long
+
+
+def test_readme_layout_table_matches_the_tree():
+  readme = (REPO_ROOT / 'README.md').read_text()
+  table = readme[readme.index('## Layout') :]
+  table = table[: table.index('\n## ')] if '\n## ' in table else table
+  rows = [line for line in table.splitlines() if line.startswith('| `bn_repro/')]
+  listed = {}
+  for row in rows:
+    path, description = re.match(r'\| `([^`]+)` \| (.*) \|$', row).groups()
+    assert (REPO_ROOT / path).exists(), f'README layout names {path}, which does not exist'
+    listed[path] = description
+  for path in sorted(PACKAGE.rglob('*.py')):
+    if path.name == '__init__.py':
+      continue
+    relative = path.relative_to(REPO_ROOT).as_posix()
+    package = path.parent.relative_to(REPO_ROOT).as_posix() + '/'
+    named = relative in listed or (package in listed and f'`{path.name}`' in listed[package])
+    assert named, f'{relative} is not in the README layout table'
