@@ -16,13 +16,12 @@ from collections.abc import Callable, Iterable, Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from bn_repro.training.sharding import AXIS, gathered_to_host, put_global
-from bn_repro.training.steps import TrainState
+from bn_repro.training.steps import TrainState, mean_probabilities_over_crops
 
 CHECKPOINTS = {
   'latest': 'checkpoints',
@@ -46,8 +45,7 @@ def make_predict_fn(
     logits = model.apply(
       {'params': state.params, 'batch_stats': state.batch_stats}, preprocess(flat), train=False
     )
-    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-    return probs.reshape(images.shape[0], crops, -1).mean(axis=1) if crops else probs
+    return mean_probabilities_over_crops(logits, max(crops, 1))
 
   return jax.jit(jax.shard_map(predict, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS)))
 

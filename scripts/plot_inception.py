@@ -14,7 +14,7 @@ from absl import app, flags
 
 from bn_repro.reports import inception_table
 from bn_repro.training.config_files import load_config_module
-from bn_repro.training.tensorboard import read_scalars
+from bn_repro.training.records import read_metrics
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/inception_small', 'Folder of variant runs.')
 _OUT = flags.DEFINE_string('out', 'results/inception_small', 'Where the figure and table go.')
@@ -33,7 +33,7 @@ def main(argv: list[str]) -> None:
   for name in load_config_module('configs/inception.py').VARIANTS:
     seeds = _finished_seeds(workdir / name)
     if seeds:
-      scalars = [read_scalars(seed) for seed in seeds]
+      scalars = [read_metrics(seed) for seed in seeds]
       curves[name] = [s['eval/accuracy'] for s in scalars]
       wall_times[name] = [s['train/elapsed_s'][-1][1] for s in scalars]
   if 'inception' not in curves:

@@ -15,7 +15,7 @@ from absl import app, flags
 
 from bn_repro.analysis import unit_drift
 from bn_repro.reports import figure1
-from bn_repro.training.tensorboard import read_scalars
+from bn_repro.training.records import read_metrics
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/mnist', 'Folder with SETTING/{baseline,bn}/.')
 _SETTINGS = flags.DEFINE_list('settings', ['lr2', 'lr0.5'], 'Setting folders, primary first.')
@@ -35,7 +35,7 @@ def main(argv: list[str]) -> None:
       workdir = pathlib.Path(_WORKDIR.value) / name / arm
       if not (workdir / 'run_info.json').exists():
         raise app.UsageError(f'{workdir} is not a training workdir (no run_info.json).')
-      arms[arm] = (read_scalars(workdir), unit_drift.read_records(workdir))
+      arms[arm] = (read_metrics(workdir), unit_drift.read_records(workdir))
       configs[arm] = json.loads((workdir / 'config.json').read_text())
       infos.setdefault(arm, json.loads((workdir / 'run_info.json').read_text()))
       preprocess.add(configs[arm]['input']['preprocess'])

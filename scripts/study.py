@@ -13,7 +13,7 @@ import time
 
 from absl import app, flags
 
-from bn_repro.studies import STUDIES
+from bn_repro.studies import STUDIES, load_study
 from bn_repro.studies.common import StudyContext
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/studies', 'Root of the training directories.')
@@ -31,7 +31,7 @@ def main(argv: list[str]) -> None:
     context = StudyContext(
       name, pathlib.Path(_WORKDIR.value), pathlib.Path(_OUT.value), smoke=_SMOKE.value
     )
-    STUDIES[name].run(context)
+    load_study(name).run(context)
     print(f'Study {name} took {(time.perf_counter() - started) / 60:.1f} min.', flush=True)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bn_repro.data import datasets, ordering
-from bn_repro.studies import STUDIES
+from bn_repro.studies import load_study
 from bn_repro.studies.common import StudyContext, restore
 from bn_repro.training import train
 from bn_repro.training.config_files import load_config, override
@@ -106,7 +106,7 @@ def test_batch_statistics_accuracy_normalizes_each_test_batch_on_its_own(tmp_pat
 @pytest.mark.parametrize('name', ['bias_redundancy', 'group_size'])
 def test_study_writes_figure_table_and_record(tmp_path, name):
   context = StudyContext(name, tmp_path / 'runs', tmp_path / 'out', smoke=True)
-  STUDIES[name].run(context)
+  load_study(name).run(context)
   out = tmp_path / 'out' / name
   assert (out / 'figure.png').stat().st_size > 10_000
   assert 'SMOKE RUN' in (out / 'table.md').read_text()

@@ -26,12 +26,12 @@ source, layer), appended by the trainer (`bn_repro.training.train`), read with a
 dropped, and cut back to the resumed step on resume like the event files.
 """
 
-import json
-import os
 import pathlib
 from collections.abc import Sequence
 
 import numpy as np
+
+from bn_repro.training import records
 
 RECORDS_FILE = 'unit_percentiles.jsonl'
 PERCENTILES = (15, 50, 85)
@@ -86,39 +86,19 @@ def summarize(per_unit: Sequence[np.ndarray]) -> dict[str, float]:
   return {'median': float(median), 'q25': float(q25), 'q75': float(q75)}
 
 
-def append_records(workdir: pathlib.Path, records: list[dict]) -> None:
-  """Appends `records` (JSON-serializable dicts with a 'step') as lines, flushed to disk."""
-  with open(pathlib.Path(workdir) / RECORDS_FILE, 'a') as f:
-    f.write(''.join(json.dumps(r) + '\n' for r in records))
-    f.flush()
-    os.fsync(f.fileno())
+def append_records(workdir: pathlib.Path, new_records: list[dict]) -> None:
+  """Appends per-unit records (dicts with a 'step') to `WORKDIR/RECORDS_FILE`."""
+  records.append(pathlib.Path(workdir) / RECORDS_FILE, new_records)
 
 
 def read_records(workdir: pathlib.Path) -> list[dict]:
-  """Every whole record; a torn last line (a writer killed mid-line) is dropped."""
-  path = pathlib.Path(workdir) / RECORDS_FILE
-  if not path.exists():
-    return []
-  records = []
-  for line in path.read_text().splitlines(keepends=True):
-    if not line.endswith('\n'):
-      break  # Torn: the writer died before the newline.
-    try:
-      records.append(json.loads(line))
-    except json.JSONDecodeError:
-      break
-  return records
+  """Every whole record of `WORKDIR/RECORDS_FILE`; a torn last line is dropped."""
+  return records.read(pathlib.Path(workdir) / RECORDS_FILE)
 
 
 def truncate_records(workdir: pathlib.Path, last_step: int) -> None:
-  """Keeps the whole records of steps <= `last_step` (a resume replays the rest)."""
-  path = pathlib.Path(workdir) / RECORDS_FILE
-  if not path.exists():
-    return
-  kept = [r for r in read_records(workdir) if r['step'] <= last_step]
-  rewrite = path.with_name('.' + path.name + '.rewrite')
-  rewrite.write_text(''.join(json.dumps(r) + '\n' for r in kept))
-  rewrite.replace(path)
+  """Keeps the records of steps <= `last_step` (a resume replays the rest)."""
+  records.truncate(pathlib.Path(workdir) / RECORDS_FILE, last_step)
 
 
 def last_layer(records: list[dict]) -> str:

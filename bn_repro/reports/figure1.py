@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bn_repro.analysis import unit_drift
-from bn_repro.data import transforms
+from bn_repro.reports.formatting import fmt, mnist_data_description
 
 Scalars = dict[str, list[tuple[int, float]]]
 
@@ -177,11 +177,6 @@ def plot_unit_percentiles(ax, runs: list[dict[str, np.ndarray]], color: str) -> 
     ax.fill_between(runs[0]['steps'], low, high, color=color, alpha=0.15)
 
 
-def mnist_data_description(preprocess: str) -> str:
-  """The data line of a summary, naming the preprocessing the runs used."""
-  return f'real MNIST (60k train, 10k test), {transforms.PREPROCESSORS.get(preprocess, preprocess)}'
-
-
 def write_summary(
   settings: dict[str, dict],
   run_infos: dict[str, dict],
@@ -224,10 +219,6 @@ def write_summary(
   return record
 
 
-def _fmt(value: object, pattern: str = '{:.4f}') -> str:
-  return '—' if value is None else pattern.format(value)
-
-
 def _arms_table(arms: dict) -> list[str]:
   names = {'baseline': 'Without BN', 'bn': 'With BN'}
 
@@ -237,12 +228,12 @@ def _arms_table(arms: dict) -> list[str]:
   lines = [
     '| | ' + ' | '.join(names[a] for a in arms) + ' |',
     '|---|' + '---|' * len(arms),
-    row('final test accuracy', [_fmt(arms[a]['final_test_accuracy']) for a in arms]),
+    row('final test accuracy', [fmt(arms[a]['final_test_accuracy']) for a in arms]),
   ]
   for step in REPORT_STEPS:
 
     def cell(arm: dict, step: int = step) -> str:
-      mean = _fmt(arm['test_accuracy_at'][str(step)])
+      mean = fmt(arm['test_accuracy_at'][str(step)])
       std = arm.get('test_accuracy_std_over_seeds_at', {}).get(str(step))
       return mean if std is None else f'{mean} ± {std:.4f}'
 
@@ -251,7 +242,7 @@ def _arms_table(arms: dict) -> list[str]:
     lines.append(
       row(
         f'steps to {t:.0%} test accuracy',
-        [_fmt(arms[a]['steps_to_accuracy'][f'{t:g}'], '{:,}') for a in arms],
+        [fmt(arms[a]['steps_to_accuracy'][f'{t:g}'], '{:,}') for a in arms],
       )
     )
   for name, label in (
@@ -268,7 +259,7 @@ def _arms_table(arms: dict) -> list[str]:
   lines.append(
     row(
       'tracked unit: mean range of its 15/50/85th percentiles',
-      [_fmt(arms[a]['typical_unit_ranges']['mean'], '{:.3f}') for a in arms],
+      [fmt(arms[a]['typical_unit_ranges']['mean'], '{:.3f}') for a in arms],
     )
   )
   return lines
@@ -284,7 +275,7 @@ def _summary_markdown(record: dict) -> str:
     f'Data: {record["data"]}; steps: {first["steps"]} per arm  ',
     f'Training wall time, all arms (after installation and data fetch): '
     f'{record["wall_time_s"]:.0f} s; the whole command: '
-    f'{_fmt(record["end_to_end_wall_time_s"], "{:.0f} s")}',
+    f'{fmt(record["end_to_end_wall_time_s"], "{:.0f} s")}',
   ]
   for name, setting in record['settings'].items():
     lines += [

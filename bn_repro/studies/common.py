@@ -20,14 +20,13 @@ import numpy as np
 
 from bn_repro import models
 from bn_repro.data import datasets, transforms
-from bn_repro.reports.figure1 import mnist_data_description
 from bn_repro.training import train
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.config_files import load_config, override
 from bn_repro.training.diagnostics import TrainingDivergedError
+from bn_repro.training.records import read_metrics
 from bn_repro.training.run_info import git_commit, hardware_description
 from bn_repro.training.state import create_train_state
-from bn_repro.training.tensorboard import read_scalars
 
 Curve = list[tuple[int, float]]
 
@@ -124,7 +123,7 @@ def train_arm(context: StudyContext, arm: str, config: ml_collections.ConfigDict
   except TrainingDivergedError as error:
     diverged_at = error.step
     print(f'[{context.name}] arm {arm!r} diverged at step {error.step}.', flush=True)
-  return Arm(read_scalars(workdir), diverged_at, workdir)
+  return Arm(read_metrics(workdir), diverged_at, workdir)
 
 
 @dataclasses.dataclass
@@ -204,12 +203,3 @@ def write_results(
   }
   (out / 'summary.json').write_text(json.dumps(record, indent=2, default=float) + '\n')
   print('\n'.join(table), flush=True)
-
-
-def fmt(value: object, pattern: str = '{:.4f}') -> str:
-  """A table cell: '—' for a missing value."""
-  return '—' if value is None else pattern.format(value)
-
-
-MNIST_DATA = mnist_data_description('binary')  # The studies use configs/mnist.py's input.
-FASHION_DATA = 'real Fashion-MNIST (60k train, 10k test), the small BN-Inception proxy'

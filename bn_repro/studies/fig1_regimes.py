@@ -34,8 +34,9 @@ import numpy as np
 
 from bn_repro.analysis import unit_drift
 from bn_repro.reports import figure1
-from bn_repro.studies.common import MNIST_DATA, StudyContext, fmt, train_arm, write_results
-from bn_repro.training.tensorboard import read_scalars
+from bn_repro.reports.formatting import MNIST_DATA, fmt
+from bn_repro.studies.common import StudyContext, train_arm, write_results
+from bn_repro.training.records import read_metrics
 
 LEARNING_RATES = (0.05, 0.2, 0.5, 2.0)
 INIT_STDS = (0.01, 0.1, 1.0)
@@ -169,7 +170,7 @@ def _panels(axes, context: StudyContext, learning_rate: float, init_std: float) 
       continue
     runs = unit_drift.last_layer_trajectories(records)
     steps = runs[0]['steps']
-    accuracy = figure1.seed_accuracies(read_scalars(workdir))
+    accuracy = figure1.seed_accuracies(read_metrics(workdir))
     axes[0].plot(steps, accuracy.mean(0), color=color, label=name)
     axes[0].fill_between(steps, accuracy.min(0), accuracy.max(0), color=color, alpha=0.2)
     ax = axes[1 if name == 'baseline' else 2]

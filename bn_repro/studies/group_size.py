@@ -14,7 +14,8 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bn_repro.studies.common import MNIST_DATA, StudyContext, fmt, restore, train_arm, write_results
+from bn_repro.reports.formatting import MNIST_DATA, fmt
+from bn_repro.studies.common import StudyContext, restore, train_arm, write_results
 from bn_repro.training.evaluate import batch_statistics_accuracy
 
 GROUP_SIZES = (2, 4, 6, 10, 20, 60)

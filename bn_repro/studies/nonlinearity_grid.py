@@ -12,7 +12,8 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bn_repro.studies.common import MNIST_DATA, StudyContext, fmt, train_arm, write_results
+from bn_repro.reports.formatting import MNIST_DATA, fmt
+from bn_repro.studies.common import StudyContext, train_arm, write_results
 
 NONLINEARITIES = ('sigmoid', 'tanh', 'relu', 'lecun_tanh')
 NORMALIZATIONS = {  # name -> configs/mnist.py variant

@@ -14,7 +14,8 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bn_repro.studies.common import MNIST_DATA, Arm, StudyContext, fmt, train_arm, write_results
+from bn_repro.reports.formatting import MNIST_DATA, fmt
+from bn_repro.studies.common import Arm, StudyContext, train_arm, write_results
 
 # arm -> (configs/mnist.py variant, model.normalization, model.bn.stop_gradient)
 ARMS = {

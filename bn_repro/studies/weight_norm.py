@@ -16,15 +16,8 @@ import time
 
 import matplotlib.pyplot as plt
 
-from bn_repro.studies.common import (
-  FASHION_DATA,
-  MNIST_DATA,
-  Arm,
-  StudyContext,
-  fmt,
-  train_arm,
-  write_results,
-)
+from bn_repro.reports.formatting import FASHION_DATA, MNIST_DATA, fmt
+from bn_repro.studies.common import Arm, StudyContext, train_arm, write_results
 
 NORMALIZATIONS = {  # label -> model.normalization
   'none': 'none',

@@ -18,7 +18,7 @@ from bn_repro.analysis.population_stats import population_statistics_fn
 from bn_repro.data import datasets, transforms
 from bn_repro.data.pipeline import TrainInput, create_inputs
 from bn_repro.models import normalization as norm_lib
-from bn_repro.training import optim
+from bn_repro.training import optim, records
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.config_checks import validate_config
 from bn_repro.training.evaluate import Evaluator
@@ -31,7 +31,7 @@ from bn_repro.training.steps import (
   make_eval_fn,
   make_train_chunk_fn,
 )
-from bn_repro.training.tensorboard import SummaryWriter, read_scalars, truncate_events
+from bn_repro.training.tensorboard import SummaryWriter, truncate_events
 from bn_repro.training.workdir import (
   WorkdirLock,
   check_config,
@@ -97,6 +97,7 @@ def set_up(
     write_run_info(workdir, config_json)
     truncate_events(workdir, step)  # Forget what a killed run logged after its checkpoint.
     unit_drift.truncate_records(workdir, step)
+    records.truncate(workdir / records.METRICS_FILE, step)
   writer = SummaryWriter(workdir, enabled=is_chief)
   for resource in (writer, checkpointer, best_checkpointer):
     cleanup.callback(resource.close)
@@ -125,7 +126,7 @@ def set_up(
     checkpointer=checkpointer,
     best_checkpointer=best_checkpointer,
     writer=writer,
-    logged=read_scalars(workdir) if step else {},
+    logged=records.read_metrics(workdir) if step else {},
   )
 
 

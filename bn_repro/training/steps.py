@@ -179,6 +179,13 @@ def make_train_chunk_fn(
   return jax.jit(sharded, donate_argnums=0)
 
 
+def mean_probabilities_over_crops(logits: jax.Array, crops: int) -> jax.Array:
+  """Class probabilities `(N, K)` from logits `(N * crops, K)`: each example's softmax
+  averaged over its crops (the paper's multi-crop evaluation; crops=1: the softmax)."""
+  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  return probs.reshape(-1, crops, probs.shape[-1]).mean(axis=1)
+
+
 def eval_step(
   state: TrainState,
   images: jax.Array,
@@ -209,8 +216,7 @@ def eval_step(
     mutable=['intermediates'],
   )
   if crops:  # Multi-crop evaluation: average the class probabilities over the crops.
-    probs = jax.nn.softmax(logits.reshape(labels.shape[0], crops, -1), axis=-1)
-    logits = jnp.log(jnp.mean(probs, axis=1))
+    logits = jnp.log(mean_probabilities_over_crops(logits, crops))
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   top5 = lax.top_k(logits, min(5, logits.shape[-1]))[1]
   sums = {

@@ -15,13 +15,18 @@ import pathlib
 import struct
 from collections.abc import Iterator
 
+import numpy as np
+
+from bn_repro.training import records
+
 EVENT_FILE_PATTERN = 'events.out.tfevents.*'
 _REWRITE_PREFIX = '.rewrite.'  # Temporary files of `truncate_events`: no reader matches them.
 _LEGACY_PARTIAL_SUFFIX = '.partial'  # Earlier versions' temporaries, which the pattern matched.
 
 
 class SummaryWriter:
-  """Writes scalar summaries to event files in `logdir`; a no-op unless `enabled`.
+  """Writes scalar summaries to event files in `logdir` and, the same values, to
+  `logdir/metrics.jsonl` (`bn_repro.training.records`); a no-op unless `enabled`.
 
   In a multi-process job only process 0 writes (`enabled=False` elsewhere).
   """
@@ -31,6 +36,7 @@ class SummaryWriter:
 
     self._tf = tf
     self._writer = tf.summary.create_file_writer(str(logdir)) if enabled else None
+    self._metrics = pathlib.Path(logdir) / records.METRICS_FILE
 
   def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
     if self._writer is None:
@@ -39,6 +45,9 @@ class SummaryWriter:
       for name, value in scalars.items():
         self._tf.summary.scalar(name, value, step=step)
     self._writer.flush()
+    # Rounded to float32 as the event files store them, so both read back the same values.
+    values = {name: float(np.float32(value)) for name, value in scalars.items()}
+    records.append(self._metrics, [{'step': step, **values}])
 
   def close(self) -> None:
     if self._writer is not None:

@@ -23,6 +23,7 @@ import socket
 import tempfile
 
 from bn_repro.analysis import unit_drift
+from bn_repro.training import records
 
 # Dotted names (or prefixes ending in '.') of fields that may differ on resume: scheduling...
 SCHEDULING_FIELDS = frozenset(
@@ -52,6 +53,8 @@ RUN_OUTPUTS = (
   'run_info.json',
   'config_changes.jsonl',
   unit_drift.RECORDS_FILE,
+  records.METRICS_FILE,
+  '.*.rewrite',
   'events.out.tfevents.*',
   '.rewrite.*',
 )
