@@ -48,6 +48,7 @@ def _inception_command(workdir, data_dir, *extra):
     '--config.checkpoint_every=8',
     '--config.eval.batch_size=50',
     '--config.schedule.decay_steps=6',
+    '--config.eval.extra_steps=()',
     *extra,
   ]
 

@@ -31,6 +31,14 @@ from bn_repro.training.state import create_train_state
 Curve = list[tuple[int, float]]
 
 
+# The Inception proxy as the studies train it: shorter runs than the table's at a constant
+# rate (the table's compressed decay schedule is part of its own design), evaluated on the
+# whole test set at every eval_every only.
+_SMALL_INCEPTION_IN_STUDIES = {
+  'schedule__name': 'constant',
+  'eval__extra_steps': (),
+  'eval__num_examples': None,
+}
 _SMALL_INCEPTION_SMOKE = {
   'model__width': 1 / 32,
   'log_every': 10,
@@ -72,6 +80,8 @@ class StudyContext:
     train on one device (their batches of 32 or 60 do not split over every mesh).
     """
     fields = {'num_devices': 1, **fields}
+    if spec.endswith(',small'):
+      fields = {**_SMALL_INCEPTION_IN_STUDIES, **fields}
     if self.smoke and spec.endswith(',small'):
       fields = {**_SMALL_INCEPTION_SMOKE, **fields}
     elif self.smoke:
