@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bn_repro.reports.formatting import MNIST_DATA, fmt
-from bn_repro.studies.common import StudyContext, train_arm, write_results
+from bn_repro.reports.study_results import write_results
+from bn_repro.studies.common import StudyContext, train_arm
 from bn_repro.studies.stats_in_gradient import bias_norm
 
 NUM_STEPS = 50_000

@@ -9,9 +9,7 @@ and writes `OUT/<study>/{figure.png, table.md, summary.json}`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
-import time
 from collections.abc import Callable
 
 import jax
@@ -25,7 +23,6 @@ from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.config_files import load_config, override
 from bn_repro.training.diagnostics import TrainingDivergedError
 from bn_repro.training.records import read_metrics
-from bn_repro.training.run_info import git_commit, hardware_description
 from bn_repro.training.state import create_train_state
 
 Curve = list[tuple[int, float]]
@@ -178,38 +175,3 @@ def restore(config: ml_collections.ConfigDict, checkpoint_dir: pathlib.Path) -> 
     dataset,
     transforms.get_preprocessor(config.input.preprocess, dataset.pixel_mean),
   )
-
-
-def write_results(
-  context: StudyContext,
-  figure: object,
-  table: list[str],
-  record: dict[str, object],
-  started: float,
-  data: str,
-) -> None:
-  """Saves `figure` (matplotlib) and writes table.md and summary.json for the study."""
-  import matplotlib.pyplot as plt
-
-  out = context.out_dir
-  out.mkdir(parents=True, exist_ok=True)
-  figure.savefig(out / 'figure.png', dpi=110, bbox_inches='tight')
-  plt.close(figure)
-  wall = time.perf_counter() - started
-  provenance = (
-    f'Command: `scripts/study.sh {context.name}`. Data: {data}. Hardware: '
-    f'{hardware_description()}. Commit {git_commit()}. Study wall time {wall / 60:.1f} min'
-    f'{" (SMOKE RUN: tiny configs, not a result)" if context.smoke else ""}.'
-  )
-  (out / 'table.md').write_text('\n'.join(table + ['', provenance]) + '\n')
-  record = {
-    **record,
-    'study': context.name,
-    'data': data,
-    'hardware': hardware_description(),
-    'commit': git_commit(),
-    'wall_time_s': round(wall, 1),
-    'smoke': context.smoke,
-  }
-  (out / 'summary.json').write_text(json.dumps(record, indent=2, default=float) + '\n')
-  print('\n'.join(table), flush=True)

@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bn_repro.reports.formatting import MNIST_DATA, fmt
-from bn_repro.studies.common import StudyContext, restore, train_arm, write_results
+from bn_repro.reports.study_results import write_results
+from bn_repro.studies.common import StudyContext, restore, train_arm
 from bn_repro.training.evaluate import batch_statistics_accuracy
 
 GROUP_SIZES = (2, 4, 6, 10, 20, 60)

@@ -19,7 +19,8 @@ import numpy as np
 
 from bn_repro.analysis.population_stats import population_statistics_fn
 from bn_repro.reports.formatting import MNIST_DATA, fmt
-from bn_repro.studies.common import StudyContext, TrainedNetwork, restore, train_arm, write_results
+from bn_repro.reports.study_results import write_results
+from bn_repro.studies.common import StudyContext, TrainedNetwork, restore, train_arm
 from bn_repro.training.evaluate import batch_statistics_accuracy, running_statistics_accuracy
 
 NUM_STEPS = 50_000

@@ -22,7 +22,8 @@ import matplotlib.pyplot as plt
 from bn_repro import models
 from bn_repro.data import datasets, transforms
 from bn_repro.reports.formatting import FASHION_DATA, MNIST_DATA, fmt
-from bn_repro.studies.common import StudyContext, train_arm, write_results
+from bn_repro.reports.study_results import write_results
+from bn_repro.studies.common import StudyContext, train_arm
 from bn_repro.training.state import create_train_state
 from bn_repro.training.steps import cross_entropy_loss
 

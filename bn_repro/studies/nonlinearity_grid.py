@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bn_repro.reports.formatting import MNIST_DATA, fmt
-from bn_repro.studies.common import StudyContext, train_arm, write_results
+from bn_repro.reports.study_results import write_results
+from bn_repro.studies.common import StudyContext, train_arm
 
 NONLINEARITIES = ('sigmoid', 'tanh', 'relu', 'lecun_tanh')
 NORMALIZATIONS = {  # name -> configs/mnist.py variant

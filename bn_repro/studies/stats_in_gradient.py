@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bn_repro.reports.formatting import MNIST_DATA, fmt
-from bn_repro.studies.common import Arm, StudyContext, train_arm, write_results
+from bn_repro.reports.study_results import write_results
+from bn_repro.studies.common import Arm, StudyContext, train_arm
 
 # arm -> (configs/mnist.py variant, model.normalization, model.bn.stop_gradient)
 ARMS = {

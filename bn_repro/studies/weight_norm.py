@@ -17,7 +17,8 @@ import time
 import matplotlib.pyplot as plt
 
 from bn_repro.reports.formatting import FASHION_DATA, MNIST_DATA, fmt
-from bn_repro.studies.common import Arm, StudyContext, train_arm, write_results
+from bn_repro.reports.study_results import write_results
+from bn_repro.studies.common import Arm, StudyContext, train_arm
 
 NORMALIZATIONS = {  # label -> model.normalization
   'none': 'none',

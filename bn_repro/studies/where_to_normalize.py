@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 
 from bn_repro.reports.figure1 import PERCENTILES, last_hidden_layer, typical_unit_ranges
 from bn_repro.reports.formatting import MNIST_DATA, fmt
-from bn_repro.studies.common import StudyContext, train_arm, write_results
+from bn_repro.reports.study_results import write_results
+from bn_repro.studies.common import StudyContext, train_arm
 
 ARMS = {'baseline': 'no BN', 'bn': 'BN on Wu (the paper)', 'bn_input': 'BN on u'}
 NUM_STEPS = 50_000

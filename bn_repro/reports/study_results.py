@@ -1,0 +1,52 @@
+"""A study's outputs: figure.png, table.md and summary.json, each with its provenance."""
+
+import json
+import time
+from typing import Protocol
+
+from bn_repro.training.run_info import git_commit, hardware_description
+
+
+class StudyOutput(Protocol):
+  """What a study's outputs are named by (`bn_repro.studies.common.StudyContext`)."""
+
+  name: str
+  out_dir: object
+  smoke: bool
+
+
+def write_results(
+  context: StudyOutput,
+  figure: object,
+  table: list[str],
+  record: dict[str, object],
+  started: float,
+  data: str,
+) -> None:
+  """Saves `figure` (matplotlib) as figure.png and writes table.md (the table and a
+  provenance line) and summary.json (`record` with data, hardware, commit and wall time)
+  into `context.out_dir`."""
+  import matplotlib.pyplot as plt
+
+  out = context.out_dir
+  out.mkdir(parents=True, exist_ok=True)
+  figure.savefig(out / 'figure.png', dpi=110, bbox_inches='tight')
+  plt.close(figure)
+  wall = time.perf_counter() - started
+  provenance = (
+    f'Command: `scripts/study.sh {context.name}`. Data: {data}. Hardware: '
+    f'{hardware_description()}. Commit {git_commit()}. Study wall time {wall / 60:.1f} min'
+    f'{" (SMOKE RUN: tiny configs, not a result)" if context.smoke else ""}.'
+  )
+  (out / 'table.md').write_text('\n'.join(table + ['', provenance]) + '\n')
+  record = {
+    **record,
+    'study': context.name,
+    'data': data,
+    'hardware': hardware_description(),
+    'commit': git_commit(),
+    'wall_time_s': round(wall, 1),
+    'smoke': context.smoke,
+  }
+  (out / 'summary.json').write_text(json.dumps(record, indent=2, default=float) + '\n')
+  print('\n'.join(table), flush=True)
