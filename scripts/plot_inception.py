@@ -29,31 +29,25 @@ def _finished_seeds(variant_dir: pathlib.Path) -> list[pathlib.Path]:
 def main(argv: list[str]) -> None:
   del argv
   workdir = pathlib.Path(_WORKDIR.value)
-  curves, wall_times = {}, {}
-  for name in load_config_module('configs/inception.py').VARIANTS:
-    seeds = _finished_seeds(workdir / name)
-    if seeds:
-      scalars = [read_metrics(seed) for seed in seeds]
-      curves[name] = [s['eval/accuracy'] for s in scalars]
-      wall_times[name] = [s['train/elapsed_s'][-1][1] for s in scalars]
-  if 'inception' not in curves:
+  names = load_config_module('configs/inception.py').VARIANTS
+  seeds = {name: s for name in names if (s := _finished_seeds(workdir / name))}
+  if 'inception' not in seeds:
     raise app.UsageError(f'{workdir / "inception"} has no finished seed run: it sets the target.')
-  first = _finished_seeds(workdir / 'inception')[0]
-  run_info = json.loads((first / 'run_info.json').read_text())
-  config = json.loads((first / 'config.json').read_text())
+  curves, wall_times, configs = {}, {}, {}
+  for name, dirs in seeds.items():
+    scalars = [read_metrics(seed) for seed in dirs]
+    curves[name] = [s['eval/accuracy'] for s in scalars]
+    wall_times[name] = [s['train/elapsed_s'][-1][1] for s in scalars]
+    configs[name] = json.loads((dirs[0] / 'config.json').read_text())
+  run_info = json.loads((seeds['inception'][0] / 'run_info.json').read_text())
+  config = configs['inception']
   schedule = config['schedule']
-  speedups = sorted(
-    {
-      json.loads((s / 'config.json').read_text())['schedule']['decay_speedup']
-      for name in curves
-      for s in _finished_seeds(workdir / name)
-    }
-  )
+  speedups = sorted({c['schedule']['decay_speedup'] for c in configs.values()})
   facts = {
     'num_steps': config['num_steps'],
     'eval_every': config['eval_every'],
     'extra_eval_steps': config['eval']['extra_steps'],
-    'eval_examples': config['eval']['num_examples'] or 10_000,
+    'eval_examples': config['eval']['num_examples'],  # None: the whole test set.
     'schedule': (
       f'{schedule["name"]}: LR x{schedule["decay_rate"]} every {schedule["decay_steps"]} steps '
       f"divided by the variant's decay speed-up ({', '.join(f'{x:g}' for x in speedups)}; "

@@ -67,22 +67,23 @@ def median_steps(steps: Sequence[int | None]) -> float | None:
 
 def summarize_variants(
   curves: dict[str, list[Curve]], wall_times: dict[str, list[float]]
-) -> dict[str, object]:
-  """The summary.json record for `curves[variant]` = one evaluation curve per seed, in the
-  table's order ('inception' sets the target)."""
+) -> tuple[float, dict[str, dict]]:
+  """The target and each variant's summary.json record, for `curves[variant]` = one
+  evaluation curve per seed, in the table's order ('inception' sets the target)."""
   target = target_accuracy(curves['inception'])
   variants = {}
   for name, per_seed in curves.items():
     steps = [steps_to_target(curve, target) for curve in per_seed]
     maxima = [max(a for _, a in curve) for curve in per_seed]
+    finals = [curve[-1][1] for curve in per_seed]
     variants[name] = {
       'seeds': len(per_seed),
       'steps_to_target': median_steps(steps),
       'steps_to_target_per_seed': steps,
       'max_accuracy': float(np.median(maxima)),
       'max_accuracy_per_seed': maxima,
-      'final_accuracy': float(np.median([curve[-1][1] for curve in per_seed])),
-      'final_accuracy_per_seed': [curve[-1][1] for curve in per_seed],
+      'final_accuracy': float(np.median(finals)),
+      'final_accuracy_per_seed': finals,
       'steps': per_seed[0][-1][0],
       'wall_time_s': float(np.median(wall_times[name])),
     }
@@ -92,7 +93,7 @@ def summarize_variants(
     record['speedup_over_inception'] = (
       inception_steps / steps if steps and inception_steps else None
     )
-  return {'target_accuracy': target, 'variants': variants}
+  return target, variants
 
 
 def _band(per_seed: list[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -137,6 +138,10 @@ def _format_steps(steps: float | None) -> str:
   return 'never' if steps is None else f'{steps:,.0f}'
 
 
+def _examples(count: int | None) -> str:
+  return 'the whole test set' if count is None else f'{count:,} test images'
+
+
 def _table(record: dict) -> list[str]:
   lines = [
     '| variant | seeds | steps to target: median (per seed) | x fewer than Inception '
@@ -169,13 +174,14 @@ def write_summary(
 ) -> dict[str, object]:
   """Writes summary.json and summary.md (the paper's table with ours beside it).
 
-  `config_facts`: {'eval_every', 'schedule', 'eval_examples', 'num_steps'} of the runs.
+  `config_facts`: {'num_steps', 'eval_every', 'extra_eval_steps', 'eval_examples',
+  'schedule'} of the runs.
   """
-  record = summarize_variants(curves, wall_times)
+  target, variants = summarize_variants(curves, wall_times)
   record = {
-    'target_accuracy': record['target_accuracy'],
+    'target_accuracy': target,
     **config_facts,
-    'variants': record['variants'],
+    'variants': variants,
     'commit': run_info.get('commit'),
     'hardware': run_info.get('hardware'),
     'command': command,
@@ -187,8 +193,8 @@ def write_summary(
     '',
     f'Command: `{command}`  ',
     f'Hardware: {record["hardware"]}; commit {record["commit"]}  ',
-    f'Runs: {record["num_steps"]:,} steps; evaluation on {record["eval_examples"]:,} test '
-    f'images every {record["eval_every"]} steps and at {record["extra_eval_steps"]}  ',
+    f'Runs: {record["num_steps"]:,} steps; evaluation on {_examples(record["eval_examples"])} '
+    f'every {record["eval_every"]} steps and at {record["extra_eval_steps"]}  ',
     f'Schedule: {record["schedule"]}  ',
     f'Target: the minimum over Inception seeds of the mean of their last {WINDOW} evaluations, '
     f'{record["target_accuracy"]:.4f}; steps to target from curves smoothed over {WINDOW} '

@@ -23,6 +23,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) 
   if num_devices is None:
     num_devices = config.num_devices or 1
   _check_run(config, num_devices)
+  _check_periods(config)
   _check_batch_norm(config, num_devices)
   _check_evaluation(config, num_devices)
   _check_choices(config)
@@ -35,7 +36,7 @@ def require(ok: bool, message: str) -> None:
 
 
 def _check_run(config: ml_collections.ConfigDict, num_devices: int) -> None:
-  """Steps, optimizer, batch, logging and checkpoint periods, seeds."""
+  """Steps, optimizer and batch."""
   require(config.num_steps > 0, f'num_steps={config.num_steps} must be positive.')
   for field in ('learning_rate', 'lr_multiple'):
     require(
@@ -48,7 +49,6 @@ def _check_run(config: ml_collections.ConfigDict, num_devices: int) -> None:
     config.batch_size % num_devices == 0,
     f'batch_size={config.batch_size} is not divisible by the {num_devices} devices.',
   )
-  _check_periods(config)
 
 
 def _check_batch_norm(config: ml_collections.ConfigDict, num_devices: int) -> None:
@@ -104,7 +104,7 @@ def _check_evaluation(config: ml_collections.ConfigDict, num_devices: int) -> No
 
 
 def _check_periods(config: ml_collections.ConfigDict) -> None:
-  """Checkpoints kept, and the log/eval/checkpoint periods as multiples of each other."""
+  """Checkpoints kept, the log/eval/checkpoint periods as multiples of each other, seeds."""
   require(
     config.keep_checkpoints >= 1,
     f'keep_checkpoints={config.keep_checkpoints} must be at least 1: a resume needs a checkpoint.',
