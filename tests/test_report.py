@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from bn_repro.reports import figure1
+from bn_repro.reports import figure1, inception_table
+from bn_repro.training import records
 from bn_repro.training.tensorboard import SummaryWriter, read_scalars
 
 
@@ -130,3 +131,57 @@ def test_summary_names_the_preprocessing_the_runs_used(tmp_path):
   record = figure1.write_summary(settings, {'bn': {}}, tmp_path, 'cmd', None, 'scaled')
   assert record['data'].endswith('intensities scaled to [0, 1]')
   assert 'binarized' not in (tmp_path / 'summary.md').read_text()
+
+
+def test_inception_table_smoothing_target_and_steps_by_hand():
+  steps = [10, 20, 30, 40, 50, 60]
+  rising = list(zip(steps, [0.125, 0.5, 0.625, 0.875, 0.75, 0.75], strict=True))
+  flat = [(s, 0.5) for s in steps]
+  # Centred windows of 5, shrunk at the ends: means of 3, 4, 5, 5, 4 and 3 evaluations.
+  np.testing.assert_allclose(
+    inception_table.smoothed(rising),
+    [1.25 / 3, 2.125 / 4, 2.875 / 5, 3.5 / 5, 3.0 / 4, 2.375 / 3],
+  )
+  # The lower of the two seeds' last-5 means: 3.5 / 5 = 0.7 and 0.5.
+  assert inception_table.target_accuracy([rising, flat]) == 0.5
+  assert inception_table.steps_to_target(rising, 0.5) == 20  # Smoothed 0.53125 at step 20.
+  assert inception_table.steps_to_target(flat, 0.5) == 10
+  assert inception_table.steps_to_target(rising, 0.9) is None
+  assert inception_table.median_steps([40, None, 20]) == 40
+  assert inception_table.median_steps([None, None, 20]) is None
+  assert inception_table.median_steps([10, 20]) == 15
+
+
+def test_inception_table_summary_over_seeds():
+  steps = [10, 20, 30, 40, 50, 60]
+  rising = list(zip(steps, [0.125, 0.5, 0.625, 0.875, 0.75, 0.75], strict=True))
+  flat = [(s, 0.5) for s in steps]
+  fast = [(s, 1.0) for s in steps]
+  target, variants = inception_table.summarize_variants(
+    {'inception': [rising, flat], 'bn_x5': [fast]}, {'inception': [3.0, 5.0], 'bn_x5': [2.0]}
+  )
+  assert target == 0.5
+  assert variants['inception']['steps_to_target_per_seed'] == [20, 10]
+  assert variants['inception']['steps_to_target'] == 15
+  assert variants['inception']['max_accuracy'] == (0.875 + 0.5) / 2
+  assert variants['inception']['final_accuracy_per_seed'] == [0.75, 0.5]
+  assert variants['inception']['wall_time_s'] == 4.0
+  assert variants['bn_x5']['speedup_over_inception'] == 1.5  # 15 steps / 10 steps.
+
+
+def test_metrics_json_lines_survive_a_torn_tail_and_truncate_on_resume(tmp_path):
+  writer = SummaryWriter(tmp_path)
+  writer.write_scalars(10, {'eval/accuracy': 0.3, 'train/loss': 1.7})
+  writer.write_scalars(20, {'eval/accuracy': 0.71})
+  writer.close()
+  # The event files, read by bn_repro's own TFRecord reader, are the reference.
+  assert records.read_metrics(tmp_path) == read_scalars(tmp_path)
+  path = tmp_path / records.METRICS_FILE
+  with open(path, 'a') as f:
+    f.write('{"step": 30, "eval/acc')  # A writer killed mid-line.
+  assert records.read_metrics(tmp_path) == read_scalars(tmp_path)
+  records.truncate(path, 10)
+  assert records.read_metrics(tmp_path) == {
+    'eval/accuracy': [(10, float(np.float32(0.3)))],
+    'train/loss': [(10, float(np.float32(1.7)))],
+  }

@@ -11,7 +11,7 @@ from jax.sharding import PartitionSpec as P
 from bn_repro import models
 from bn_repro.data import datasets, transforms
 from bn_repro.data.ordering import padded_batches
-from bn_repro.training import train
+from bn_repro.training import records, train
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.config_files import load_config, override
 from bn_repro.training.evaluate import Evaluator, preactivation_percentiles
@@ -227,3 +227,21 @@ def test_a_stop_at_an_evaluation_step_checkpoints_first_and_the_resume_evaluates
   train.train_and_evaluate(_config('bn', num_steps=20), stopped)
   for tag in ('eval/accuracy', 'train/loss'):
     assert read_scalars(stopped)[tag] == read_scalars(tmp_path / 'straight')[tag]
+
+
+def test_extra_evaluation_steps_on_an_evaluation_subset(tmp_path):
+  config = _config(eval__extra_steps=(5, 15), eval__num_examples=40, eval__batch_size=16)
+  train.train_and_evaluate(config, tmp_path)
+  scalars = read_scalars(tmp_path)
+  assert [s for s, _ in scalars['eval/accuracy']] == [5, 10, 15, 20]
+  # The JSON-lines metrics that reports read hold exactly what the event files hold.
+  assert records.read_metrics(tmp_path) == scalars
+  # The last evaluation saw the first 40 test examples: recompute it from the checkpoint.
+  state, model, dataset = _restore(config, tmp_path)
+  logits = model.apply(
+    {'params': state.params, 'batch_stats': state.batch_stats},
+    transforms.get_preprocessor('binary')(dataset.test_images[:40]),
+    train=False,
+  )
+  accuracy = np.mean(np.argmax(logits, -1) == dataset.test_labels[:40])
+  assert scalars['eval/accuracy'][-1][1] == pytest.approx(accuracy)
