@@ -2,10 +2,12 @@
 
 Any config field can be overridden, e.g. `--config.optimizer.learning_rate=0.1`;
 an unknown field or variant stops the run before any compute, naming the valid ones.
+
+  python -m bn_repro.main --list                                # config files, variants
+  python -m bn_repro.main --list --config=configs/mnist.py:bn   # fields, values, docs
 """
 
 import json
-import logging as python_logging
 import os
 import pathlib
 import sys
@@ -17,8 +19,9 @@ from ml_collections import config_flags
 
 from bn_repro.data.imagenet import ImageNetNotPreparedError
 from bn_repro.data.offline import DataIntegrityError
-from bn_repro.training import train
-from bn_repro.training.config_checks import validate_config
+from bn_repro.training import config_docs, console, train
+from bn_repro.training.compilation_cache import enable_compilation_cache
+from bn_repro.training.config_checks import InvalidConfigError, validate_config
 from bn_repro.training.config_files import REPO_ROOT, load_config
 from bn_repro.training.diagnostics import TrainingDivergedError
 from bn_repro.training.preemption import PreemptedError
@@ -131,6 +134,18 @@ def _resolve_config(argv: list[str]) -> list[str]:
 _DEFAULTS: ml_collections.ConfigDict | None = None  # The --config file's own values.
 
 
+def _print_list(argv: list[str]) -> None:
+  """`--list`: the config files and variants, or with --config its fields (overrides
+  applied), each with the comment written beside it in the config's source."""
+  found = _config_spec(argv)
+  if found is None:
+    print(config_docs.describe_config_files())
+    return
+  flags.FLAGS([a for a in argv if a != '--list'] + ['--workdir=unused'])
+  path = pathlib.Path(found[1].partition(':')[0])
+  print(config_docs.describe_fields(_CONFIG.value, path))
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's parser, with config errors reported in one line instead of a traceback.
 
@@ -138,6 +153,9 @@ def parse_flags(argv: list[str]) -> list[str]:
   contradict each other stop the run here, at parse time.
   """
   argv = _resolve_config(argv)
+  if '--list' in argv:
+    _print_list(argv)
+    sys.exit(0)
   try:
     remaining = flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, OSError) as error:
@@ -157,19 +175,12 @@ def parse_flags(argv: list[str]) -> list[str]:
   return remaining
 
 
-class _QuietLibraryInfo(python_logging.Filter):
-  """Drops orbax's per-save INFO chatter so the progress lines stay readable."""
-
-  def filter(self, record: python_logging.LogRecord) -> bool:
-    return record.levelno > python_logging.INFO or '/orbax/' not in record.pathname
-
-
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_QuietLibraryInfo())
+  logging.get_absl_handler().addFilter(console.OwnInfoOnly())
   initialize_distributed()
-  logging.info('Config:\n%s', _CONFIG.value)
+  enable_compilation_cache()
   defaults = json.loads(_DEFAULTS.to_json_best_effort()) if _DEFAULTS is not None else None
   try:
     train.train_and_evaluate(
@@ -179,6 +190,7 @@ def main(argv: list[str]) -> None:
     logging.warning('%s', stopped)
     sys.exit(128 + stopped.signum)
   except (
+    InvalidConfigError,
     WorkdirError,
     DataIntegrityError,
     ImageNetNotPreparedError,
@@ -191,4 +203,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
+  console.quiet_tensorflow()
   app.run(main, flags_parser=parse_flags)

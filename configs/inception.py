@@ -8,8 +8,11 @@ Variants (`--config=configs/inception.py:VARIANT[,small][,smoke]`):
   bn_x5_sigmoid      as bn_x5 with the logistic sigmoid
   inception_sigmoid  no BN, sigmoid (the paper: never beats chance)
 Options: `small` = the CPU proxy (Fashion-MNIST 28x28, small stride-2 stem, width 1/8,
-3,000 steps, the paper's schedule compressed into them); `smoke` = one step of a tiny model
-through the ImageNet pipeline at 32x32 (tests run it on tfds.testing.mock_data).
+3,000 steps, the paper's schedule compressed into them; the data comes offline from
+Debian's `dataset-fashion-mnist` package through apt, see bn_repro/data/fashion_mnist_fetch.py);
+`smoke` = one step of a tiny model through the ImageNet pipeline at 32x32 (tests run it on
+tfds.testing.mock_data); `small,smoke` = 4 steps of a tiny proxy model on the proxy's data,
+offline (a check that the proxy runs, in seconds).
 
 Each Sec. 4.2.1 change is its own field, so each can be ablated alone:
   optimizer.lr_multiple (1, 5, 30), model.dropout_rate (0.4 -> 0),
@@ -20,6 +23,7 @@ Each Sec. 4.2.1 change is its own field, so each can be ablated alone:
 Commands:
   python -m bn_repro.main --config=configs/inception.py:bn_x5 --workdir=runs/bn_x5  (ImageNet)
   python -m bn_repro.main --config=configs/inception.py:bn_x5,small --workdir=runs/small_bn_x5
+  python -m bn_repro.main --config=configs/inception.py:bn_x5,small,smoke --workdir=/tmp/check
 
 Values the paper does NOT STATE, chosen here:
 - SGD momentum 0.9 (GoogLeNet's).
@@ -164,7 +168,7 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
     config.eval.batch_size = 1000
     config.eval.num_examples = 2_000
     config.eval.extra_steps = (24, 34, 50, 70, 100, 140, 200)
-  if 'smoke' in options:  # The ImageNet pipeline on tiny images (tests use mock data).
+  if 'smoke' in options:  # A few steps of a tiny model: a check that everything runs.
     config.num_steps = 1
     config.batch_size = 8
     config.model.bn.group_size = 4
@@ -172,12 +176,19 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
     config.steps_per_call = 1
     config.eval_every = 1
     config.checkpoint_every = 1
-    config.input.dataset = 'imagenet2012'
     config.input.image_size = 32
     config.input.shuffle_buffer = 16
     config.model.width = 1 / 32
     config.eval.batch_size = 8
     config.eval.num_examples = None
     config.eval.extra_steps = ()
+    if 'small' in options:  # `small,smoke`: the proxy's data, offline, in seconds.
+      config.num_steps = 4
+      config.log_every = config.eval_every = config.checkpoint_every = 2
+      config.eval.batch_size = 100
+      config.eval.num_examples = 200
+    else:  # `smoke` alone: the ImageNet pipeline on 32x32 images (tests use mock data).
+      config.input.dataset = 'imagenet2012'
+
   config.lock()
   return config

@@ -94,8 +94,8 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
   config.schedule = optim.schedule_config('constant')
 
   config.eval = common.eval_config(batch_size=10_000)
-  # Every hidden unit's 15/50/85th input percentiles at each evaluation, with BN's gamma and
-  # beta, into WORKDIR/unit_percentiles.jsonl (Figure 1 over all units:
+  # Every unit of the last hidden layer: its 15/50/85th input percentiles at each evaluation,
+  # with BN's gamma and beta, into WORKDIR/unit_percentiles.jsonl (Figure 1 over all units:
   # bn_repro/analysis/unit_drift.py).
   config.eval.unit_percentiles = True
 

@@ -15,7 +15,8 @@
 # results/inception_SCALE). Rerunning resumes unfinished runs from their checkpoints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+source scripts/common.sh
+help_requested "$0" "$@" && exit 0
 scale='' workdir='' out='' seeds=3 jobs="$(nproc 2>/dev/null || echo 1)"
 for arg in "$@"; do
   case "$arg" in
@@ -24,7 +25,6 @@ for arg in "$@"; do
     --jobs=[1-9]*) jobs="${arg#*=}" ;;
     --workdir=*) workdir="${arg#*=}" ;;
     --out=*) out="${arg#*=}" ;;
-    -h|--help) usage; exit 0 ;;
     *) echo "Unknown option $arg; expected --scale=small|full, --seeds=N, --jobs=N," \
          "--workdir=DIR, --out=DIR (see --help)." >&2
        exit 2 ;;
@@ -37,9 +37,7 @@ option=''
 
 source scripts/setup_venv.sh
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}" VENV_PYTHON workdir option
-if [ "$jobs" -gt 1 ]; then  # Parallel runs, one core each: more steps per second in all.
-  export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-fi
+one_core_per_run "$jobs"
 echo "Runs go to $workdir, $jobs at a time; the table and figure to $out."
 
 run_one() {  # VARIANT SEED

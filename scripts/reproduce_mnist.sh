@@ -9,19 +9,26 @@
 #   scripts/reproduce_mnist.sh --seeds=5  # 5 seeds per arm (error bands), into
 #                                         # results/mnist_5seeds/
 #
-# Options: --workdir=DIR (default runs/mnist[_quick][_Nseeds]), --out=DIR.
+# Options: --workdir=DIR (default runs/mnist[_quick][_Nseeds]), --out=DIR (default
+# results/mnist...: the committed results there are replaced; give a folder outside the
+# repository to keep them), --jobs=N arms at a time (default: one per CPU core, each
+# single-threaded).
 # An interrupted run resumes from its checkpoints when started again with the same options.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/common.sh
+help_requested "$0" "$@" && exit 0
 start=$(date +%s)
-quick=0 seeds=3 workdir='' out=''
+quick=0 seeds=3 workdir='' out='' jobs="$(nproc 2>/dev/null || echo 1)"
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
     --seeds=*) seeds="${arg#*=}" ;;
+    --jobs=[1-9]*) jobs="${arg#*=}" ;;
     --workdir=*) workdir="${arg#*=}" ;;
     --out=*) out="${arg#*=}" ;;
-    *) echo "Unknown option $arg; expected --quick, --seeds=N, --workdir=DIR, --out=DIR." >&2
+    *) echo "Unknown option $arg; expected --quick, --seeds=N, --jobs=N, --workdir=DIR," \
+         "--out=DIR (see --help)." >&2
        exit 2 ;;
   esac
 done
@@ -33,19 +40,25 @@ workdir="${workdir:-runs/$name}" out="${out:-results/$name}"
 source scripts/setup_venv.sh
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
 settings=(lr2:2.0 lr0.5:0.5)  # name:learning rate; the first is the primary setting.
+one_core_per_run "$jobs"
+echo "Runs go to $workdir, $jobs at a time; Figure 1 and its summary to $out (replacing what is there)."
+export VENV_PYTHON workdir steps seeds
+run_one() {  # SETTING RATE ARM
+  local run="$workdir/$1/$3"
+  local flags=(--config="configs/mnist.py:$3" --workdir="$run" --config.num_steps="$steps"
+               --config.num_seeds="$seeds" --config.optimizer.learning_rate="$2")
+  echo "=== Training the '$3' arm at learning rate $2, $seeds seeds, $steps steps, into $run"
+  "$VENV_PYTHON" -m bn_repro.main "${flags[@]}" 2>&1 \
+    | grep --line-buffered -E 'train.py|Error|FATAL|MNIST' | sed -u "s|^|[$1 $3] |" \
+    && [ "${PIPESTATUS[0]}" -eq 0 ] || {
+      echo "Training the '$3' arm failed; rerun without the filter to see the full log:" >&2
+      echo "  $VENV_PYTHON -m bn_repro.main ${flags[*]}" >&2
+      return 1; }
+}
+export -f run_one
 for setting in "${settings[@]}"; do
-  rate="${setting#*:}" setting="${setting%%:*}"
-  for arm in baseline bn; do
-    run="$workdir/$setting/$arm"
-    echo "=== Training the '$arm' arm at learning rate $rate, $seeds seeds, $steps steps, into $run"
-    flags=(--config="configs/mnist.py:$arm" --workdir="$run" --config.num_steps="$steps"
-           --config.num_seeds="$seeds" --config.optimizer.learning_rate="$rate")
-    "$VENV_PYTHON" -m bn_repro.main "${flags[@]}" 2>&1 | grep --line-buffered -E 'train.py|Error|FATAL|MNIST' || {
-        echo "Training the '$arm' arm failed; rerun without the filter to see the full log:" >&2
-        echo "  $VENV_PYTHON -m bn_repro.main ${flags[*]}" >&2
-        exit 1; }
-  done
-done
+  for arm in baseline bn; do echo "${setting%%:*} ${setting#*:} $arm"; done
+done | xargs -P "$jobs" -L 1 bash -c 'run_one "$@"' _
 "$VENV_PYTHON" scripts/plot_mnist.py --workdir="$workdir" --out="$out" \
   --settings="$(IFS=,; names=("${settings[@]%%:*}"); echo "${names[*]}")" \
   --command="scripts/reproduce_mnist.sh $*" --started_at="$start"

@@ -3,9 +3,19 @@
 # trains the study's arms and writes results/studies/NAME/ (figure.png, table.md, summary.json).
 #
 #   scripts/study.sh NAME        # NAME: a study in results/studies/README.md, or 'all'
-#   scripts/study.sh NAME --workdir=DIR --out=DIR
+#   scripts/study.sh NAME --workdir=DIR --out=DIR --jobs=N
+# Options: --workdir=DIR (training runs, default runs/studies; finished arms are reused and
+# interrupted ones resume), --out=DIR (default results/studies: the committed results there
+# are replaced; give a folder outside the repository to keep them), --jobs=N arms at a time
+# for studies that declare their arms up front (default: one per core, single-threaded),
+# --smoke (tiny runs: a check, not a result).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/common.sh
+help_requested "$0" "$@" && exit 0
 source scripts/setup_venv.sh
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
+out=results/studies
+for arg in "$@"; do case "$arg" in --out=*) out="${arg#*=}" ;; esac; done
+echo "Writing the study's figure, table and summary into $out/ (replacing what is there)."
 "$VENV_PYTHON" scripts/study.py "$@" 2>&1 | grep --line-buffered -vE '^(W|I)[0-9]{4} |oneDNN|^Instructions for updating|^Use eager|tf.data.TFRecordDataset'

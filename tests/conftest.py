@@ -13,11 +13,13 @@ os.environ.setdefault('XLA_FLAGS', TEST_XLA_FLAGS)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
+# The suite's compilation cache, also for the `python -m bn_repro.main` subprocesses.
+JAX_CACHE = str(pathlib.Path(__file__).resolve().parent.parent / '.jax_cache')
+os.environ.setdefault('BN_REPRO_COMPILATION_CACHE', JAX_CACHE)
+
 import jax  # noqa: E402
 
-jax.config.update(
-  'jax_compilation_cache_dir', str(pathlib.Path(__file__).resolve().parent.parent / '.jax_cache')
-)
+jax.config.update('jax_compilation_cache_dir', JAX_CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
 

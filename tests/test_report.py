@@ -17,10 +17,10 @@ def _synthetic_arm(accuracies, p15, p50, p85):
   steps = [10_000 * (i + 1) for i in range(len(accuracies))]
   return {
     'eval/accuracy': list(zip(steps, accuracies, strict=True)),
-    'bn/layer2/unit_p15': list(zip(steps, p15, strict=True)),
-    'bn/layer2/unit_p50': list(zip(steps, p50, strict=True)),
-    'bn/layer2/unit_p85': list(zip(steps, p85, strict=True)),
-    'bn/layer0/unit_p50': list(zip(steps, [100.0] * len(steps), strict=True)),
+    'preactivation/layer2/unit_p15': list(zip(steps, p15, strict=True)),
+    'preactivation/layer2/unit_p50': list(zip(steps, p50, strict=True)),
+    'preactivation/layer2/unit_p85': list(zip(steps, p85, strict=True)),
+    'preactivation/layer0/unit_p50': list(zip(steps, [100.0] * len(steps), strict=True)),
     'train/elapsed_s': [(steps[-1], 12.5)],
   }
 

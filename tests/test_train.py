@@ -44,7 +44,7 @@ def test_smoke_run_logs_evaluates_and_checkpoints(tmp_path, variant):
   scalars = read_scalars(tmp_path)
   assert [s for s, _ in scalars['train/loss']] == [5, 10, 15, 20]
   assert [s for s, _ in scalars['eval/accuracy']] == [10, 20]
-  assert [s for s, _ in scalars['bn/layer1/unit_p85']] == [10, 20]
+  assert [s for s, _ in scalars['preactivation/layer1/unit_p85']] == [10, 20]
   assert scalars['eval/accuracy'][-1][1] == pytest.approx(metrics['accuracy'])
   assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit()) == [
     10,
@@ -80,8 +80,9 @@ def test_evaluation_is_exact_with_padding_on_many_devices(tmp_path):
   for name in reference:
     np.testing.assert_allclose(preactivations[name], reference[name], rtol=1e-5, atol=1e-5)
   got = preactivation_percentiles(preactivations, 3, (15, 50, 85))
-  assert got['bn/layer1/unit_p50'] == pytest.approx(np.median(reference['preactivation1'][:, 3]))
-  assert got['bn/layer0/all_p15'] == pytest.approx(np.percentile(reference['preactivation0'], 15))
+  unit, every = got['preactivation/layer1/unit_p50'], got['preactivation/layer0/all_p15']
+  assert unit == pytest.approx(np.median(reference['preactivation1'][:, 3]))
+  assert every == pytest.approx(np.percentile(reference['preactivation0'], 15))
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):

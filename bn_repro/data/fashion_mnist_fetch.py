@@ -13,6 +13,7 @@ import shutil
 import subprocess
 
 import numpy as np
+from absl import logging
 
 from bn_repro.data.offline import (
   DataIntegrityError,
@@ -43,8 +44,10 @@ def fetch_idx_files(cache_dir: pathlib.Path) -> pathlib.Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     debs = sorted(cache_dir.glob(f'{DEBIAN_PACKAGE}_*.deb'))
     if not debs:
+      logging.info('Fetching Debian package %s through apt into %s...', DEBIAN_PACKAGE, cache_dir)
       _run_tool(['apt-get', 'download', DEBIAN_PACKAGE], cache_dir)
       debs = sorted(cache_dir.glob(f'{DEBIAN_PACKAGE}_*.deb'))
+    logging.info('Unpacking %s...', debs[-1].name)
     try:
       _run_tool(['dpkg', '-x', str(debs[-1]), str(unpacked)], cache_dir)
     except DataIntegrityError as error:

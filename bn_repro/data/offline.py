@@ -12,6 +12,7 @@ import pathlib
 from collections.abc import Iterator
 
 import numpy as np
+from absl import logging
 
 CACHE_ENV_VAR = 'BN_REPRO_DATA_DIR'
 
@@ -74,9 +75,17 @@ def store_as_tfds(
   num_classes: int,
   tfds_data_dir: pathlib.Path,
 ) -> None:
-  """Writes uint8 images `(N, H, W, C)` and labels `(N,)` per split as TFDS `name`, in order."""
+  """Writes uint8 images `(N, H, W, C)` and labels `(N,)` per split as TFDS `name`, in order.
+
+  One log line per stage: TFDS's progress bars (dozens of lines of escape codes, with a
+  "Downloading ... Unknown size" though nothing is downloaded) are switched off.
+  """
   import tensorflow as tf
   import tensorflow_datasets as tfds
+
+  tfds.disable_progress_bar()
+  sizes = ', '.join(f'{split} {len(labels):,}' for split, (_, labels) in splits.items())
+  logging.info('Writing %s (%s examples) as a TFDS dataset into %s...', name, sizes, tfds_data_dir)
 
   image_shape = next(iter(splits.values()))[0].shape[1:]
   features = tfds.features.FeaturesDict(

@@ -275,17 +275,3 @@ def layer_table(model: BNInception, image_size: int = 224) -> list[tuple[str, tu
   for name, shape in shapes.items():
     rows.append((name, shape, count_parameters(params.get(name, {}))))
   return rows
-
-
-def main() -> None:
-  """Prints the full-size default's layer table and parameter count at 224x224."""
-  model = BNInception(num_classes=1000)
-  rows = layer_table(model)
-  print(f'{"layer":<24}{"output":>20}{"params":>12}')
-  for name, shape, n in rows:
-    print(f'{name:<24}{str(shape[1:]):>20}{n:>12,}')
-  print(f'{"total":<24}{"":>20}{sum(n for *_, n in rows):>12,}')
-
-
-if __name__ == '__main__':
-  main()

@@ -23,10 +23,12 @@ DRIFT_WINDOW = 5  # Evaluations averaged at each end of training (bn_repro.analy
 def last_hidden_layer(scalars: Scalars) -> int:
   """Index of the last hidden layer with logged percentiles."""
   layers = {
-    int(tag.split('/')[1].removeprefix('layer')) for tag in scalars if tag.startswith('bn/layer')
+    int(tag.split('/')[1].removeprefix('layer'))
+    for tag in scalars
+    if tag.startswith('preactivation/layer')
   }
   if not layers:
-    raise ValueError('No bn/layer*/ percentiles in these events.')
+    raise ValueError('No preactivation/layer*/ percentiles in these events.')
   return max(layers)
 
 
@@ -41,7 +43,7 @@ def typical_unit_ranges(scalars: Scalars) -> dict[str, float]:
   layer = last_hidden_layer(scalars)
   ranges = {}
   for p in PERCENTILES:
-    values = [v for _, v in scalars[f'bn/layer{layer}/unit_p{p}']]
+    values = [v for _, v in scalars[f'preactivation/layer{layer}/unit_p{p}']]
     ranges[f'p{p}'] = max(values) - min(values)
   ranges['mean'] = sum(ranges[f'p{p}'] for p in PERCENTILES) / len(PERCENTILES)
   return ranges
@@ -50,12 +52,15 @@ def typical_unit_ranges(scalars: Scalars) -> dict[str, float]:
 def all_unit_drift(records: list[dict], window: int = DRIFT_WINDOW) -> dict[str, dict] | None:
   """Location drift, spread drift and jitter of every unit of the last hidden layer in every
   seed (moving-average statistics; `bn_repro.analysis.unit_drift`), as median and quartiles; None
-  without records (runs that did not log `eval.unit_percentiles`)."""
+  without records (runs that did not log `eval.unit_percentiles`) or with fewer than 2 x
+  `window` evaluations (too short a run for an early and a late window)."""
   if not any(r['statistics'] == 'moving_average' for r in records):
     return None
+  trajectories = unit_drift.last_layer_trajectories(records)
+  if len(trajectories[0]['steps']) < 2 * window:
+    return None
   per_seed = [
-    unit_drift.drift_statistics(t['p15'], t['p50'], t['p85'], window)
-    for t in unit_drift.last_layer_trajectories(records)
+    unit_drift.drift_statistics(t['p15'], t['p50'], t['p85'], window) for t in trajectories
   ]
   return {
     name: unit_drift.summarize([d[name] for d in per_seed])
@@ -162,7 +167,7 @@ def _plot_tracked_unit(ax, scalars: Scalars, color: str) -> None:
   """The single tracked unit's percentiles (runs without unit records)."""
   layer = last_hidden_layer(scalars)
   for p in PERCENTILES:
-    steps, values = zip(*scalars[f'bn/layer{layer}/unit_p{p}'], strict=True)
+    steps, values = zip(*scalars[f'preactivation/layer{layer}/unit_p{p}'], strict=True)
     ax.plot(steps, values, color=color, linewidth=1.5 if p == 50 else 1.0)
 
 
@@ -231,6 +236,8 @@ def _arms_table(arms: dict) -> list[str]:
     row('final test accuracy', [fmt(arms[a]['final_test_accuracy']) for a in arms]),
   ]
   for step in REPORT_STEPS:
+    if all(arm['test_accuracy_at'][str(step)] is None for arm in arms.values()):
+      continue  # A shorter run (--quick): no empty rows.
 
     def cell(arm: dict, step: int = step) -> str:
       mean = fmt(arm['test_accuracy_at'][str(step)])

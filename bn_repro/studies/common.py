@@ -8,18 +8,29 @@ and writes `OUT/<study>/{figure.png, table.md, summary.json}`.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
+import logging as std_logging
+import multiprocessing
+import os
 import pathlib
-from collections.abc import Callable
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
 
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from bn_repro import models
 from bn_repro.data import datasets, transforms
-from bn_repro.training import train
+from bn_repro.training import console, train
 from bn_repro.training.checkpointing import Checkpointer
+from bn_repro.training.compilation_cache import enable_compilation_cache
 from bn_repro.training.config_files import load_config, override
 from bn_repro.training.diagnostics import TrainingDivergedError
 from bn_repro.training.records import read_metrics
@@ -54,12 +65,17 @@ class StudyContext:
     out: root of the results.
     smoke: tiny runs (the `smoke` config option, few steps) for tests; results of
       a smoke run are not findings.
+    jobs: arms trained at a time by `train_arms`: 1 trains them one after another in
+      this process; more runs them in as many worker processes, each on one core
+      (several single-threaded programs beat one two-threaded program on small models:
+      benchmarks/README.md).
   """
 
   name: str
   workdir: pathlib.Path
   out: pathlib.Path
   smoke: bool = False
+  jobs: int = 1
 
   @property
   def out_dir(self) -> pathlib.Path:
@@ -124,13 +140,98 @@ def train_arm(context: StudyContext, arm: str, config: ml_collections.ConfigDict
   """Trains (or resumes, or reuses) one arm; divergence is a result, not an error."""
   workdir = context.workdir / context.name / arm
   print(f'[{context.name}] arm {arm!r}: {config.num_steps} steps into {workdir}', flush=True)
-  diverged_at = None
-  try:
-    train.train_and_evaluate(config, workdir)
-  except TrainingDivergedError as error:
-    diverged_at = error.step
-    print(f'[{context.name}] arm {arm!r} diverged at step {error.step}.', flush=True)
+  diverged_at = _train(f'{context.name}/{arm}', config, workdir)
   return Arm(read_metrics(workdir), diverged_at, workdir)
+
+
+def train_arms(context: StudyContext, arms: dict[str, ml_collections.ConfigDict]) -> dict[str, Arm]:
+  """Trains (or resumes, or reuses) every arm {name: config}, `context.jobs` at a time.
+
+  With jobs > 1 each arm runs in a worker process of its own, single-threaded (XLA_FLAGS
+  set for the workers only), its log lines prefixed with the arm's name. A failure other
+  than divergence stops the study with the worker's error.
+  """
+  if context.jobs == 1:
+    return {name: train_arm(context, name, config) for name, config in arms.items()}
+  started = time.perf_counter()
+  workdirs = {name: context.workdir / context.name / name for name in arms}
+  print(
+    f'[{context.name}] {len(arms)} arms, {context.jobs} at a time (one core each), '
+    f'into {context.workdir / context.name}',
+    flush=True,
+  )
+  flags = os.environ.get('XLA_FLAGS', '')
+  os.environ['XLA_FLAGS'] = f'{flags} {SINGLE_THREADED_XLA_FLAGS}'.strip()
+  try:  # Spawned workers copy the environment when they start, during the submits.
+    with futures.ProcessPoolExecutor(
+      context.jobs,
+      mp_context=multiprocessing.get_context('spawn'),
+      initializer=_set_up_worker,
+    ) as pool:
+      pending = {
+        pool.submit(_train, f'{context.name}/{name}', config, workdirs[name]): name
+        for name, config in arms.items()
+      }
+      diverged = {}
+      for done, future in enumerate(futures.as_completed(pending), 1):
+        name = pending[future]
+        diverged[name] = future.result()
+        elapsed = time.perf_counter() - started
+        eta = elapsed / done * (len(arms) - done)
+        print(
+          f'[{context.name}] {done}/{len(arms)} arms done ({name}); '
+          f'{elapsed / 60:.1f} min so far, about {eta / 60:.1f} min to go',
+          flush=True,
+        )
+  finally:
+    os.environ['XLA_FLAGS'] = flags
+    if not flags:
+      del os.environ['XLA_FLAGS']
+  return {name: Arm(read_metrics(workdirs[name]), diverged[name], workdirs[name]) for name in arms}
+
+
+# One core per program: XLA:CPU's second thread adds little to an MLP step, a second
+# program on the other core doubles the steps per second (benchmarks/README.md).
+SINGLE_THREADED_XLA_FLAGS = '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1'
+
+
+def _set_up_worker() -> None:
+  """Worker setup: the compilation cache; (Linux) SIGTERM when the study process dies, so
+  a killed study leaves no orphan training: the trainer checkpoints and stops, resumable."""
+  enable_compilation_cache()
+  if sys.platform.startswith('linux'):
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _train(label: str, config: ml_collections.ConfigDict, workdir: pathlib.Path) -> int | None:
+  """Trains one arm (here or in a worker); returns the step it diverged at, or None."""
+  with _log_prefix(f'[{label}] '):
+    try:
+      train.train_and_evaluate(config, workdir)
+    except TrainingDivergedError as error:
+      print(f'[{label}] diverged at step {error.step}.', flush=True)
+      return error.step
+  return None
+
+
+@contextlib.contextmanager
+def _log_prefix(prefix: str) -> Iterator[None]:
+  """While active, what `console.OwnInfoOnly` passes goes to stderr as `PREFIX message`."""
+  logger = logging.get_absl_logger()
+  handler = std_logging.StreamHandler(sys.stderr)
+  handler.setFormatter(std_logging.Formatter(f'{prefix}%(message)s'))
+  handler.addFilter(console.OwnInfoOnly())
+  saved = logger.handlers[:], logger.propagate, logging.get_verbosity()
+  logger.handlers, logger.propagate = [handler], False
+  logging.set_verbosity(logging.INFO)
+  try:
+    yield
+  finally:
+    logger.handlers, logger.propagate = saved[0], saved[1]
+    logging.set_verbosity(saved[2])
 
 
 @dataclasses.dataclass

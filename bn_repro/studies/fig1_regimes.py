@@ -36,7 +36,7 @@ from bn_repro.analysis import unit_drift
 from bn_repro.reports import figure1
 from bn_repro.reports.formatting import MNIST_DATA, fmt
 from bn_repro.reports.study_results import write_results
-from bn_repro.studies.common import StudyContext, train_arm
+from bn_repro.studies.common import StudyContext, train_arms
 from bn_repro.training.records import read_metrics
 
 LEARNING_RATES = (0.05, 0.2, 0.5, 2.0)
@@ -95,33 +95,55 @@ def _summary(measures: dict) -> dict:
   return out
 
 
-def _cell(context: StudyContext, learning_rate: float, init_std: float) -> dict:
+def _arm_name(learning_rate: float, init_std: float, arm: str) -> str:
+  return f'lr{learning_rate:g}_init{init_std:g}_{arm}'
+
+
+def _arm_configs(context: StudyContext) -> dict[str, object]:
+  """Every arm of the grid: {arm name: config}."""
   steps, evaluate_every = context.steps(NUM_STEPS), context.steps(EVAL_EVERY)
+  configs = {}
+  for learning_rate, init_std in _grid():
+    for name, spec in ARMS.items():
+      bn = name == 'bn'
+      configs[_arm_name(learning_rate, init_std, name)] = context.config(
+        spec,
+        num_steps=steps,
+        num_seeds=_seeds(context),
+        eval_every=evaluate_every if not context.smoke else 5,
+        checkpoint_every=steps,
+        optimizer__learning_rate=learning_rate,
+        model__init_std=init_std,
+        eval__unit_percentiles=True,
+        population_stats__num_batches=POPULATION_BATCHES if bn else 0,
+        population_stats__every_eval=bn,
+      )
+  return configs
+
+
+def _grid() -> list[tuple[float, float]]:
+  """(learning rate, init std) of every cell, init std major."""
+  return [(lr, std) for std, lr in itertools.product(INIT_STDS, LEARNING_RATES)]
+
+
+def _seeds(context: StudyContext) -> int:
+  return NUM_SEEDS if not context.smoke else 2
+
+
+def _cell(context: StudyContext, learning_rate: float, init_std: float, arms: dict) -> dict:
+  """One cell's drift, accuracy and verdict from its trained arms (`train_arms`)."""
   window = WINDOW if not context.smoke else 1
-  seeds = NUM_SEEDS if not context.smoke else 2
+  seeds = _seeds(context)
   out = {'learning_rate': learning_rate, 'init_std': init_std, 'seeds': seeds}
   measures = {}
-  for name, spec in ARMS.items():
-    bn = name == 'bn'
-    config = context.config(
-      spec,
-      num_steps=steps,
-      num_seeds=seeds,
-      eval_every=evaluate_every if not context.smoke else 5,
-      checkpoint_every=steps,
-      optimizer__learning_rate=learning_rate,
-      model__init_std=init_std,
-      eval__unit_percentiles=True,
-      population_stats__num_batches=POPULATION_BATCHES if bn else 0,
-      population_stats__every_eval=bn,
-    )
-    arm = train_arm(context, f'lr{learning_rate:g}_init{init_std:g}_{name}', config)
+  for name in ARMS:
+    arm = arms[_arm_name(learning_rate, init_std, name)]
     if arm.diverged_at:
       out[name] = {'diverged_at': arm.diverged_at}
       continue
     measures[name] = _arm_measures(arm, seeds, window)
     out[name] = _summary(measures[name])
-    if bn:
+    if name == 'bn':
       population = _arm_measures(arm, seeds, window, 'population')
       out[name]['population_statistics'] = _summary(population)
   if len(measures) < 2:
@@ -137,7 +159,7 @@ def _cell(context: StudyContext, learning_rate: float, init_std: float) -> dict:
     sum(r > DRIFT_RATIO_THRESHOLD for r in ratios) >= min(SEEDS_REQUIRED, seeds) and accuracy_ok
   )
   gaps = {}
-  for mark in MARKS if not context.smoke else (steps,):
+  for mark in MARKS if not context.smoke else (context.steps(NUM_STEPS),):
     differences = [
       bn_acc[mark] - base_acc[mark]
       for bn_acc, base_acc in zip(
@@ -165,7 +187,7 @@ def _panels(axes, context: StudyContext, learning_rate: float, init_std: float) 
   """Fig. 1(a, b, c) for one cell: accuracy with seed bands; the 15/50/85th percentiles of
   the last layer's sigmoid inputs, median over units with the units' interquartile band."""
   for name, color in (('baseline', 'tab:blue'), ('bn', 'tab:red')):
-    workdir = context.workdir / context.name / f'lr{learning_rate:g}_init{init_std:g}_{name}'
+    workdir = context.workdir / context.name / _arm_name(learning_rate, init_std, name)
     records = unit_drift.read_records(workdir)
     if not records:
       continue
@@ -184,7 +206,8 @@ def _panels(axes, context: StudyContext, learning_rate: float, init_std: float) 
 
 def run(context: StudyContext) -> None:
   started = time.perf_counter()
-  cells = [_cell(context, lr, std) for std, lr in itertools.product(INIT_STDS, LEARNING_RATES)]
+  arms = train_arms(context, _arm_configs(context))
+  cells = [_cell(context, lr, std, arms) for lr, std in _grid()]
   by_key = {(c['learning_rate'], c['init_std']): c for c in cells}
 
   def grid(value) -> np.ndarray:

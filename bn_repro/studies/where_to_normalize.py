@@ -37,7 +37,8 @@ def run(context: StudyContext) -> None:
   for ax, (name, arm) in zip(axes[1:], arms.items(), strict=True):
     layer = last_hidden_layer(arm.scalars)
     for p in PERCENTILES:
-      ax.plot(*zip(*arm.curve(f'bn/layer{layer}/unit_p{p}'), strict=True), label=f'{p}th')
+      curve = arm.curve(f'preactivation/layer{layer}/unit_p{p}')
+      ax.plot(*zip(*curve, strict=True), label=f'{p}th')
     ax.set(title=f'{ARMS[name]}: sigmoid input, last layer, unit 0', xlabel='step')
     ax.legend(fontsize=8)
   figure.suptitle('Study 3: BN on Wu vs BN on the layer input u, MNIST MLP')

@@ -14,7 +14,7 @@ from bn_repro.training.optim import SCHEDULES
 
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) -> None:
-  """Raises ValueError naming the first bad value and what is expected.
+  """Raises InvalidConfigError naming the first bad value and what is expected.
 
   Runs twice: at flag-parse time with `num_devices=None`, before JAX starts (the
   device checks then use `config.num_devices`, or the global batch as one device's
@@ -29,10 +29,14 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None) 
   _check_choices(config)
 
 
+class InvalidConfigError(ValueError):
+  """A config value that cannot run, named with what is expected (a user's mistake)."""
+
+
 def require(ok: bool, message: str) -> None:
-  """Raises ValueError('Invalid config: MESSAGE') unless `ok`."""
+  """Raises InvalidConfigError('Invalid config: MESSAGE') unless `ok`."""
   if not ok:
-    raise ValueError(f'Invalid config: {message}')
+    raise InvalidConfigError(f'Invalid config: {message}')
 
 
 def _check_run(config: ml_collections.ConfigDict, num_devices: int) -> None:

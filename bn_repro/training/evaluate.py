@@ -75,8 +75,8 @@ def preactivation_percentiles(
     percentiles: e.g. (15, 50, 85).
 
   Returns:
-    {'bn/layerI/unit_pP': ..., 'bn/layerI/all_pP': ...}: the unit's percentiles
-    over examples, and the percentiles over all units and examples of the layer.
+    {'preactivation/layerI/unit_pP': ..., 'preactivation/layerI/all_pP': ...}: the unit's
+    percentiles over examples, and the percentiles over all units and examples of the layer.
   """
   out = {}
   for name, values in sorted(preactivations.items()):
@@ -84,8 +84,8 @@ def preactivation_percentiles(
     unit_values = np.percentile(values[:, unit], percentiles)
     all_values = np.percentile(values, percentiles)
     for p, u, a in zip(percentiles, unit_values, all_values, strict=True):
-      out[f'bn/layer{layer}/unit_p{p:g}'] = float(u)
-      out[f'bn/layer{layer}/all_p{p:g}'] = float(a)
+      out[f'preactivation/layer{layer}/unit_p{p:g}'] = float(u)
+      out[f'preactivation/layer{layer}/all_p{p:g}'] = float(a)
   return out
 
 

@@ -77,6 +77,17 @@ def set_up(
       clear_run_outputs(workdir)
   sync_processes('workdir prepared')  # Nobody reads the workdir before process 0 cleared it.
   config_changes = check_config(workdir, config_json, defaults)
+  logging.info(
+    '%s into %s: %d steps of %d on %d %s device(s)%s; the full config goes to config.json.',
+    config.get('variant', 'run'),
+    workdir,
+    config.num_steps,
+    config.batch_size,
+    mesh.size,
+    jax.default_backend(),
+    f', {config.num_seeds} seeds side by side' if config.num_seeds > 1 else '',
+  )
+  logging.info('Loading %s...', config.input.dataset)
   inputs = create_inputs(config, mesh)
   preprocess = transforms.get_preprocessor(config.input.preprocess, inputs.pixel_mean)
   model = models.create_model(config.model, inputs.num_classes, axis_name=AXIS)

@@ -119,11 +119,11 @@ def _train(run: Run, stop: StopRequest) -> dict[str, float]:
     if _evaluation_due(config, step):
       eval_metrics, best_accuracy = periodic_evaluation(run, step, best_accuracy)
       logging.info(
-        'step %d/%d | train loss %.4f | test accuracy %.4f | %s',
+        'step %d/%d | train loss %.4f | %s | %s',
         step,
         config.num_steps,
         metrics['loss'].mean(),
-        eval_metrics['accuracy'],
+        describe_evaluation(eval_metrics),
         progress.describe(step),
       )
     if step % config.checkpoint_every == 0 or step == config.num_steps:
@@ -136,6 +136,16 @@ def _train(run: Run, stop: StopRequest) -> dict[str, float]:
     'Finished at step %d; parameter fingerprint (sum of |params|) %.10e', step, fingerprint
   )
   return eval_metrics
+
+
+def describe_evaluation(metrics: dict) -> str:
+  """'test accuracy A' (the mean over seeds), each seed's, and with population statistics."""
+  text = f'test accuracy {metrics["accuracy"]:.4f}'
+  if 'seed_accuracies' in metrics:
+    text += f' (seeds {" ".join(f"{a:.4f}" for a in metrics["seed_accuracies"])})'
+  if 'population_accuracy' in metrics:
+    text += f', population statistics {metrics["population_accuracy"]:.4f}'
+  return text
 
 
 def _evaluation_due(config: ml_collections.ConfigDict, step: int) -> bool:

@@ -1,0 +1,23 @@
+# Sourced by the scripts.
+
+# `--help` or `-h` anywhere in the arguments: prints the comment block at the top of the
+# script (up to `set -euo pipefail`).  Usage: help_requested "$0" "$@" && exit 0
+help_requested() {
+  local script="$1"; shift
+  for arg in "$@"; do
+    if [ "$arg" = --help ] || [ "$arg" = -h ]; then
+      sed -n '2,/^set -euo/p' "$script" | sed '$d; s/^# \{0,1\}//'
+      return 0
+    fi
+  done
+  return 1
+}
+
+# one_core_per_run JOBS: with several runs at a time, each XLA program gets one thread
+# (several single-threaded runs beat one two-threaded run on these small models:
+# benchmarks/README.md; bn_repro/studies/common.py does the same for study workers).
+one_core_per_run() {
+  if [ "$1" -gt 1 ]; then
+    export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+  fi
+}
