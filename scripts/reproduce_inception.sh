@@ -38,7 +38,7 @@ option=''
 source scripts/setup_venv.sh
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}" VENV_PYTHON workdir option
 one_core_per_run "$jobs"
-echo "Runs go to $workdir, $jobs at a time; the table and figure to $out."
+echo "Runs go to $workdir, $jobs at a time; the table and figure to $out (replacing what is there)."
 
 run_one() {  # VARIANT SEED
   local dir="$workdir/$1/seed$2"

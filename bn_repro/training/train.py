@@ -82,7 +82,8 @@ def _train(run: Run, stop: StopRequest) -> dict[str, float]:
   eval_metrics: dict[str, float] = {}
   progress = Progress(step, config.num_steps)
   if step < config.num_steps:
-    logging.info('Compiling the training step and running it from step %d...', step)
+    estimate = _COMPILE_ESTIMATES.get(config.model.name, '')
+    logging.info('Compiling the training step and running it from step %d%s...', step, estimate)
   if (
     step and _evaluation_due(config, step) and step not in dict(run.logged.get('eval/accuracy', []))
   ):
@@ -136,6 +137,10 @@ def _train(run: Run, stop: StopRequest) -> dict[str, float]:
     'Finished at step %d; parameter fingerprint (sum of |params|) %.10e', step, fingerprint
   )
   return eval_metrics
+
+
+# Measured on a 2-core CPU (the first run of a config; the compilation cache serves later ones).
+_COMPILE_ESTIMATES = {'inception': ' (about 1-2 min on a 2-core CPU the first time, then cached)'}
 
 
 def describe_evaluation(metrics: dict) -> str:
