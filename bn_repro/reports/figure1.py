@@ -280,8 +280,9 @@ def _summary_markdown(record: dict) -> str:
     f'Command: `{record["command"]}`  ',
     f'Hardware: {record["hardware"]}; commit {record["commit"]}  ',
     f'Data: {record["data"]}; steps: {first["steps"]} per arm  ',
-    f'Training wall time, all arms (after installation and data fetch): '
-    f'{record["wall_time_s"]:.0f} s; the whole command: '
+    f'Training time summed over the arms (each arm from its start; arms may run side by '
+    f'side): {record["wall_time_s"]:.0f} s; the whole command, installation and data fetch '
+    'included: '
     f'{fmt(record["end_to_end_wall_time_s"], "{:.0f} s")}',
   ]
   for name, setting in record['settings'].items():

@@ -42,11 +42,12 @@ def create_train_state(
       tx=optim.create_optimizer(config),
     )
 
-  # Jitted: run op by op, a conv net's init compiles each of its hundreds of ops apart
-  # (78 s for the small BN-Inception on 2 CPU cores, against a few seconds as one program).
+  # Run op by op, not jitted: a jitted init rounds some initial values differently (ULPs),
+  # and every committed result was trained from these exact values; a conv net's init is
+  # slow this way (about a minute for the small BN-Inception on 2 CPU cores).
   if config.num_seeds == 1:
-    return jax.jit(init)(config.seed)
-  states = jax.jit(jax.vmap(init))(config.seed + jnp.arange(config.num_seeds))
+    return init(config.seed)
+  states = jax.vmap(init)(config.seed + jnp.arange(config.num_seeds))
   return states.replace(step=states.step[0])
 
 
