@@ -90,6 +90,9 @@ def test_ctrl_c_during_startup_is_one_line(synthetic_mnist_tfds, tmp_path):
     stderr=subprocess.PIPE,
     text=True,
     env={**os.environ, **ONE_DEVICE, 'TFDS_DATA_DIR': str(synthetic_mnist_tfds)},
+    # A background job of a non-interactive shell (CI) inherits SIGINT ignored, and Python
+    # keeps it so: give the child the default disposition a terminal would.
+    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
   )
   seen = []
   for line in process.stderr:
@@ -97,8 +100,11 @@ def test_ctrl_c_during_startup_is_one_line(synthetic_mnist_tfds, tmp_path):
     if 'Loading mnist' in line:
       process.send_signal(signal.SIGINT)
       break
-  rest = process.stderr.read()
-  assert process.wait(timeout=300) != 0
+  try:
+    _, rest = process.communicate(timeout=300)
+  finally:
+    process.kill()
+  assert process.returncode != 0
   stderr = ''.join(seen) + rest
   assert 'Traceback' not in stderr, stderr
   last = rest.strip().splitlines()[-1]
