@@ -14,10 +14,24 @@ help_requested() {
 }
 
 # one_core_per_run JOBS: with several runs at a time, each XLA program gets one thread
-# (several single-threaded runs beat one two-threaded run on these small models:
-# benchmarks/README.md; bn_repro/studies/common.py does the same for study workers).
+# (two single-threaded runs beat one two-threaded run on these small models: study 9 took
+# 36.8 instead of 71.4 minutes, results/studies/README.md; bn_repro/studies/common.py does
+# the same for study workers).
 one_core_per_run() {
   if [ "$1" -gt 1 ]; then
     export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
   fi
 }
+
+# run_training LABEL ARGS...: `$VENV_PYTHON -m bn_repro.main ARGS`, showing only its progress
+# and error lines, each prefixed [LABEL]; on failure, names the command to rerun unfiltered.
+run_training() {
+  local label="$1"; shift
+  "$VENV_PYTHON" -m bn_repro.main "$@" 2>&1 \
+    | grep --line-buffered -E 'train.py|Error|FATAL|MNIST' | sed -u "s|^|[$label] |" \
+    && [ "${PIPESTATUS[0]}" -eq 0 ] || {
+      echo "The $label run failed; rerun it without the filter to see the full log:" >&2
+      echo "  $VENV_PYTHON -m bn_repro.main $*" >&2
+      return 1; }
+}
+export -f run_training

@@ -41,15 +41,8 @@ one_core_per_run "$jobs"
 echo "Runs go to $workdir, $jobs at a time; the table and figure to $out (replacing what is there)."
 
 run_one() {  # VARIANT SEED
-  local dir="$workdir/$1/seed$2"
-  "$VENV_PYTHON" -m bn_repro.main --config="configs/inception.py:$1$option" \
-    --config.seed="$2" --workdir="$dir" 2>&1 \
-    | grep --line-buffered -E 'train.py|Error|FATAL' | sed -u "s|^|[$1 seed $2] |" \
-    && [ "${PIPESTATUS[0]}" -eq 0 ] || {
-      echo "The $1 seed $2 run failed; rerun it without the filter to see the full log:" >&2
-      echo "  $VENV_PYTHON -m bn_repro.main --config=configs/inception.py:$1$option" \
-        "--config.seed=$2 --workdir=$dir" >&2
-      return 1; }
+  run_training "$1 seed $2" --config="configs/inception.py:$1$option" --config.seed="$2" \
+    --workdir="$workdir/$1/seed$2"
 }
 export -f run_one
 {

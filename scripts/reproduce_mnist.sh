@@ -45,15 +45,9 @@ echo "Runs go to $workdir, $jobs at a time; Figure 1 and its summary to $out (re
 export VENV_PYTHON workdir steps seeds
 run_one() {  # SETTING RATE ARM
   local run="$workdir/$1/$3"
-  local flags=(--config="configs/mnist.py:$3" --workdir="$run" --config.num_steps="$steps"
-               --config.num_seeds="$seeds" --config.optimizer.learning_rate="$2")
   echo "=== Training the '$3' arm at learning rate $2, $seeds seeds, $steps steps, into $run"
-  "$VENV_PYTHON" -m bn_repro.main "${flags[@]}" 2>&1 \
-    | grep --line-buffered -E 'train.py|Error|FATAL|MNIST' | sed -u "s|^|[$1 $3] |" \
-    && [ "${PIPESTATUS[0]}" -eq 0 ] || {
-      echo "Training the '$3' arm failed; rerun without the filter to see the full log:" >&2
-      echo "  $VENV_PYTHON -m bn_repro.main ${flags[*]}" >&2
-      return 1; }
+  run_training "$1 $3" --config="configs/mnist.py:$3" --workdir="$run" \
+    --config.num_steps="$steps" --config.num_seeds="$seeds" --config.optimizer.learning_rate="$2"
 }
 export -f run_one
 for setting in "${settings[@]}"; do

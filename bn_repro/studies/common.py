@@ -67,8 +67,8 @@ class StudyContext:
       a smoke run are not findings.
     jobs: arms trained at a time by `train_arms`: 1 trains them one after another in
       this process; more runs them in as many worker processes, each on one core
-      (several single-threaded programs beat one two-threaded program on small models:
-      benchmarks/README.md).
+      (two single-threaded programs beat one two-threaded program on small models:
+      study 9 in results/studies/README.md).
   """
 
   name: str
@@ -191,7 +191,8 @@ def train_arms(context: StudyContext, arms: dict[str, ml_collections.ConfigDict]
 
 
 # One core per program: XLA:CPU's second thread adds little to an MLP step, a second
-# program on the other core doubles the steps per second (benchmarks/README.md).
+# program on the other core nearly doubles the steps per second (study 9 took 36.8 instead
+# of 71.4 minutes, results/studies/README.md). scripts/common.sh sets the same flags.
 SINGLE_THREADED_XLA_FLAGS = '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1'
 
 

@@ -15,8 +15,6 @@ import ml_collections
 from bn_repro.training.config_files import REPO_ROOT, load_config_module
 
 CONFIG_DIR = REPO_ROOT / 'configs'
-# Functions that build one block of a config -> where the block sits in the config.
-_BLOCKS = {'input_config': 'input.', 'batch_norm_config': 'model.bn.', 'eval_config': 'eval.'}
 
 
 def describe_config_files() -> str:
@@ -50,8 +48,9 @@ def describe_fields(config: ml_collections.ConfigDict, config_path: pathlib.Path
 
 def field_docs(path: pathlib.Path) -> dict[str, str]:
   """{'a.b': comment} for each `config.a.b = ...` in `path` that has a comment beside or
-  just above it (the above-comment's lines joined); blocks built by _BLOCKS functions
-  get their place in the config as prefix."""
+  just above it (the above-comment's lines joined); the fields of a block builder of
+  configs/common.py get the block's place in the config as prefix (`_block_prefixes`)."""
+  blocks = _block_prefixes()
   text = path.read_text()
   tokens = [
     t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type == tokenize.COMMENT
@@ -63,7 +62,7 @@ def field_docs(path: pathlib.Path) -> dict[str, str]:
   for function in ast.walk(ast.parse(text)):
     if not isinstance(function, ast.FunctionDef):
       continue
-    prefix = _BLOCKS.get(function.name, '')
+    prefix = blocks.get(function.name, '')
     for node in ast.walk(function):
       if not isinstance(node, ast.Assign) or len(node.targets) != 1:
         continue
@@ -80,6 +79,26 @@ def field_docs(path: pathlib.Path) -> dict[str, str]:
       if doc:
         docs[prefix + name] = doc
   return docs
+
+
+def _block_prefixes() -> dict[str, str]:
+  """{'input_config': 'input.', ...}: where the config files mount each block built by
+  configs/common.py (`config.input = common.input_config(...)`)."""
+  prefixes = {}
+  for path in CONFIG_DIR.glob('*.py'):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
+        continue
+      call, name = node.value, _config_attribute(node.targets[0])
+      if (
+        name is not None
+        and isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id == 'common'
+      ):
+        prefixes[call.func.attr] = f'{name}.'
+  return prefixes
 
 
 def _config_attribute(target: ast.expr) -> str | None:
