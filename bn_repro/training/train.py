@@ -55,7 +55,8 @@ def train_and_evaluate(
   file's own values) let the guard accept fields added to the code since the run began.
 
   Returns:
-    The final evaluation metrics {'accuracy', 'top5_accuracy', 'loss'}.
+    The final evaluation metrics {'accuracy', 'top5_accuracy', 'loss'} (means over
+    seeds), with 'seed_accuracies' and 'population_accuracy' where computed.
 
   Raises:
     TrainingDivergedError: the training loss became non-finite; the message and
