@@ -77,22 +77,20 @@ def test_ctrl_c_during_startup_is_one_line(synthetic_mnist_tfds, tmp_path):
   """Ctrl-C before training begins: one FATAL line (a signal after that checkpoints and
   stops, tested in test_preemption.py). The signal is sent as soon as the run says it is
   loading the data, many steps before training could end, so it lands in the startup."""
+  # A background job of a non-interactive shell (CI) inherits SIGINT ignored, and Python
+  # keeps it so: the child restores Python's own Ctrl-C handler, as a terminal would have it,
+  # then runs the entry point (no preexec_fn: forking a multithreaded JAX process can hang).
+  argv = ['bn_repro.main', SMOKE, f'--workdir={tmp_path / "run"}', '--config.num_steps=100000']
+  child = (
+    'import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); '
+    f'sys.argv = {argv!r}; runpy.run_module("bn_repro.main", run_name="__main__")'
+  )
   process = subprocess.Popen(
-    [
-      sys.executable,
-      '-m',
-      'bn_repro.main',
-      SMOKE,
-      f'--workdir={tmp_path / "run"}',
-      '--config.num_steps=100000',
-    ],
+    [sys.executable, '-c', child],
     cwd=REPO_ROOT,
     stderr=subprocess.PIPE,
     text=True,
     env={**os.environ, **ONE_DEVICE, 'TFDS_DATA_DIR': str(synthetic_mnist_tfds)},
-    # A background job of a non-interactive shell (CI) inherits SIGINT ignored, and Python
-    # keeps it so: give the child the default disposition a terminal would.
-    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
   )
   seen = []
   for line in process.stderr:
