@@ -73,6 +73,10 @@ def batch_norm_config(group_size: object) -> ml_collections.ConfigDict:
   # 'none' (Algorithm 1), 'mean' or 'mean_and_variance': batch statistics held out of the
   # gradient, the flawed scheme of the paper's Sec. 2 (ablations only).
   config.stop_gradient = 'none'
+  # Noisy BN (Santurkar et al. 2018): n_mu, n_sigma of the shifting noise added after BN in
+  # training (bn_repro/models/batch_norm.py); 0: none.
+  config.noise_mean = 0.0
+  config.noise_std = 0.0
   return config
 
 

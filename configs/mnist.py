@@ -10,6 +10,8 @@ The normalization studies (results/studies/README.md) add:
   bn_stop_mean_and_variance  ... mean and variance held out of the gradient (study 1).
   wn                         weight normalization with data-dependent init (studies 5, 7).
   wn_mean_only_bn            WN followed by mean-only BN (Salimans & Kingma 2016, Sec. 3).
+  bn_noisy                   noisy BN (Santurkar et al. 2018): bn with shifting noise added
+                             after every BN layer in training (studies 10-12).
 Option `smoke`, appended to any variant (e.g. `bn,smoke`): a few steps for tests.
 
 Command (one arm; `scripts/reproduce_mnist.sh` runs both and draws Figure 1):
@@ -52,6 +54,7 @@ NORMALIZATION = {
   'bn_stop_mean_and_variance': 'batch',
   'wn': 'weight',
   'wn_mean_only_bn': 'weight_mean_only_batch',
+  'bn_noisy': 'batch',
 }
 VARIANTS = tuple(NORMALIZATION)
 STOP_GRADIENT = {'bn_stop_mean': 'mean', 'bn_stop_mean_and_variance': 'mean_and_variance'}
@@ -89,6 +92,11 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
   config.model.pre_bn_bias = variant in ('bn_bias', 'bn_stop_mean', 'bn_stop_mean_and_variance')
   config.model.bn = common.batch_norm_config(config_dict.placeholder(int))
   config.model.bn.stop_gradient = STOP_GRADIENT.get(variant, 'none')
+  if variant == 'bn_noisy':
+    # n_mu = n_sigma = 1: each unit's noise mean moves within +-1 and its std within 0..1
+    # from step to step, shifts of the size of BN's unit-variance output they perturb.
+    config.model.bn.noise_mean = 1.0
+    config.model.bn.noise_std = 1.0
 
   config.optimizer = optim.optimizer_config(learning_rate=2.0)
   config.schedule = optim.schedule_config('constant')

@@ -13,10 +13,11 @@ import pathlib
 import sys
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from bn_repro.studies import STUDIES, load_study
 from bn_repro.studies.common import StudyContext
+from bn_repro.training import console
 from bn_repro.training.compilation_cache import enable_compilation_cache
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/studies', 'Root of the training directories.')
@@ -35,6 +36,7 @@ def main(argv: list[str]) -> None:
   names = argv[1:]
   if len(names) != 1 or (names[0] not in STUDIES and names[0] != 'all'):
     sys.exit(f'Usage: study.py NAME; NAME is one of {sorted(STUDIES)} or all (got {names}).')
+  logging.get_absl_handler().addFilter(console.OwnInfoOnly())
   enable_compilation_cache()
   selected = list(STUDIES) if names[0] == 'all' else names
   for name in selected:
@@ -51,4 +53,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
+  console.quiet_tensorflow()
   app.run(main)

@@ -17,6 +17,22 @@ batch variances made unbiased with m/(m-1), where m counts the values behind
 each statistic (examples times spatial positions for convolutions, Sec. 3.2).
 They are exponential moving averages, which the paper allows "to track the
 accuracy of a model as it trains".
+
+Noisy BN (Santurkar et al. 2018, Sec. 2.1, "BatchNorm with noise": covariate shift
+injected on purpose after every BN layer, training only): `noise_mean` = n_mu > 0 or
+`noise_std` = n_sigma > 0 adds to BN's output y, per example i and feature j,
+
+    y'_ij = y_ij + m_ij,   m_ij ~ N(mu_tj, sigma_tj^2) i.i.d.,
+    mu_tj ~ U(-n_mu, n_mu),   sigma_tj ~ U(0, n_sigma),
+
+with mu_t and sigma_t, the noise distribution's mean and spread per feature, redrawn at
+every step t: the distribution of each BN output moves from step to step, by
+|mu_t - mu_t+1| = 2 n_mu / 3 on average in location. This is our reading of their
+"i.i.d. noise with non-zero mean and non-unit variance, whose parameters change at every
+time step" (the summary in shared/PAPER.md, Sec. 5). The noise is drawn from the caller's
+`bn_noise` random stream (`apply(..., rngs={'bn_noise': key})`, which training steps
+pass); without that stream, in inference (running statistics) and at initialization,
+no noise is added.
 """
 
 import math
@@ -66,6 +82,7 @@ class BatchNorm(nn.Module):
     stop_gradient: 'none' (Algorithm 1: backprop through the statistics), 'mean' or
       'mean_and_variance': treat those batch statistics as constants in the backward
       pass, the flawed scheme of the paper's Sec. 2 example (for ablations only).
+    noise_mean, noise_std: n_mu and n_sigma of noisy BN (module docstring); 0: no noise.
     bias_init, scale_init: initializers of beta (zeros) and gamma (ones).
   """
 
@@ -80,6 +97,8 @@ class BatchNorm(nn.Module):
   mean_only: bool = False
   stop_gradient: str = 'none'
   fast_variance: bool = False
+  noise_mean: float = 0.0
+  noise_std: float = 0.0
   bias_init: nn.initializers.Initializer = nn.initializers.zeros
   scale_init: nn.initializers.Initializer = nn.initializers.ones
 
@@ -134,7 +153,23 @@ class BatchNorm(nn.Module):
           unbiased_var = lax.pmean(unbiased_var, axis_name)
       ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * batch_mean
       ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * unbiased_var
-    return y.reshape(x.shape).astype(x.dtype)
+    y = y.reshape(x.shape)
+    if (self.noise_mean or self.noise_std) and self.has_rng(NOISE_STREAM):
+      y = y + self._shift_noise(y.shape, feature_axes)
+    return y.astype(x.dtype)
+
+  def _shift_noise(self, shape: tuple[int, ...], feature_axes: tuple[int, ...]) -> jax.Array:
+    """Noisy BN's m `(shape)`: N(mu_j, sigma_j^2) per element, mu and sigma drawn per
+    feature from U(-n_mu, n_mu) and U(0, n_sigma) by this call (module docstring)."""
+    feature_shape = tuple(shape[a] for a in feature_axes)
+    mean_key, std_key, noise_key = jax.random.split(self.make_rng(NOISE_STREAM), 3)
+    n_mu = self.noise_mean
+    mu = jax.random.uniform(mean_key, feature_shape, minval=-n_mu, maxval=n_mu)
+    sigma = jax.random.uniform(std_key, feature_shape, maxval=self.noise_std)
+    ndim = len(shape)
+    return _broadcast(mu, ndim, feature_axes) + _broadcast(
+      sigma, ndim, feature_axes
+    ) * jax.random.normal(noise_key, shape)
 
   def _normalize(
     self,
@@ -206,6 +241,9 @@ class BatchNorm(nn.Module):
       var = lax.pmean(var, axis_name)
     return mean, self._maybe_stop(var, 'variance'), count
 
+
+# The random stream noisy BN draws from (`rngs={NOISE_STREAM: key}` in `apply`).
+NOISE_STREAM = 'bn_noise'
 
 # stop_gradient mode -> the batch statistics it treats as constants in the backward pass.
 _STOPPED_STATISTICS = {'none': (), 'mean': ('mean',), 'mean_and_variance': ('mean', 'variance')}

@@ -20,6 +20,9 @@ STUDIES: dict[str, str] = {
   'weight_norm': '7. WN vs BN',
   'group_size': '8. Statistics batch size',
   'fig1_regimes': "9. Where Figure 1's picture holds",
+  'noisy_bn': '10. BN with shifting noise (Santurkar et al.)',
+  'ics_measure': "11. Santurkar et al.'s ICS",
+  'loss_landscape': '12. Loss landscape along the gradient',
 }
 
 

@@ -138,26 +138,37 @@ class Arm:
 
 def train_arm(context: StudyContext, arm: str, config: ml_collections.ConfigDict) -> Arm:
   """Trains (or resumes, or reuses) one arm; divergence is a result, not an error."""
-  workdir = context.workdir / context.name / arm
+  return _train_arm(context, context.name, arm, config)
+
+
+def _train_arm(
+  context: StudyContext, directory: str, arm: str, config: ml_collections.ConfigDict
+) -> Arm:
+  workdir = context.workdir / directory / arm
   print(f'[{context.name}] arm {arm!r}: {config.num_steps} steps into {workdir}', flush=True)
   diverged_at = _train(f'{context.name}/{arm}', config, workdir)
   return Arm(read_metrics(workdir), diverged_at, workdir)
 
 
-def train_arms(context: StudyContext, arms: dict[str, ml_collections.ConfigDict]) -> dict[str, Arm]:
+def train_arms(
+  context: StudyContext, arms: dict[str, ml_collections.ConfigDict], directory: str | None = None
+) -> dict[str, Arm]:
   """Trains (or resumes, or reuses) every arm {name: config}, `context.jobs` at a time.
 
+  The arms train into `context.workdir / directory / name`; `directory` defaults to the
+  study's name, and studies that share arms name a common one (a finished arm is reused).
   With jobs > 1 each arm runs in a worker process of its own, single-threaded (XLA_FLAGS
   set for the workers only), its log lines prefixed with the arm's name. A failure other
   than divergence stops the study with the worker's error.
   """
+  directory = directory or context.name
   if context.jobs == 1:
-    return {name: train_arm(context, name, config) for name, config in arms.items()}
+    return {name: _train_arm(context, directory, name, config) for name, config in arms.items()}
   started = time.perf_counter()
-  workdirs = {name: context.workdir / context.name / name for name in arms}
+  workdirs = {name: context.workdir / directory / name for name in arms}
   print(
     f'[{context.name}] {len(arms)} arms, {context.jobs} at a time (one core each), '
-    f'into {context.workdir / context.name}',
+    f'into {context.workdir / directory}',
     flush=True,
   )
   flags = os.environ.get('XLA_FLAGS', '')

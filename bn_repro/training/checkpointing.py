@@ -25,12 +25,18 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    """The steps of the kept checkpoints, ascending."""
+    return sorted(self._manager.all_steps())
+
+  def restore(self, step: int, state: TrainState) -> TrainState:
+    """The checkpoint of `step` restored into `state`'s structure."""
+    return self._manager.restore(step, args=ocp.args.StandardRestore(state))
+
   def restore_latest(self, state: TrainState) -> TrainState:
     """Returns the newest checkpoint restored into `state`'s structure, or `state`."""
     step = self._manager.latest_step()
-    if step is None:
-      return state
-    return self._manager.restore(step, args=ocp.args.StandardRestore(state))
+    return state if step is None else self.restore(step, state)
 
   def save(self, state: TrainState) -> None:
     """Saves `state` at its step, replacing a checkpoint of that step if one exists.

@@ -24,6 +24,7 @@ from jax.sharding import PartitionSpec as P
 
 from bn_repro.data import transforms
 from bn_repro.data.pipeline import TrainInput
+from bn_repro.models.batch_norm import NOISE_STREAM
 from bn_repro.training.sharding import AXIS
 
 
@@ -79,7 +80,7 @@ def train_step(
       images,
       train=True,
       mutable=['batch_stats'],
-      rngs={'dropout': dropout_key},
+      rngs=model_rngs(dropout_key),
     )
     loss = lax.pmean(cross_entropy_loss(logits, labels), AXIS)
     return loss, (logits, updates)
@@ -88,6 +89,12 @@ def train_step(
   state = state.apply_gradients(grads=grads, batch_stats=updates.get('batch_stats', {}))
   accuracy = lax.pmean(jnp.mean(jnp.argmax(logits, -1) == labels), AXIS)
   return state, {'loss': loss, 'accuracy': accuracy}
+
+
+def model_rngs(key: jax.Array) -> dict[str, jax.Array]:
+  """The random streams a training step's `apply` gets from the step's `key`: dropout's
+  (the key itself, as before noisy BN existed) and noisy BN's (`batch_norm.NOISE_STREAM`)."""
+  return {'dropout': key, NOISE_STREAM: jax.random.fold_in(key, 1)}
 
 
 def seed_axes(state: TrainState) -> TrainState:
