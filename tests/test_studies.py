@@ -3,11 +3,12 @@
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from bn_repro.data import datasets, ordering
-from bn_repro.studies import load_study
+from bn_repro.studies import load_study, santurkar_arms
 from bn_repro.studies.common import StudyContext, restore
 from bn_repro.training import train
 from bn_repro.training.config_files import load_config, override
@@ -114,3 +115,46 @@ def test_study_writes_figure_table_and_record(tmp_path, name):
   assert record['study'] == name and record['smoke']
   if name == 'bias_redundancy':
     assert max(record['max_abs_difference_first_1000_steps'].values()) < 1e-4
+
+
+@pytest.fixture(scope='module')
+def santurkar_runs(tmp_path_factory):
+  """One workdir for studies 11 and 12, which share their MLP arms."""
+  return tmp_path_factory.mktemp('santurkar')
+
+
+@pytest.mark.parametrize('name', ['ics_measure', 'loss_landscape'])
+def test_santurkar_probe_studies_write_their_verdicts(santurkar_runs, name):
+  context = StudyContext(name, santurkar_runs / 'runs', santurkar_runs / 'out', smoke=True)
+  load_study(name).run(context)
+  out = santurkar_runs / 'out' / name
+  assert (out / 'figure.png').stat().st_size > 10_000
+  record = json.loads((out / 'summary.json').read_text())
+  assert record['smoke'] and isinstance(record['santurkar_claim_holds'], bool)
+  verdicts = [
+    r['bn_reduces_ics' if name == 'ics_measure' else 'bn_smoother'] for r in record['rows']
+  ]
+  assert verdicts and all(isinstance(v, bool) for v in verdicts)
+  for row in record['rows']:
+    for arm in ('baseline', 'bn'):
+      values = np.concatenate([np.ravel(v) for v in row[arm].values()])
+      assert len(values) and np.all(np.isfinite(values))
+  shared = sorted(p.name for p in (santurkar_runs / 'runs' / 'santurkar_mlp').iterdir())
+  assert 'bn_lr2' in shared and 'baseline_lr0.5' in shared
+
+
+def test_probes_run_on_the_initialization_and_every_checkpoint(tmp_path):
+  context = StudyContext('probe_check', tmp_path / 'runs', tmp_path / 'out', smoke=True)
+  ((config, arm),) = santurkar_arms.train_mlp_arms(context, ['bn'], [0.5]).values()
+
+  def probe(loss_fn, params):
+    return {'loss': loss_fn(params), 'kernel_sum': jnp.sum(params['dense0']['kernel'])}
+
+  trajectory = santurkar_arms.probe_trajectories(config, arm, probe)
+  np.testing.assert_array_equal(trajectory['steps'], [0, 10, 20])
+  assert trajectory['loss'].shape == (3, santurkar_arms.NUM_SEEDS)
+  # Each probe point sees its own saved state: the parameters move between checkpoints,
+  # and each seed's differ.
+  kernel_sums = trajectory['kernel_sum']
+  assert len(np.unique(kernel_sums[:, 0])) == 3 and len(np.unique(kernel_sums[0])) == 3
+  assert np.all(np.isfinite(trajectory['loss']))
