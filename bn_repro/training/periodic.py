@@ -45,11 +45,14 @@ def periodic_evaluation(
     step,
     {
       **scalars,
+      'eval/best_accuracy': best_accuracy,
       **preactivation_percentiles(
         preactivations[0], config.eval.typical_unit, config.eval.percentiles
       ),
     },
   )
+  params = [s.params for s in seed_states(run.state, config.num_seeds)]
+  run.dashboards.write_evaluation(step, scalars, preactivations, params)
   if config.num_seeds > 1:
     eval_metrics['seed_accuracies'] = [
       scalars[f'eval_seed{i}/accuracy'] for i in range(config.num_seeds)

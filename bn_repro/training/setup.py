@@ -21,6 +21,7 @@ from bn_repro.models import normalization as norm_lib
 from bn_repro.training import optim, records
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.config_checks import validate_config
+from bn_repro.training.dashboards import Dashboards
 from bn_repro.training.evaluate import Evaluator
 from bn_repro.training.run_info import write_run_info
 from bn_repro.training.sharding import AXIS, put_global
@@ -56,6 +57,7 @@ class Run:
   checkpointer: Checkpointer
   best_checkpointer: Checkpointer
   writer: SummaryWriter
+  dashboards: Dashboards
   logged: dict[str, list[tuple[int, float]]]  # What earlier runs logged, up to the start step.
 
 
@@ -110,7 +112,9 @@ def set_up(
     unit_drift.truncate_records(workdir, step)
     records.truncate(workdir / records.METRICS_FILE, step)
   writer = SummaryWriter(workdir, enabled=is_chief)
-  for resource in (writer, checkpointer, best_checkpointer):
+  run_info = (workdir / 'run_info.json').read_text() if is_chief else '{}'
+  dashboards = Dashboards(writer, workdir, config_json, run_info, step, enabled=is_chief)
+  for resource in (writer, dashboards, checkpointer, best_checkpointer):
     cleanup.callback(resource.close)
   train_input = inputs.create_train_input(step)
   return Run(
@@ -137,6 +141,7 @@ def set_up(
     checkpointer=checkpointer,
     best_checkpointer=best_checkpointer,
     writer=writer,
+    dashboards=dashboards,
     logged=records.read_metrics(workdir) if step else {},
   )
 

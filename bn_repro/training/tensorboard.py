@@ -1,4 +1,4 @@
-"""TensorBoard scalars: writing them during training and reading them back for figures.
+"""TensorBoard event files: writing summaries during training and reading scalars back.
 
 Event files are TFRecord files of `Event` protos. A record is
 `length (uint64 LE) | masked crc32c(length) | data | masked crc32c(data)`; a writer killed
@@ -6,7 +6,8 @@ mid-write (SIGKILL, OOM, full disk) leaves a torn last record. Every reader here
 whole records and drops a torn tail, so a live event file (still being written by another
 process) and a killed run's file both read back cleanly. Reading needs neither TensorFlow
 nor its warnings: the records are parsed with the `tensorboard` package's protos.
-Writing (`SummaryWriter`) uses `tf.summary`, imported only when used.
+Writing (`SummaryWriter`: scalars, histograms, text, hparams) uses `tf.summary`, imported
+only when used; what a run shows in each dashboard is `bn_repro.training.dashboards`.
 """
 
 import collections
@@ -25,18 +26,19 @@ _LEGACY_PARTIAL_SUFFIX = '.partial'  # Earlier versions' temporaries, which the 
 
 
 class SummaryWriter:
-  """Writes scalar summaries to event files in `logdir` and, the same values, to
-  `logdir/metrics.jsonl` (`bn_repro.training.records`); a no-op unless `enabled`.
+  """Writes summaries to event files in `logdir`, and the scalars, the same values, to
+  `logdir/metrics.jsonl` (`bn_repro.training.records`) if `metrics_file`; a no-op unless
+  `enabled`.
 
   In a multi-process job only process 0 writes (`enabled=False` elsewhere).
   """
 
-  def __init__(self, logdir: pathlib.Path, enabled: bool = True):
+  def __init__(self, logdir: pathlib.Path, enabled: bool = True, metrics_file: bool = True):
     import tensorflow as tf
 
     self._tf = tf
     self._writer = tf.summary.create_file_writer(str(logdir)) if enabled else None
-    self._metrics = pathlib.Path(logdir) / records.METRICS_FILE
+    self._metrics = pathlib.Path(logdir) / records.METRICS_FILE if metrics_file else None
 
   def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
     if self._writer is None:
@@ -45,9 +47,45 @@ class SummaryWriter:
       for name, value in scalars.items():
         self._tf.summary.scalar(name, value, step=step)
     self._writer.flush()
-    # Rounded to float32 as the event files store them, so both read back the same values.
-    values = {name: float(np.float32(value)) for name, value in scalars.items()}
-    records.append(self._metrics, [{'step': step, **values}])
+    if self._metrics is not None:
+      # Rounded to float32 as the event files store them, so both read back the same values.
+      values = {name: float(np.float32(value)) for name, value in scalars.items()}
+      records.append(self._metrics, [{'step': step, **values}])
+
+  def write_histograms(self, step: int, histograms: dict[str, np.ndarray]) -> None:
+    """Each array's values as a histogram of 30 buckets (TensorBoard's Histograms and
+    Distributions), binned by numpy: about 5 ms per 100,000 values, where `tf.summary`
+    takes 0.2 s per million."""
+    if self._writer is None:
+      return
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.histogram import summary_v2
+
+    summary = summary_pb2.Summary()
+    for name, values in histograms.items():
+      summary.value.extend(summary_v2.histogram_pb(name, np.ravel(values)).value)
+    with self._writer.as_default():
+      self._tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
+    self._writer.flush()
+
+  def write_text(self, step: int, texts: dict[str, str]) -> None:
+    """Markdown texts (TensorBoard's Text dashboard)."""
+    if self._writer is None:
+      return
+    with self._writer.as_default():
+      for name, text in texts.items():
+        self._tf.summary.text(name, text, step=step)
+    self._writer.flush()
+
+  def write_hparams(self, hparams: dict[str, bool | int | float | str], trial_id: str) -> None:
+    """The run's hyperparameters (TensorBoard's HParams dashboard: one row per run)."""
+    if self._writer is None:
+      return
+    from tensorboard.plugins.hparams import api as hp
+
+    with self._writer.as_default():
+      hp.hparams(hparams, trial_id=trial_id)
+    self._writer.flush()
 
   def close(self) -> None:
     if self._writer is not None:
@@ -129,7 +167,8 @@ def read_events(logdir: pathlib.Path) -> Iterator[object]:
 
 
 def read_scalars(logdir: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
-  """Reads every scalar in the event files of `logdir` (not its subfolders).
+  """Reads every scalar in the event files of `logdir` (not its subfolders); histograms,
+  texts and hparams are skipped.
 
   Returns:
     {tag: [(step, value), ...]} sorted by step; where a resumed run logged a
@@ -140,7 +179,7 @@ def read_scalars(logdir: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
   values: dict[str, dict[int, float]] = collections.defaultdict(dict)
   for event in read_events(logdir):
     for value in event.summary.value:
-      if value.HasField('tensor'):
+      if value.HasField('tensor') and value.metadata.plugin_data.plugin_name == 'scalars':
         values[value.tag][event.step] = float(tensor_util.make_ndarray(value.tensor))
       elif value.HasField('simple_value'):
         values[value.tag][event.step] = float(value.simple_value)

@@ -114,6 +114,10 @@ def _train(run: Run, stop: StopRequest) -> dict[str, float]:
         ),
       },
     )
+    if config.num_seeds > 1:
+      run.dashboards.write_train_scalars(
+        step, {f'train/{k}': metrics[k].mean(axis=0) for k in ('loss', 'accuracy')}
+      )
     stop_signal = _stop_agreed(stop)
     if stop_signal:  # Checkpoint first: the grace period is not spent evaluating.
       run.checkpointer.save(run.state)

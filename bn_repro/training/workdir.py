@@ -57,6 +57,7 @@ RUN_OUTPUTS = (
   '.*.rewrite',
   'events.out.tfevents.*',
   '.rewrite.*',
+  'seed[0-9]*',  # The per-seed TensorBoard runs of a multi-seed run (training/dashboards.py).
 )
 LOCK_FILE = 'lock'
 

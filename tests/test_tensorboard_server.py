@@ -1,0 +1,131 @@
+"""A real TensorBoard server over a smoke run: what its HTTP data API serves (scalars,
+hparams, histograms, text, one run per seed), as a researcher's browser would get it."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from bn_repro.training import train
+from bn_repro.training.config_files import load_config, override
+
+pytestmark = pytest.mark.usefixtures('mock_mnist')
+
+_STARTUP_TIMEOUT_S = 240  # A loaded CI machine imports TensorFlow slowly.
+
+
+@pytest.fixture(scope='module')
+def served_runs(tmp_path_factory):
+  root = tmp_path_factory.mktemp('tensorboard')
+  config = override(load_config('configs/mnist.py:bn,smoke'), num_seeds=2, num_devices=1)
+  train.train_and_evaluate(config, root / 'runs' / 'bn')
+  server = subprocess.Popen(
+    [
+      sys.executable,
+      '-m',
+      'tensorboard.main',
+      f'--logdir={root / "runs"}',
+      '--host=127.0.0.1',
+      '--port=0',
+      '--load_fast=false',
+      '--reload_interval=1',
+    ],
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  try:
+    yield _server_address(server), config
+  finally:
+    server.terminate()
+    server.wait(timeout=60)
+
+
+def _server_address(server: subprocess.Popen) -> str:
+  deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+  seen = []
+  while time.monotonic() < deadline:
+    line = server.stderr.readline()
+    if not line and server.poll() is not None:
+      break
+    seen.append(line)
+    if match := re.search(r'http://127\.0\.0\.1:(\d+)/', line):
+      return f'http://127.0.0.1:{match[1]}'
+  raise AssertionError(f'TensorBoard did not start: {"".join(seen)[-2000:]}')
+
+
+def _get(address: str, path: str, body: dict | None = None) -> object:
+  request = urllib.request.Request(address + path)
+  if body is not None:
+    request.data = json.dumps(body).encode()
+    request.add_header('Content-Type', 'application/json')
+    request.add_header('X-XSRF-Protected', '1')
+  with urllib.request.urlopen(request, timeout=60) as response:
+    return json.loads(response.read())
+
+
+def _until_served(address: str, path: str, ready, body: dict | None = None) -> object:
+  """Polls `path` until `ready(answer)`: the server loads event files in the background."""
+  deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+  while True:
+    answer = _get(address, path, body)
+    if ready(answer) or time.monotonic() > deadline:
+      return answer
+    time.sleep(1)
+
+
+def test_runs_and_scalars_one_run_per_seed(served_runs):
+  address, _ = served_runs
+  runs = set(_until_served(address, '/data/runs', lambda r: len(r) >= 3))
+  assert {'bn', 'bn/seed0', 'bn/seed1'} <= runs
+  tags = _until_served(address, '/data/plugin/scalars/tags', lambda t: 'bn/seed1' in t)
+  assert {'eval/accuracy', 'eval_seed1/accuracy', 'eval/best_accuracy', 'train/loss'} <= set(
+    tags['bn']
+  )
+  assert {'eval/accuracy', 'train/loss', 'train/accuracy'} <= set(tags['bn/seed1'])
+
+  # Seed 1's run serves seed 1's values: those the two-seed run logged as eval_seed1/.
+  def values(run, tag):
+    url = f'/data/plugin/scalars/scalars?run={run}&tag={tag}'
+    return [v for _, _, v in _get(address, url)]
+
+  np.testing.assert_allclose(
+    values('bn/seed1', 'eval/accuracy'), values('bn', 'eval_seed1/accuracy')
+  )
+
+
+def test_histograms_of_every_layer_and_of_gamma_and_beta(served_runs):
+  address, config = served_runs
+  tags = _until_served(address, '/data/plugin/histograms/tags', lambda t: 'bn/seed0' in t)
+  layers = len(config.model.hidden_sizes)
+  expected = {f'preactivation/layer{i}' for i in range(layers)}
+  expected |= {f'bn/layer{i}/{p}' for i in range(layers) for p in ('gamma', 'beta')}
+  assert expected <= set(tags['bn/seed0'])
+  url = '/data/plugin/histograms/histograms?run=bn/seed0&tag=preactivation/layer0'
+  steps = [entry[1] for entry in _get(address, url)]
+  assert steps and steps[-1] == config.num_steps
+
+
+def test_config_and_run_record_as_text(served_runs):
+  address, _ = served_runs
+  tags = _until_served(address, '/data/plugin/text/tags', lambda t: 'bn' in t)
+  assert {'config', 'run_info'} <= set(tags['bn'])
+
+
+def test_hparams_table_lists_config_fields_and_metrics(served_runs):
+  address, _ = served_runs
+  experiment = _until_served(
+    address,
+    '/data/plugin/hparams/experiment',
+    lambda e: len(e.get('hparamInfos', [])) > 0,
+    body={'experimentName': ''},
+  )
+  hparams = {info['name'] for info in experiment['hparamInfos']}
+  assert {'model.normalization', 'optimizer.learning_rate', 'seed', 'model.bn.momentum'} <= hparams
+  metrics = {info['name']['tag'] for info in experiment['metricInfos']}
+  assert {'eval/accuracy', 'eval/best_accuracy'} <= metrics
