@@ -2,7 +2,7 @@
 
 Santurkar et al. (2018, Sec. 2.2, Definition 2.1, Fig. 3) define a layer's ICS at a step as
 the change of its gradient caused by the update of the layers below it on the same batch:
-||G_i - G'_i||_2 and cos(G_i, G'_i) (`bn_repro.analysis.optimization_probes`), and find it is
+‖G_i - G'_i‖_2 and cos(G_i, G'_i) (`bn_repro.analysis.optimization_probes`), and find it is
 not smaller with BN, often larger.
 
 Design, fixed before any run of this study:
@@ -13,7 +13,7 @@ Design, fixed before any run of this study:
   dense1, dense2 (the hidden layers with layers below them) and the logits layer, the
   lower layers taking the plain SGD step of the arm's learning rate.
 - Rule: BN REDUCES ICS at a (learning rate, layer) if, in at least 2 of 3 seeds, BN's median
-  over the probe steps 1,000-10,000 of ||G - G'|| is below the baseline's (same seed) AND its
+  over the probe steps 1,000-10,000 of ‖G - G'‖ is below the baseline's (same seed) AND its
   median cosine is above the baseline's. Santurkar's claim "BN does not reduce ICS" holds if
   BN reduces it in at most half of the (learning rate, layer) pairs.
 Nothing here is tuned after seeing the outcome.
@@ -35,7 +35,7 @@ VARIANTS = ('baseline', 'bn', 'bn_noisy')
 SEEDS_REQUIRED = 2
 RULE = (
   "BN reduces ICS at a (learning rate, layer) if, in at least 2 of 3 seeds, BN's median over "
-  "steps 1,000-10,000 of ||G - G'|| is below the baseline's and its median cosine above; "
+  "steps 1,000-10,000 of ‖G - G'‖ is below the baseline's and its median cosine above; "
   "Santurkar's 'BN does not reduce ICS' holds if that happens in at most half of the pairs."
 )
 
@@ -119,7 +119,7 @@ def _figure(trajectories: dict, layers: list[str]) -> object:
         median, low, high = santurkar_arms.seed_band(t[key][:, :, layer])
         ax.plot(t['steps'], median, 'o-', ms=3, color=colors[variant], label=variant)
         ax.fill_between(t['steps'], low, high, color=colors[variant], alpha=0.25)
-      label = "||G - G'||" if key == 'l2' else "cos(G, G')"
+      label = "‖G - G'‖" if key == 'l2' else "cos(G, G')"
       ax.set(title=f'lr {lr:g}: {label}, layer {layers[layer]}', xlabel='step')
       if key == 'l2':
         ax.set_yscale('log')
@@ -141,12 +141,12 @@ _VERDICT = {None: '—', True: 'yes', False: 'no'}
 
 def _table(rows: list[dict], pairs_reduced: int, claim_holds: bool) -> list[str]:
   lines = [
-    "ICS per layer: median over steps 1,000-10,000 of ||G - G'|| and cos(G, G'), median over "
+    "ICS per layer: median over steps 1,000-10,000 of ‖G - G'‖ and cos(G, G'), median over "
     '3 seeds (range in brackets). MNIST MLP, SGD batch 60, 10,000 steps; probe batch 60.',
     '',
     f'Rule: {RULE}',
     '',
-    "| lr | layer | ||G - G'||: baseline | BN | noisy BN | cosine: baseline | BN | noisy BN "
+    "| lr | layer | ‖G - G'‖: baseline | BN | noisy BN | cosine: baseline | BN | noisy BN "
     '| BN reduces ICS |',
     '|---|---|---|---|---|---|---|---|---|',
   ]
