@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs every result this machine can produce, stage by stage, into results/, then writes
+# results/REPORT.md (the paper's claims, ours and a verdict; bn_repro/reports/paper_report.py).
+#
+#   scripts/reproduce_all.sh                      # every stage not yet done, in order
+#   scripts/reproduce_all.sh --stages=figure1,report   # only these (comma-separated)
+#   scripts/reproduce_all.sh --redo               # redo the chosen stages even if done
+# Stages (budget on a 2-core CPU): figure1 (3 min, scripts/reproduce_mnist.sh), regime_map
+# (15 min, study fig1_regimes), inception_proxy (60 min, scripts/reproduce_inception.sh
+# --scale=small), ics_probes (30 min, studies noisy_bn, ics_measure, loss_landscape),
+# studies (60 min, studies 1-8), report (seconds; always rerun). Resumable: a finished stage leaves
+# runs/reproduce_all/STAGE.done (with its wall time) and is skipped by a rerun; an
+# interrupted stage resumes its own finished and interrupted runs. One progress line per
+# stage, with the time left by the budgets of the stages to go. The committed results are
+# replaced stage by stage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/common.sh
+help_requested "$0" "$@" && exit 0
+
+all_stages=(figure1 regime_map inception_proxy ics_probes studies report)
+declare -A budget_min=([figure1]=3 [regime_map]=15 [inception_proxy]=60 [ics_probes]=30 [studies]=60 [report]=1)
+stages=("${all_stages[@]}") redo=0
+for arg in "$@"; do
+  case "$arg" in
+    --stages=*) IFS=, read -r -a stages <<< "${arg#*=}" ;;
+    --redo) redo=1 ;;
+    *) echo "Unknown argument $arg; see $0 --help" >&2; exit 2 ;;
+  esac
+done
+for stage in "${stages[@]}"; do
+  [ -n "${budget_min[$stage]:-}" ] || { echo "Unknown stage '$stage'; expected one of: ${all_stages[*]}" >&2; exit 2; }
+done
+
+run_stage() {
+  case "$1" in
+    figure1) scripts/reproduce_mnist.sh ;;
+    regime_map) scripts/study.sh fig1_regimes ;;
+    inception_proxy) scripts/reproduce_inception.sh --scale=small ;;
+    ics_probes) for s in noisy_bn ics_measure loss_landscape; do scripts/study.sh "$s"; done ;;
+    studies)
+      for s in stats_in_gradient inference_statistics where_to_normalize bias_redundancy \
+               nonlinearity_grid learning_rates weight_norm group_size; do
+        scripts/study.sh "$s"
+      done ;;
+    report) source scripts/setup_venv.sh && "$VENV_PYTHON" -m bn_repro.reports.paper_report results ;;
+  esac
+}
+
+state=runs/reproduce_all
+mkdir -p "$state"
+started=$(date +%s)
+for i in "${!stages[@]}"; do
+  stage="${stages[$i]}"
+  left=0
+  for later in "${stages[@]:$i}"; do left=$((left + budget_min[$later])); done
+  if [ "$redo" = 0 ] && [ "$stage" != report ] && [ -f "$state/$stage.done" ]; then
+    echo "== [$((i + 1))/${#stages[@]}] $stage: done before ($(cat "$state/$stage.done")); skipped"
+    continue
+  fi
+  echo "== [$((i + 1))/${#stages[@]}] $stage (budget ${budget_min[$stage]} min; about $left min left by the budgets); log: $state/$stage.log"
+  t0=$(date +%s)
+  if ! run_stage "$stage" > "$state/$stage.log" 2>&1; then
+    echo "Stage $stage failed; its log: $state/$stage.log (rerun this script to resume)." >&2
+    exit 1
+  fi
+  seconds=$(( $(date +%s) - t0 ))
+  echo "$seconds s at $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" > "$state/$stage.done"
+  echo "   $stage done in $((seconds / 60)) min $((seconds % 60)) s"
+done
+echo "All stages done in $(( ($(date +%s) - started) / 60 )) min; the report: results/REPORT.md"
