@@ -106,14 +106,8 @@ def set_up(
   if step:
     logging.info('Resumed from the checkpoint at step %d.', step)
   if is_chief:
-    record_config_changes(workdir, config_changes, step)
-    write_run_info(workdir, config_json)
-    truncate_events(workdir, step)  # Forget what a killed run logged after its checkpoint.
-    unit_drift.truncate_records(workdir, step)
-    records.truncate(workdir / records.METRICS_FILE, step)
-  writer = SummaryWriter(workdir, enabled=is_chief)
-  run_info = (workdir / 'run_info.json').read_text() if is_chief else '{}'
-  dashboards = Dashboards(writer, workdir, config_json, run_info, step, enabled=is_chief)
+    _prepare_records(workdir, config_changes, config_json, step)
+  writer, dashboards = _writers(workdir, config_json, step, is_chief)
   for resource in (writer, dashboards, checkpointer, best_checkpointer):
     cleanup.callback(resource.close)
   train_input = inputs.create_train_input(step)
@@ -144,6 +138,27 @@ def set_up(
     dashboards=dashboards,
     logged=records.read_metrics(workdir) if step else {},
   )
+
+
+def _prepare_records(
+  workdir: pathlib.Path, config_changes: list[str], config_json: str, step: int
+) -> None:
+  """Process 0's records at a (re)start: config changes, config and run record, and what a
+  killed run logged after its checkpoint forgotten."""
+  record_config_changes(workdir, config_changes, step)
+  write_run_info(workdir, config_json)
+  truncate_events(workdir, step)
+  unit_drift.truncate_records(workdir, step)
+  records.truncate(workdir / records.METRICS_FILE, step)
+
+
+def _writers(
+  workdir: pathlib.Path, config_json: str, step: int, is_chief: bool
+) -> tuple[SummaryWriter, Dashboards]:
+  """The run's event-file writer and its TensorBoard dashboards (writing on process 0 only)."""
+  writer = SummaryWriter(workdir, enabled=is_chief)
+  run_info = (workdir / 'run_info.json').read_text() if is_chief else '{}'
+  return writer, Dashboards(writer, workdir, config_json, run_info, step, enabled=is_chief)
 
 
 def population_stats_fn(
