@@ -104,15 +104,21 @@ def test_batch_statistics_accuracy_normalizes_each_test_batch_on_its_own(tmp_pat
     assert accuracy == pytest.approx(expected)
 
 
-@pytest.mark.parametrize('name', ['bias_redundancy', 'group_size'])
-def test_study_writes_figure_table_and_record(tmp_path, name):
-  context = StudyContext(name, tmp_path / 'runs', tmp_path / 'out', smoke=True)
-  load_study(name).run(context)
-  out = tmp_path / 'out' / name
+def _run_smoke_study(name, root):
+  """Runs study `name` in smoke mode under `root`; checks its three outputs and returns its
+  summary record."""
+  load_study(name).run(StudyContext(name, root / 'runs', root / 'out', smoke=True))
+  out = root / 'out' / name
   assert (out / 'figure.png').stat().st_size > 10_000
   assert 'SMOKE RUN' in (out / 'table.md').read_text()
   record = json.loads((out / 'summary.json').read_text())
   assert record['study'] == name and record['smoke']
+  return record
+
+
+@pytest.mark.parametrize('name', ['bias_redundancy', 'group_size'])
+def test_study_writes_figure_table_and_record(tmp_path, name):
+  record = _run_smoke_study(name, tmp_path)
   if name == 'bias_redundancy':
     assert max(record['max_abs_difference_first_1000_steps'].values()) < 1e-4
 
@@ -125,12 +131,8 @@ def santurkar_runs(tmp_path_factory):
 
 @pytest.mark.parametrize('name', ['ics_measure', 'loss_landscape'])
 def test_santurkar_probe_studies_write_their_verdicts(santurkar_runs, name):
-  context = StudyContext(name, santurkar_runs / 'runs', santurkar_runs / 'out', smoke=True)
-  load_study(name).run(context)
-  out = santurkar_runs / 'out' / name
-  assert (out / 'figure.png').stat().st_size > 10_000
-  record = json.loads((out / 'summary.json').read_text())
-  assert record['smoke'] and isinstance(record['santurkar_claim_holds'], bool)
+  record = _run_smoke_study(name, santurkar_runs)
+  assert isinstance(record['santurkar_claim_holds'], bool)
   verdicts = [
     r['bn_reduces_ics' if name == 'ics_measure' else 'bn_smoother'] for r in record['rows']
   ]
