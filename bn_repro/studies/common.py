@@ -35,6 +35,7 @@ from bn_repro.training.config_files import load_config, override
 from bn_repro.training.diagnostics import TrainingDivergedError
 from bn_repro.training.records import read_metrics
 from bn_repro.training.state import create_train_state
+from bn_repro.training.steps import TrainState
 
 Curve = list[tuple[int, float]]
 
@@ -268,23 +269,25 @@ class TrainedNetwork:
     return self.preprocess(self.dataset.test_images), self.dataset.test_labels
 
 
+def initial_network(config: ml_collections.ConfigDict) -> tuple[TrainedNetwork, TrainState]:
+  """The network of `config` at initialization (seeded by `config.seed`, every seed for
+  several) with its data, and its whole TrainState: the template checkpoints restore into."""
+  dataset = datasets.load_dataset(config.input)
+  model = models.create_model(config.model, dataset.num_classes)
+  state = create_train_state(
+    config, model, np.zeros((2,) + dataset.train_images.shape[1:], np.float32)
+  )
+  preprocess = transforms.get_preprocessor(config.input.preprocess, dataset.pixel_mean)
+  return TrainedNetwork(model, state.params, state.batch_stats, dataset, preprocess), state
+
+
 def restore(config: ml_collections.ConfigDict, checkpoint_dir: pathlib.Path) -> TrainedNetwork:
   """The newest checkpoint in `checkpoint_dir` (WORKDIR/checkpoints, WORKDIR/best_checkpoint
   or WORKDIR/population_checkpoint) of a run of `config`."""
-  dataset = datasets.load_dataset(config.input)
-  model = models.create_model(config.model, dataset.num_classes)
-  template = create_train_state(
-    config, model, np.zeros((2,) + dataset.train_images.shape[1:], np.float32)
-  )
+  network, template = initial_network(config)
   checkpointer = Checkpointer(checkpoint_dir, config.keep_checkpoints)
   if checkpointer.latest_step() is None:
     raise FileNotFoundError(f'No checkpoint in {checkpoint_dir}.')
   state = checkpointer.restore_latest(template)
   checkpointer.close()
-  return TrainedNetwork(
-    model,
-    state.params,
-    state.batch_stats,
-    dataset,
-    transforms.get_preprocessor(config.input.preprocess, dataset.pixel_mean),
-  )
+  return dataclasses.replace(network, params=state.params, batch_stats=state.batch_stats)

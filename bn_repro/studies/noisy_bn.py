@@ -34,6 +34,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bn_repro.analysis import unit_drift
+from bn_repro.reports import figure1
 from bn_repro.reports.formatting import FASHION_DATA, MNIST_DATA, fmt
 from bn_repro.reports.study_results import write_results
 from bn_repro.studies import santurkar_arms
@@ -62,9 +63,7 @@ def _final_accuracies(arm: Arm, seeds: int) -> list[float]:
   """Each seed's final test accuracy; a diverged arm's are 0."""
   if arm.diverged_at is not None:
     return [0.0] * seeds
-  if seeds == 1:
-    return [arm.final('eval/accuracy')]
-  return [arm.final(f'eval_seed{seed}/accuracy') for seed in range(seeds)]
+  return [float(a) for a in _seed_curves(arm)[1][-1]]
 
 
 def _drift(arm: Arm) -> dict[str, float] | None:
@@ -127,7 +126,7 @@ def run(context: StudyContext) -> None:
     {n: [_final_accuracies(a, 1)[0] for a in arms] for n, arms in inception.items()},
     TOLERANCE['inception'],
   )
-  figure = _figure(mlp, inception, seeds)
+  figure = _figure(mlp, inception)
   table = _table(mlp_rows, inception_row)
   summary = {
     'rule': RULE,
@@ -137,22 +136,22 @@ def run(context: StudyContext) -> None:
   write_results(context, figure, table, summary, started, f'{MNIST_DATA}; {FASHION_DATA}')
 
 
-def _seed_curves(arm: Arm, seeds: int) -> tuple[np.ndarray, np.ndarray]:
-  """Steps `(E,)` and test accuracies `(E, S)` of a multi-seed arm."""
-  tags = ['eval/accuracy'] if seeds == 1 else [f'eval_seed{s}/accuracy' for s in range(seeds)]
-  curves = [arm.curve(tag) for tag in tags]
-  length = min(len(c) for c in curves)
-  steps = np.array([s for s, _ in curves[0][:length]])
-  return steps, np.array([[v for _, v in c[:length]] for c in curves]).T
+def _seed_curves(arm: Arm) -> tuple[np.ndarray, np.ndarray]:
+  """Steps `(E,)` and each seed's test accuracy `(E, S)` of an arm (S = 1 for one seed)."""
+  curve = arm.curve('eval/accuracy')
+  per_seed = figure1.seed_accuracies(arm.scalars)
+  if per_seed is None:
+    per_seed = np.array([[v for _, v in curve]])
+  return np.array([s for s, _ in curve]), per_seed.T
 
 
-def _figure(mlp: dict, inception: dict[str, list[Arm]], seeds: int) -> object:
+def _figure(mlp: dict, inception: dict[str, list[Arm]]) -> object:
   panels = len(LEARNING_RATES) + 1
   figure, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.6))
   colors = {'baseline': 'tab:blue', 'bn': 'tab:red', 'bn_noisy': 'tab:green'}
   for ax, lr in zip(axes, LEARNING_RATES, strict=False):
     for variant in VARIANTS:
-      steps, values = _seed_curves(mlp[variant, lr][1], seeds)
+      steps, values = _seed_curves(mlp[variant, lr][1])
       if len(steps):
         ax.plot(steps, np.median(values, 1), color=colors[variant], label=variant)
         ax.fill_between(steps, values.min(1), values.max(1), color=colors[variant], alpha=0.25)
@@ -160,7 +159,7 @@ def _figure(mlp: dict, inception: dict[str, list[Arm]], seeds: int) -> object:
   axes[0].set_ylabel('test accuracy (median, band: min-max of 3 seeds)')
   ax = axes[-1]
   for name, arms in inception.items():
-    curves = [_seed_curves(a, 1) for a in arms]
+    curves = [_seed_curves(a) for a in arms]
     length = min(len(s) for s, _ in curves)
     if length:
       values = np.concatenate([v[:length] for _, v in curves], axis=1)

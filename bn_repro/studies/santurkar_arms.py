@@ -16,11 +16,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from bn_repro import models
-from bn_repro.data import datasets, transforms
-from bn_repro.studies.common import Arm, StudyContext, train_arms
+from bn_repro.studies.common import Arm, StudyContext, initial_network, train_arms
 from bn_repro.training.checkpointing import Checkpointer
-from bn_repro.training.state import create_train_state
 from bn_repro.training.steps import cross_entropy_loss, model_rngs, seed_state
 
 SHARED_DIRECTORY = 'santurkar_mlp'
@@ -65,12 +62,8 @@ def probe_trajectories(
 
   Returns {'steps': (T,), NAME: (T, S, ...)} for each output NAME of the probe.
   """
-  dataset = datasets.load_dataset(config.input)
-  model = models.create_model(config.model, dataset.num_classes)
-  preprocess = transforms.get_preprocessor(config.input.preprocess, dataset.pixel_mean)
-  initial = create_train_state(
-    config, model, np.zeros((2,) + dataset.train_images.shape[1:], np.float32)
-  )
+  network, initial = initial_network(config)
+  model, dataset, preprocess = network.model, network.dataset, network.preprocess
 
   @jax.jit
   def evaluate(params, batch_stats, images, labels, key):

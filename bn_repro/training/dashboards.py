@@ -26,7 +26,6 @@ import numpy as np
 from bn_repro.training.tensorboard import SummaryWriter, truncate_events
 
 HISTOGRAM_EXAMPLES = 1_000  # 100,000 values per MLP layer: 5 ms to bin.
-_SEED_TAG = re.compile(r'(\w+)_seed(\d+)/(.+)')
 
 
 def flatten_config(config: dict, prefix: str = '') -> dict[str, bool | int | float | str]:
@@ -68,10 +67,9 @@ class Dashboards:
   ):
     config = json.loads(config_json)
     self._writer = writer
-    self._num_seeds = config['num_seeds']
     self._seed_writers = []
-    if self._num_seeds > 1:
-      for index in range(self._num_seeds):
+    if config['num_seeds'] > 1:
+      for index in range(config['num_seeds']):
         if enabled:
           truncate_events(seed_logdir(workdir, index), step)
         self._seed_writers.append(
@@ -100,21 +98,19 @@ class Dashboards:
   def write_evaluation(
     self,
     step: int,
-    scalars: dict[str, float],
+    prefix: str,
+    seed_metrics: list[dict[str, float]],
     preactivations: list[dict[str, np.ndarray]],
     params: list[dict],
   ) -> None:
-    """Per-seed eval scalars (`PREFIX_seedI/NAME` -> seed I's `PREFIX/NAME`) and each
-    seed's histograms: preactivations `[{preactivationI: (N, U)}]` and parameters, per seed."""
-    per_seed: list[dict[str, float]] = [{} for _ in self._seed_writers]
-    for tag, value in scalars.items():
-      match = _SEED_TAG.fullmatch(tag)
-      if match and self._seed_writers:
-        per_seed[int(match[2])][f'{match[1]}/{match[3]}'] = value
-    writers = self._seed_writers or [self._writer]
-    for index, seed_writer in enumerate(writers):
-      if per_seed and per_seed[index]:
-        seed_writer.write_scalars(step, per_seed[index])
+    """Each seed's evaluation metrics `[{NAME: value}]` as its run's `PREFIX/NAME` (with
+    several seeds), and each seed's histograms: its preactivations `{preactivationI: (N, U)}`
+    and parameters."""
+    for index, seed_writer in enumerate(self._seed_writers):
+      seed_writer.write_scalars(
+        step, {f'{prefix}/{name}': value for name, value in seed_metrics[index].items()}
+      )
+    for index, seed_writer in enumerate(self._seed_writers or [self._writer]):
       seed_writer.write_histograms(step, _histograms(preactivations[index], params[index]))
 
   def close(self) -> None:

@@ -27,7 +27,7 @@ def periodic_evaluation(
   seeds, with `seed_accuracies` for several seeds and `population_accuracy` when the
   population statistics were evaluated) and the best accuracy so far."""
   config = run.config
-  eval_metrics, scalars, preactivations = evaluate_runs(
+  eval_metrics, scalars, preactivations, seed_metrics = evaluate_runs(
     run.evaluate, run.state, config.num_seeds, 'eval'
   )
   kill_point('evaluation', step)
@@ -52,14 +52,14 @@ def periodic_evaluation(
     },
   )
   params = [s.params for s in seed_states(run.state, config.num_seeds)]
-  run.dashboards.write_evaluation(step, scalars, preactivations, params)
+  run.dashboards.write_evaluation(step, 'eval', seed_metrics, preactivations, params)
   if config.num_seeds > 1:
     eval_metrics['seed_accuracies'] = [
       scalars[f'eval_seed{i}/accuracy'] for i in range(config.num_seeds)
     ]
   if run.population_stats and (config.population_stats.every_eval or step == config.num_steps):
     population_state = with_population_stats(run.state, run.population_stats, config.num_seeds)
-    population_metrics, scalars, population_preactivations = evaluate_runs(
+    population_metrics, scalars, population_preactivations, _ = evaluate_runs(
       run.evaluate, population_state, config.num_seeds, 'eval_population'
     )
     eval_metrics['population_accuracy'] = population_metrics['accuracy']
@@ -111,21 +111,23 @@ def record_unit_percentiles(
 
 def evaluate_runs(
   evaluate: Evaluator, state: TrainState, num_seeds: int, prefix: str
-) -> tuple[dict[str, float], dict[str, float], list[dict[str, np.ndarray]]]:
+) -> tuple[dict[str, float], dict[str, float], list[dict[str, np.ndarray]], list[dict[str, float]]]:
   """Evaluates every run of a (multi-seed) state.
 
   Returns:
     The metrics averaged over the runs; the scalars to log: `PREFIX/NAME` (averages)
-    and, for several seeds, `PREFIX_seedI/NAME` per run; and each run's preactivations
-    (Figure 1's single-unit percentiles follow the first, seeded `config.seed`).
+    and, for several seeds, `PREFIX_seedI/NAME` per run; each run's preactivations
+    (Figure 1's single-unit percentiles follow the first, seeded `config.seed`); and each
+    run's metrics.
   """
   runs = [evaluate(run) for run in seed_states(state, num_seeds)]
-  means = {name: float(np.mean([m[name] for m, _ in runs])) for name in runs[0][0]}
+  per_run = [metrics for metrics, _ in runs]
+  means = {name: float(np.mean([m[name] for m in per_run])) for name in per_run[0]}
   scalars = {f'{prefix}/{name}': value for name, value in means.items()}
   if num_seeds > 1:
-    for i, (metrics, _) in enumerate(runs):
+    for i, metrics in enumerate(per_run):
       scalars.update({f'{prefix}_seed{i}/{name}': value for name, value in metrics.items()})
-  return means, scalars, [preactivations for _, preactivations in runs]
+  return means, scalars, [preactivations for _, preactivations in runs], per_run
 
 
 def with_population_stats(
