@@ -127,7 +127,7 @@ def main(argv: list[str]) -> None:
     tuple(sorted(p.shape)) for p in jax.tree.leaves(bench.state.params) if p.ndim == 4
   }
   state, resident = bench.state, bench.train_input.resident
-  chunk = bench.chunk.lower(state, resident, per_steps[0]).compile()
+  chunk = bench.chunk.func.lower(*bench.chunk.args, state, resident, per_steps[0]).compile()
   state, metrics = chunk(state, resident, per_steps[0])  # Warm-up, not timed.
   jax.block_until_ready(metrics)
   start = time.perf_counter()

@@ -1,6 +1,7 @@
 """The MNIST fetch, its integrity checks, the TFDS round trip and the batch order."""
 
 import gzip
+import os
 import pickle
 import zipfile
 
@@ -8,7 +9,15 @@ import jax
 import numpy as np
 import pytest
 
-from bn_repro.data import datasets, fashion_mnist_fetch, mnist_fetch, offline, ordering, transforms
+from bn_repro.data import (
+  array_cache,
+  datasets,
+  fashion_mnist_fetch,
+  mnist_fetch,
+  offline,
+  ordering,
+  transforms,
+)
 
 
 def _write_fake_pickle(path, sizes=(6, 3, 4)):
@@ -70,6 +79,35 @@ def test_stored_dataset_loads_through_tfds_in_order(tmp_path):
   np.testing.assert_array_equal(dataset.train_labels, splits['train'][1])
   np.testing.assert_array_equal(dataset.test_images, splits['test'][0])
   assert dataset.num_classes == 10
+
+
+def test_numpy_copy_serves_later_loads_until_the_tfds_files_change(tmp_path):
+  rng = np.random.default_rng(2)
+  splits = {
+    'train': (rng.integers(0, 256, (5, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 5)),
+    'test': (rng.integers(0, 256, (2, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 2)),
+  }
+  offline.store_as_tfds('mnist', '3.0.1', splits, 10, tmp_path)
+  config = type('InputConfig', (), {'dataset': 'mnist', 'tfds_data_dir': str(tmp_path)})
+  first = datasets.load_dataset(config)
+  copy = array_cache.cache_path('mnist', tmp_path)
+  assert copy.is_file()
+  # A copy with the right stamp is what later loads read: mark its images to tell.
+  stamp = array_cache.source_stamp('mnist', tmp_path)
+  marked = dict(array_cache.read('mnist', tmp_path), train_images=first.train_images + 1)
+  array_cache.write('mnist', tmp_path, marked, stamp)
+  np.testing.assert_array_equal(datasets.load_dataset(config).train_images, splits['train'][0] + 1)
+  # The TFDS files change (prepared again): the copy is stale and TFDS is read again.
+  record = next((tmp_path / 'mnist').rglob('*train.tfrecord*'))
+  os.utime(record, ns=(record.stat().st_atime_ns, record.stat().st_mtime_ns + 10**9))
+  again = datasets.load_dataset(config)
+  np.testing.assert_array_equal(again.train_images, splits['train'][0])
+  np.testing.assert_array_equal(again.test_labels, splits['test'][1])
+  assert again.num_classes == 10
+  # A torn copy (a writer killed mid-file) is ignored and replaced.
+  copy.write_bytes(copy.read_bytes()[:100])
+  np.testing.assert_array_equal(datasets.load_dataset(config).train_images, splits['train'][0])
+  assert array_cache.read('mnist', tmp_path) is not None
 
 
 def test_binary_preprocessing_thresholds_at_one_half():

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bn_repro.data import array_cache
 from bn_repro.data.offline import default_tfds_data_dir
 
 if TYPE_CHECKING:
@@ -74,7 +75,8 @@ def load_dataset(input_config: ml_collections.ConfigDict) -> InMemoryDataset:
 
   Any TFDS image-classification dataset prepared in `input_config.tfds_data_dir`
   (TFDS's default if unset) works; those in `DATASETS` are fetched offline into
-  it when missing.
+  it when missing. After the first read the arrays come from a numpy copy
+  (`bn_repro.data.array_cache`), checked against the TFDS files it was made from.
   """
   name = input_config.dataset
   data_dir = (
@@ -82,8 +84,20 @@ def load_dataset(input_config: ml_collections.ConfigDict) -> InMemoryDataset:
     if input_config.tfds_data_dir
     else default_tfds_data_dir()
   )
+  arrays = array_cache.read(name, data_dir)
+  if arrays is None:
+    arrays = _read_prepared(name, data_dir, input_config)
+  return InMemoryDataset(**{**arrays, 'num_classes': int(arrays['num_classes'])})
+
+
+def _read_prepared(
+  name: str, data_dir: pathlib.Path, input_config: ml_collections.ConfigDict
+) -> dict:
+  """The splits read through TFDS (preparing the dataset offline first if bn_repro knows
+  how and it is missing), stored in the numpy copy for the next run."""
   try:
-    splits = _load_splits(name, data_dir)
+    stamp = array_cache.source_stamp(name, data_dir)
+    arrays = _load_splits(name, data_dir)
   except _dataset_not_found_errors() as error:
     if name not in DATASETS:
       raise FileNotFoundError(
@@ -93,8 +107,10 @@ def load_dataset(input_config: ml_collections.ConfigDict) -> InMemoryDataset:
       ) from error
     cache_dir = input_config.download_cache_dir
     DATASETS[name](data_dir, pathlib.Path(cache_dir).expanduser() if cache_dir else None)
-    splits = _load_splits(name, data_dir)
-  return InMemoryDataset(*splits['train'], *splits['test'], num_classes=splits['num_classes'])
+    stamp = array_cache.source_stamp(name, data_dir)
+    arrays = _load_splits(name, data_dir)
+  array_cache.write(name, data_dir, arrays, stamp)
+  return arrays
 
 
 def _dataset_not_found_errors() -> tuple[type[Exception], ...]:
@@ -105,7 +121,8 @@ def _dataset_not_found_errors() -> tuple[type[Exception], ...]:
 
 
 def _load_splits(name: str, data_dir: pathlib.Path) -> dict:
-  """Reads the train and test splits whole into uint8 images and int32 labels."""
+  """Reads the train and test splits whole: {'train_images', 'test_images'} uint8
+  `(N, H, W, C)`, {'train_labels', 'test_labels'} int32 `(N,)`, 'num_classes'."""
   import tensorflow_datasets as tfds
 
   out = {}
@@ -114,9 +131,7 @@ def _load_splits(name: str, data_dir: pathlib.Path) -> dict:
       name, split=split, data_dir=str(data_dir), download=False, as_supervised=True, with_info=True
     )
     batches = list(tfds.as_numpy(dataset.batch(1 << 20)))
-    out[split] = (
-      np.concatenate([b[0] for b in batches]).astype(np.uint8),
-      np.concatenate([b[1] for b in batches]).astype(np.int32),
-    )
+    out[f'{split}_images'] = np.concatenate([b[0] for b in batches]).astype(np.uint8)
+    out[f'{split}_labels'] = np.concatenate([b[1] for b in batches]).astype(np.int32)
     out['num_classes'] = info.features['label'].num_classes
   return out

@@ -10,6 +10,7 @@ devices, so this yields the gradient of the global-batch mean loss.
 This module imports neither TensorFlow nor ml_collections.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -153,7 +154,7 @@ def make_train_chunk_fn(
     {'loss', 'accuracy'}, each float32 `(T,)`, or `(T, S)` for several seeds.
   """
 
-  def chunk(state, resident, per_steps):
+  def chunk(first_seed, state, resident, per_steps):
     def one_step(state, per_step, run_seed):
       step_key = jax.random.fold_in(
         jax.random.fold_in(jax.random.key(run_seed), state.step), lax.axis_index(AXIS)
@@ -165,9 +166,9 @@ def make_train_chunk_fn(
 
     def body(state, per_step):
       if num_seeds == 1:
-        return one_step(state, per_step, seed)
+        return one_step(state, per_step, first_seed)
       axes = seed_axes(state)
-      seeds = seed + jnp.arange(num_seeds)
+      seeds = first_seed + jnp.arange(num_seeds)
       return jax.vmap(one_step, in_axes=(axes, 0, 0), out_axes=(axes, 0))(state, per_step, seeds)
 
     length = jax.tree.leaves(per_steps)[0].shape[0]
@@ -180,10 +181,13 @@ def make_train_chunk_fn(
   sharded = jax.shard_map(
     chunk,
     mesh=mesh,
-    in_specs=(P(), train_input.resident_specs, train_input.per_step_specs),
+    in_specs=(P(), P(), train_input.resident_specs, train_input.per_step_specs),
     out_specs=(P(), P()),
   )
-  return jax.jit(sharded, donate_argnums=0)
+  jitted = jax.jit(sharded, donate_argnums=1)
+  # The seed is an argument, not a constant of the program, so runs that differ only in
+  # their seed share one compilation (and the persistent compilation cache's entry).
+  return functools.partial(jitted, jnp.asarray(seed, jnp.int32))
 
 
 def mean_probabilities_over_crops(logits: jax.Array, crops: int) -> jax.Array:
