@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax.core import FrozenDict
+from jax import lax
 
 
 def population_statistics_fn(model: nn.Module) -> Callable[[object, object, Iterable], object]:
@@ -21,16 +22,16 @@ def population_statistics_fn(model: nn.Module) -> Callable[[object, object, Iter
       built without an `axis_name` (this runs on one device).
 
   The returned function takes the trained network (frozen: params are not
-  changed) and K preprocessed training batches `(m, ...)`, and returns new
-  `batch_stats` holding the population statistics. A forward pass in training mode
-  with BN momentum 0 leaves each layer's stored statistics equal to that batch's
-  mean and unbiased (m/(m-1)) variance (`bn_repro.models.batch_norm.BatchNorm`; with a group
-  size, the group averages), so averaging them over the K batches is exactly
-  Algorithm 2, steps 8-10.
+  changed) and K preprocessed training batches (an iterable of `(m, ...)` arrays, or one
+  `(K, m, ...)` array), and returns new `batch_stats` holding the population statistics.
+  A forward pass in training mode with BN momentum 0 leaves each layer's stored
+  statistics equal to that batch's mean and unbiased (m/(m-1)) variance
+  (`bn_repro.models.batch_norm.BatchNorm`; with a group size, the group averages), so
+  averaging them over the K batches is exactly Algorithm 2, steps 8-10. The K passes run
+  in one program (a scan summing in batch order), not one call per batch.
   """
   per_batch = model.clone(bn=FrozenDict({**model.bn, 'momentum': 0.0}))
 
-  @jax.jit
   def batch_statistics(params, batch_stats, x):
     _, updates = per_batch.apply(
       {'params': params, 'batch_stats': batch_stats},
@@ -41,15 +42,20 @@ def population_statistics_fn(model: nn.Module) -> Callable[[object, object, Iter
     )
     return updates['batch_stats']
 
+  @jax.jit
+  def mean_over_batches(params, batch_stats, stacked):
+    def add(total, x):
+      return jax.tree.map(jnp.add, total, batch_statistics(params, batch_stats, x)), None
+
+    first = batch_statistics(params, batch_stats, stacked[0])
+    total, _ = lax.scan(add, first, stacked[1:])
+    return jax.tree.map(lambda t: t / stacked.shape[0], total)
+
   def population_statistics(params, batch_stats, batches):
-    totals, count = None, 0
-    for x in batches:
-      stats = batch_statistics(params, batch_stats, x)
-      totals = stats if totals is None else jax.tree.map(jnp.add, totals, stats)
-      count += 1
-    if not count:
+    stacked = batches if hasattr(batches, 'ndim') else jnp.stack(list(batches))
+    if not stacked.shape[0]:
       raise ValueError('Population statistics need at least one training batch; got none.')
-    return jax.tree.map(lambda total: total / count, totals)
+    return mean_over_batches(params, batch_stats, stacked)
 
   return population_statistics
 

@@ -12,6 +12,7 @@ from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.evaluate import Evaluator, preactivation_percentiles
 from bn_repro.training.faults import kill_point
 from bn_repro.training.setup import Run
+from bn_repro.training.sharding import replicated_to_host
 from bn_repro.training.steps import (
   TrainState,
   seed_state,
@@ -51,7 +52,7 @@ def periodic_evaluation(
       ),
     },
   )
-  params = [s.params for s in seed_states(run.state, config.num_seeds)]
+  params = [s.params for s in seed_states(replicated_to_host(run.state), config.num_seeds)]
   run.dashboards.write_evaluation(step, 'eval', seed_metrics, preactivations, params)
   if config.num_seeds > 1:
     eval_metrics['seed_accuracies'] = [
@@ -86,12 +87,13 @@ def record_unit_percentiles(
   all its units and of the tracked unit are logged as scalars (`preactivation_percentiles`).
   """
   records = []
+  host_state = replicated_to_host(state)
   for seed, layers in enumerate(preactivations):
     if not layers:
       continue
     name = max(layers, key=lambda n: int(n.removeprefix('preactivation')))
     layer = name.removeprefix('preactivation')
-    bn = seed_state(state, seed, run.config.num_seeds).params.get(f'bn{layer}', {})
+    bn = seed_state(host_state, seed, run.config.num_seeds).params.get(f'bn{layer}', {})
     records.append(
       {
         'step': step,
@@ -120,7 +122,7 @@ def evaluate_runs(
     (Figure 1's single-unit percentiles follow the first, seeded `config.seed`); and each
     run's metrics.
   """
-  runs = [evaluate(run) for run in seed_states(state, num_seeds)]
+  runs = [evaluate(run) for run in seed_states(replicated_to_host(state), num_seeds)]
   per_run = [metrics for metrics, _ in runs]
   means = {name: float(np.mean([m[name] for m in per_run])) for name in per_run[0]}
   scalars = {f'{prefix}/{name}': value for name, value in means.items()}
@@ -134,7 +136,8 @@ def with_population_stats(
   state: TrainState, population_stats: object, num_seeds: int
 ) -> TrainState:
   """`state` with every run's moving averages replaced by its population statistics."""
-  stats = [population_stats(run) for run in seed_states(state, num_seeds)]
+  # Runs sliced on the host: slicing every leaf on the device costs a dispatch each.
+  stats = [population_stats(run) for run in seed_states(replicated_to_host(state), num_seeds)]
   if num_seeds > 1:
     return state.replace(batch_stats=jax.tree.map(lambda *runs: jnp.stack(runs), *stats))
   return state.replace(batch_stats=stats[0])

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
@@ -181,7 +182,7 @@ def population_stats_fn(
   statistics = population_statistics_fn(single_device_model)
 
   def population_stats(state: TrainState) -> object:
-    batches = (preprocess(images) for images in inputs.train_batches(num_batches))
+    batches = preprocess(np.stack(list(inputs.train_batches(num_batches))))  # (K, m, ...)
     return statistics(state.params, state.batch_stats, batches)
 
   return population_stats
