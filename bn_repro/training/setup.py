@@ -167,7 +167,9 @@ def population_stats_fn(
 ) -> object | None:
   """`state -> batch_stats` of Algorithm 2 over `population_stats.num_batches` batches, or None.
 
-  Every process computes them from the same first training batches, on its own.
+  Every process computes them from the same first training batches, on its own. The K
+  batches are stacked and preprocessed at once (K x batch x image floats in memory: 1.9 GB
+  for 100 ImageNet batches of 32 at 224x224).
   """
   num_batches = config.population_stats.num_batches
   if not num_batches or not norm_lib.uses_batch_norm(config.model.normalization):
