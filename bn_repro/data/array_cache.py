@@ -6,16 +6,17 @@ takes a fraction of a second. The copy lives in `TFDS_DATA_DIR/bn_repro_arrays/N
 and records a stamp of the TFDS files it was read from (each file's path, size and
 modification time under `TFDS_DATA_DIR/NAME/`): a dataset prepared again, or another
 version prepared beside it, changes the stamp and the copy is read afresh from TFDS.
-Writers go through a temporary file and `os.replace`, so processes starting together
-never read a half-written copy.
+Writers replace the file whole (`write_atomically`), so processes starting together never
+read a half-written copy.
 """
 
-import os
+import io
 import pathlib
-import tempfile
 import zipfile
 
 import numpy as np
+
+from bn_repro.training.workdir import write_atomically
 
 CACHE_FOLDER = 'bn_repro_arrays'
 _KEYS = ('train_images', 'train_labels', 'test_images', 'test_labels', 'num_classes')
@@ -60,12 +61,6 @@ def write(name: str, data_dir: pathlib.Path, splits: dict[str, np.ndarray], stam
     return
   path = cache_path(name, data_dir)
   path.parent.mkdir(parents=True, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f'.{name}.', suffix='.npz')
-  try:
-    with os.fdopen(handle, 'wb') as file:
-      np.savez(file, stamp=np.array(stamp), **{key: splits[key] for key in _KEYS})
-    os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide it from other users of the dir.
-    os.replace(temporary, path)
-  except BaseException:
-    pathlib.Path(temporary).unlink(missing_ok=True)
-    raise
+  buffer = io.BytesIO()
+  np.savez(buffer, stamp=np.array(stamp), **{key: splits[key] for key in _KEYS})
+  write_atomically(path, buffer.getvalue())

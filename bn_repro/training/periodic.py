@@ -13,11 +13,7 @@ from bn_repro.training.evaluate import Evaluator, preactivation_percentiles
 from bn_repro.training.faults import kill_point
 from bn_repro.training.setup import Run
 from bn_repro.training.sharding import replicated_to_host
-from bn_repro.training.steps import (
-  TrainState,
-  seed_state,
-  seed_states,
-)
+from bn_repro.training.steps import TrainState, seed_states
 
 
 def periodic_evaluation(
@@ -28,13 +24,14 @@ def periodic_evaluation(
   seeds, with `seed_accuracies` for several seeds and `population_accuracy` when the
   population statistics were evaluated) and the best accuracy so far."""
   config = run.config
-  eval_metrics, scalars, preactivations, seed_metrics = evaluate_runs(
-    run.evaluate, run.state, config.num_seeds, 'eval'
-  )
+  # Each run's state on the host, copied once: slicing every leaf on the device costs a
+  # dispatch each, and every part below reads them.
+  runs = seed_states(replicated_to_host(run.state), config.num_seeds)
+  eval_metrics, scalars, preactivations, seed_metrics = evaluate_runs(run.evaluate, runs, 'eval')
   kill_point('evaluation', step)
   record_units = run.is_chief and config.eval.get('unit_percentiles', False)
   if record_units:
-    record_unit_percentiles(run, step, preactivations, run.state, 'moving_average')
+    record_unit_percentiles(run, step, preactivations, runs, 'moving_average')
   # Compared as logged (float32), so a resumed run, which reads the best so far back from
   # the event files, picks the same best checkpoint as an uninterrupted one.
   accuracy = float(np.float32(eval_metrics['accuracy']))
@@ -52,23 +49,25 @@ def periodic_evaluation(
       ),
     },
   )
-  params = [s.params for s in seed_states(replicated_to_host(run.state), config.num_seeds)]
+  params = [r.params for r in runs]
   run.dashboards.write_evaluation(step, 'eval', seed_metrics, preactivations, params)
   if config.num_seeds > 1:
     eval_metrics['seed_accuracies'] = [
       scalars[f'eval_seed{i}/accuracy'] for i in range(config.num_seeds)
     ]
   if run.population_stats and (config.population_stats.every_eval or step == config.num_steps):
-    population_state = with_population_stats(run.state, run.population_stats, config.num_seeds)
+    population_runs = [r.replace(batch_stats=run.population_stats(r)) for r in runs]
     population_metrics, scalars, population_preactivations, _ = evaluate_runs(
-      run.evaluate, population_state, config.num_seeds, 'eval_population'
+      run.evaluate, population_runs, 'eval_population'
     )
     eval_metrics['population_accuracy'] = population_metrics['accuracy']
     run.writer.write_scalars(step, scalars)
     if record_units:
-      record_unit_percentiles(run, step, population_preactivations, population_state, 'population')
+      record_unit_percentiles(run, step, population_preactivations, population_runs, 'population')
     if step == config.num_steps:
-      save_population_checkpoint(run.workdir / 'population_checkpoint', population_state)
+      save_population_checkpoint(
+        run.workdir / 'population_checkpoint', with_batch_stats(run.state, population_runs)
+      )
   return eval_metrics, best_accuracy
 
 
@@ -76,7 +75,7 @@ def record_unit_percentiles(
   run: Run,
   step: int,
   preactivations: list[dict[str, np.ndarray]],
-  state: TrainState,
+  runs: list[TrainState],
   statistics: str,
 ) -> None:
   """Appends every unit's percentiles of the last hidden layer (Figure 1's), per seed, to
@@ -87,13 +86,12 @@ def record_unit_percentiles(
   all its units and of the tracked unit are logged as scalars (`preactivation_percentiles`).
   """
   records = []
-  host_state = replicated_to_host(state)
   for seed, layers in enumerate(preactivations):
     if not layers:
       continue
     name = max(layers, key=lambda n: int(n.removeprefix('preactivation')))
     layer = name.removeprefix('preactivation')
-    bn = seed_state(host_state, seed, run.config.num_seeds).params.get(f'bn{layer}', {})
+    bn = runs[seed].params.get(f'bn{layer}', {})
     records.append(
       {
         'step': step,
@@ -112,9 +110,9 @@ def record_unit_percentiles(
 
 
 def evaluate_runs(
-  evaluate: Evaluator, state: TrainState, num_seeds: int, prefix: str
+  evaluate: Evaluator, runs: list[TrainState], prefix: str
 ) -> tuple[dict[str, float], dict[str, float], list[dict[str, np.ndarray]], list[dict[str, float]]]:
-  """Evaluates every run of a (multi-seed) state.
+  """Evaluates every run (the single-run states of one, possibly multi-seed, state).
 
   Returns:
     The metrics averaged over the runs; the scalars to log: `PREFIX/NAME` (averages)
@@ -122,25 +120,23 @@ def evaluate_runs(
     (Figure 1's single-unit percentiles follow the first, seeded `config.seed`); and each
     run's metrics.
   """
-  runs = [evaluate(run) for run in seed_states(replicated_to_host(state), num_seeds)]
-  per_run = [metrics for metrics, _ in runs]
+  results = [evaluate(r) for r in runs]
+  per_run = [metrics for metrics, _ in results]
   means = {name: float(np.mean([m[name] for m in per_run])) for name in per_run[0]}
   scalars = {f'{prefix}/{name}': value for name, value in means.items()}
-  if num_seeds > 1:
+  if len(runs) > 1:
     for i, metrics in enumerate(per_run):
       scalars.update({f'{prefix}_seed{i}/{name}': value for name, value in metrics.items()})
-  return means, scalars, [preactivations for _, preactivations in runs], per_run
+  return means, scalars, [preactivations for _, preactivations in results], per_run
 
 
-def with_population_stats(
-  state: TrainState, population_stats: object, num_seeds: int
-) -> TrainState:
-  """`state` with every run's moving averages replaced by its population statistics."""
-  # Runs sliced on the host: slicing every leaf on the device costs a dispatch each.
-  stats = [population_stats(run) for run in seed_states(replicated_to_host(state), num_seeds)]
-  if num_seeds > 1:
-    return state.replace(batch_stats=jax.tree.map(lambda *runs: jnp.stack(runs), *stats))
-  return state.replace(batch_stats=stats[0])
+def with_batch_stats(state: TrainState, runs: list[TrainState]) -> TrainState:
+  """`state` (one run, or several seeds side by side) with the runs' `batch_stats`."""
+  if len(runs) > 1:
+    return state.replace(
+      batch_stats=jax.tree.map(lambda *b: jnp.stack(b), *[r.batch_stats for r in runs])
+    )
+  return state.replace(batch_stats=runs[0].batch_stats)
 
 
 def save_population_checkpoint(directory: pathlib.Path, state: TrainState) -> None:

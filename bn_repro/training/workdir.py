@@ -115,15 +115,17 @@ def config_changes(
   return refused, allowed
 
 
-def write_atomically(path: pathlib.Path, text: str) -> None:
-  """Writes `text` to `path` through a temporary file in the same folder and a rename."""
+def write_atomically(path: pathlib.Path, content: str | bytes) -> None:
+  """Writes `content` to `path` through a temporary file in the same folder and a rename,
+  so a reader sees the old file or the new one whole; readable by all, as `open` makes it."""
   path = pathlib.Path(path)
   handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
   try:
-    with os.fdopen(handle, 'w') as f:
-      f.write(text)
+    with os.fdopen(handle, 'wb' if isinstance(content, bytes) else 'w') as f:
+      f.write(content)
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide it from other users.
     os.replace(temporary, path)
   except BaseException:
     pathlib.Path(temporary).unlink(missing_ok=True)
