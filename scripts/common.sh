@@ -23,11 +23,32 @@ one_core_per_run() {
   fi
 }
 
-# run_training LABEL ARGS...: `$VENV_PYTHON -m bn_repro.main ARGS`, showing only its progress
-# and error lines, each prefixed [LABEL]; on failure, names the command to rerun unfiltered.
+# parallel_runs JOBS: reads one run's arguments per line and runs `bash -c 'run_one ARGS'`,
+# JOBS at a time. With several at a time and at least JOBS cores this process may use, each
+# run is pinned to a core of its own (RUN_CORES[its xargs slot]; see run_training): unpinned,
+# two single-threaded MNIST arms side by side ran 10,000 steps in 28.1-28.5 s, pinned in
+# 24.2-25.3 s (24.5 s alone; benchmarks/README.md).
+parallel_runs() {
+  local jobs="$1"
+  RUN_CORES="$("$VENV_PYTHON" -c 'import os; print(*sorted(os.sched_getaffinity(0)))' \
+    2> /dev/null || true)"
+  local cores=($RUN_CORES)
+  if [ "$jobs" -gt 1 ] && [ "${#cores[@]}" -ge "$jobs" ] && command -v taskset > /dev/null; then
+    export RUN_CORES
+    xargs -P "$jobs" -L 1 --process-slot-var=RUN_SLOT bash -c 'run_one "$@"' _
+  else
+    xargs -P "$jobs" -L 1 bash -c 'run_one "$@"' _
+  fi
+}
+
+# run_training LABEL ARGS...: `$VENV_PYTHON -m bn_repro.main ARGS` (pinned to its core when
+# parallel_runs gave it a slot), showing only its progress and error lines, each prefixed
+# [LABEL]; on failure, names the command to rerun unfiltered.
 run_training() {
   local label="$1"; shift
-  "$VENV_PYTHON" -m bn_repro.main "$@" 2>&1 \
+  local pin=() cores=(${RUN_CORES:-})
+  if [ -n "${RUN_SLOT:-}" ]; then pin=(taskset -c "${cores[$RUN_SLOT]}"); fi
+  "${pin[@]}" "$VENV_PYTHON" -m bn_repro.main "$@" 2>&1 \
     | grep --line-buffered -E 'train.py|Error|FATAL|MNIST' | sed -u "s|^|[$label] |" \
     && [ "${PIPESTATUS[0]}" -eq 0 ] || {
       echo "The $label run failed; rerun it without the filter to see the full log:" >&2

@@ -51,6 +51,6 @@ export -f run_one
   done
   echo 'bn_x5_sigmoid 0'
   echo 'inception_sigmoid 0'
-} | xargs -P "$jobs" -L 1 bash -c 'run_one "$@"' _
+} | parallel_runs "$jobs"
 "$VENV_PYTHON" scripts/plot_inception.py --workdir="$workdir" --out="$out" \
   --command="scripts/reproduce_inception.sh $*"

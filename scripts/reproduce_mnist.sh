@@ -52,7 +52,7 @@ run_one() {  # SETTING RATE ARM
 export -f run_one
 for setting in "${settings[@]}"; do
   for arm in baseline bn; do echo "${setting%%:*} ${setting#*:} $arm"; done
-done | xargs -P "$jobs" -L 1 bash -c 'run_one "$@"' _
+done | parallel_runs "$jobs"
 "$VENV_PYTHON" scripts/plot_mnist.py --workdir="$workdir" --out="$out" \
   --settings="$(IFS=,; names=("${settings[@]%%:*}"); echo "${names[*]}")" \
   --command="scripts/reproduce_mnist.sh $*" --started_at="$start"

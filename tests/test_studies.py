@@ -1,6 +1,9 @@
 """The trainer's study features and the study scripts, on tfds.testing.mock_data."""
 
 import json
+import multiprocessing
+import os
+from concurrent import futures
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +11,7 @@ import numpy as np
 import pytest
 
 from bn_repro.data import datasets, ordering
-from bn_repro.studies import load_study, santurkar_arms
+from bn_repro.studies import common, load_study, santurkar_arms
 from bn_repro.studies.common import StudyContext, restore
 from bn_repro.training import train
 from bn_repro.training.config_files import load_config, override
@@ -160,3 +163,32 @@ def test_probes_run_on_the_initialization_and_every_checkpoint(tmp_path):
   kernel_sums = trajectory['kernel_sum']
   assert len(np.unique(kernel_sums[:, 0])) == 3 and len(np.unique(kernel_sums[0])) == 3
   assert np.all(np.isfinite(trajectory['loss']))
+
+
+def test_worker_cores_are_distinct_allowed_cores_or_none(monkeypatch):
+  monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {5, 2, 7}, raising=False)
+  assert common.worker_cores(2) == [2, 5]
+  assert common.worker_cores(3) == [2, 5, 7]
+  assert common.worker_cores(4) == [None] * 4  # More workers than cores: none pinned.
+
+
+@pytest.mark.skipif(not hasattr(os, 'sched_setaffinity'), reason='the platform cannot pin')
+def test_study_workers_each_run_on_their_own_core():
+  jobs = min(2, len(os.sched_getaffinity(0)))
+  spawn = multiprocessing.get_context('spawn')
+  free_cores = spawn.Queue()
+  for core in common.worker_cores(jobs):
+    free_cores.put(core)
+  with futures.ProcessPoolExecutor(
+    jobs, mp_context=spawn, initializer=common._set_up_worker, initargs=(free_cores,)
+  ) as pool:
+    # One task per worker, each holding its worker until both have started.
+    barrier = spawn.Manager().Barrier(jobs)
+    affinities = list(pool.map(_affinity_after, [barrier] * jobs))
+  assert sorted(a[0] for a in affinities) == common.worker_cores(jobs)
+  assert all(len(a) == 1 for a in affinities)
+
+
+def _affinity_after(barrier) -> list[int]:
+  barrier.wait(timeout=120)
+  return sorted(os.sched_getaffinity(0))
