@@ -61,6 +61,19 @@ def test_parameter_norms_are_logged(tmp_path):
     20,
     pytest.approx(float(np.linalg.norm(params['dense1']['kernel'])), rel=1e-5),
   )
+  assert not any(tag.startswith('params_seed') for tag in scalars)
+
+
+def test_parameter_norms_are_logged_per_seed(tmp_path):
+  config = _config(log_param_norms=True, num_seeds=3, num_devices=1)
+  train.train_and_evaluate(config, tmp_path)
+  scalars = read_scalars(tmp_path)
+  kernels = restore(config, tmp_path / 'checkpoints').params['dense1']['kernel']  # (3, ...)
+  norms = [float(np.linalg.norm(k)) for k in kernels]
+  assert len(set(norms)) == 3  # Three different runs.
+  for seed, norm in enumerate(norms):
+    assert scalars[f'params_seed{seed}/dense1/kernel'][-1] == (20, pytest.approx(norm, rel=1e-5))
+  assert scalars['params/dense1/kernel'][-1][1] == pytest.approx(norms[0], rel=1e-5)
   assert 'params/bn0/scale' in scalars and 'params/dense0/bias' not in scalars
 
 
@@ -119,11 +132,22 @@ def _run_smoke_study(name, root):
   return record
 
 
-@pytest.mark.parametrize('name', ['bias_redundancy', 'group_size'])
+@pytest.mark.parametrize(
+  'name', ['bias_redundancy', 'group_size', 'stats_in_gradient', 'inference_statistics']
+)
 def test_study_writes_figure_table_and_record(tmp_path, name):
   record = _run_smoke_study(name, tmp_path)
   if name == 'bias_redundancy':
     assert max(record['max_abs_difference_first_1000_steps'].values()) < 1e-4
+  if name == 'stats_in_gradient':  # Every number per seed, the seeds different runs.
+    accuracy = record['arms']['bn']['final_test_accuracy']
+    assert len(accuracy['per_seed']) == record['num_seeds'] == 3
+    assert len(set(record['arms']['bn']['final_bias_norm']['per_seed'])) == 3
+  if name == 'inference_statistics':
+    # The moving averages' momentum is read at inference only: the same training.
+    assert record['momentum_arms_parameter_gap'] == 0.0
+    assert len(record['population_unbiased']['1']['per_seed']) == 3
+    assert len(record['population_minus_ema_during_training']) == 3
 
 
 @pytest.fixture(scope='module')

@@ -39,6 +39,10 @@ from bn_repro.training.steps import TrainState
 
 Curve = list[tuple[int, float]]
 
+# Seeds side by side in every arm a study compares (issue #18): its table gives each number's
+# mean and range over them, its summary.json each seed's value (`reports.formatting`).
+NUM_SEEDS = 3
+
 
 # The Inception proxy as the studies train it: shorter runs than the table's at a constant
 # rate (the table's compressed decay schedule is part of its own design), evaluated on the
@@ -123,6 +127,15 @@ class Arm:
   def final(self, tag: str) -> float | None:
     curve = self.curve(tag)
     return curve[-1][1] if curve else None
+
+  def seed_finals(self, tag: str) -> list[float]:
+    """Each seed's last value of `PREFIX/NAME` (`PREFIX_seedI/NAME` of a run of several seeds
+    side by side; `[final(tag)]` for one seed; [] when it was never logged)."""
+    prefix, name = tag.split('/', 1)
+    values = []
+    while (value := self.final(f'{prefix}_seed{len(values)}/{name}')) is not None:
+      values.append(value)
+    return values or [v for v in [self.final(tag)] if v is not None]
 
   def steps_to(self, tag: str, threshold: float) -> int | None:
     """The first step at which `tag` reached `threshold`, or None."""
@@ -288,6 +301,20 @@ class TrainedNetwork:
   def test_inputs(self) -> tuple[jax.Array, np.ndarray]:
     """Preprocessed test images `(N, H, W, C)` and labels `(N,)`."""
     return self.preprocess(self.dataset.test_images), self.dataset.test_labels
+
+  def seeds(self, num_seeds: int) -> list[TrainedNetwork]:
+    """The networks of a run of `num_seeds` seeds side by side (variables with a leading
+    seed axis), one per seed; `[self]` for one seed."""
+    if num_seeds == 1:
+      return [self]
+    return [
+      dataclasses.replace(
+        self,
+        params=jax.tree.map(lambda x, i=i: x[i], self.params),
+        batch_stats=jax.tree.map(lambda x, i=i: x[i], self.batch_stats),
+      )
+      for i in range(num_seeds)
+    ]
 
 
 def initial_network(config: ml_collections.ConfigDict) -> tuple[TrainedNetwork, TrainState]:

@@ -8,7 +8,9 @@ training over K training batches with the unbiased m/(m-1) variance (Algorithm 2
 training, the trainer's `population_stats.every_eval` logs the population-statistic
 accuracy next to the moving-average one. The momentum of the moving averages does
 not touch training (only inference reads them), so the momentum arms retrain the
-same trajectory; the study checks that their parameters agree.
+same trajectory; the study checks that their parameters agree. Every arm trains
+`common.NUM_SEEDS` seeds side by side; each accuracy is measured per seed and the table gives
+its mean and range over the seeds.
 """
 
 import time
@@ -18,9 +20,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bn_repro.analysis.population_stats import population_statistics_fn
-from bn_repro.reports.formatting import MNIST_DATA, fmt
+from bn_repro.reports.formatting import MNIST_DATA, fmt_seeds, seed_summary
 from bn_repro.reports.study_results import write_results
-from bn_repro.studies.common import StudyContext, TrainedNetwork, restore, train_arm
+from bn_repro.studies.common import NUM_SEEDS, StudyContext, TrainedNetwork, restore, train_arms
 from bn_repro.training.evaluate import batch_statistics_accuracy, running_statistics_accuracy
 
 NUM_STEPS = 50_000
@@ -39,72 +41,96 @@ def _biased(batch_stats: object, m: int) -> object:
 
 def run(context: StudyContext) -> None:
   started = time.perf_counter()
-  arms, networks = {}, {}
-  for momentum in MOMENTA:
-    config = context.config(
+  configs = {
+    momentum: context.config(
       'configs/mnist.py:bn',
       num_steps=context.steps(NUM_STEPS),
+      num_seeds=NUM_SEEDS,
       model__bn__momentum=momentum,
       population_stats__num_batches=TRACKED_POPULATION_BATCHES,
       population_stats__every_eval=momentum == 0.99,
     )
-    arms[momentum] = train_arm(context, f'momentum_{momentum}', config)
-    networks[momentum] = restore(config, arms[momentum].workdir / 'checkpoints')
-  main = networks[0.99]
-  images, labels = main.test_inputs()
+    for momentum in MOMENTA
+  }
+  trained = train_arms(context, {f'momentum_{m}': c for m, c in configs.items()})
+  arms = {m: trained[f'momentum_{m}'] for m in MOMENTA}
+  networks = {
+    m: restore(configs[m], arms[m].workdir / 'checkpoints').seeds(NUM_SEEDS) for m in MOMENTA
+  }
+  mains = networks[0.99]  # One network per seed.
+  images, labels = mains[0].test_inputs()
   parameter_gap = max(
     float(np.max(np.abs(a - b)))
-    for n in networks.values()
+    for seeds in networks.values()
+    for n, main in zip(seeds, mains, strict=True)
     for a, b in zip(jax.tree.leaves(n.params), jax.tree.leaves(main.params), strict=True)
   )
 
-  batch_size = config.batch_size
+  batch_size = configs[0.99].batch_size
   eval_sizes = [b for b in EVAL_BATCH_SIZES if b <= len(labels)]
   batch_accuracy = {
-    b: batch_statistics_accuracy(main.model, main.params, main.batch_stats, images, labels, b)
+    b: [
+      batch_statistics_accuracy(n.model, n.params, n.batch_stats, images, labels, b) for n in mains
+    ]
     for b in eval_sizes
   }
   # The trainer evaluated each final state with its moving averages on the same test set.
-  ema_accuracy = {m: arm.final('eval/accuracy') for m, arm in arms.items()}
-  population_accuracy, biased_accuracy = _population_accuracies(main, batch_size)
+  ema_accuracy = {m: arm.seed_finals('eval/accuracy') for m, arm in arms.items()}
+  per_seed = [_population_accuracies(n, batch_size) for n in mains]
+  population_accuracy = {k: [p[k] for p, _ in per_seed] for k in POPULATION_BATCHES}
+  biased_accuracy = {k: [b[k] for _, b in per_seed] for k in POPULATION_BATCHES}
   tracked = arms[0.99]
   figure = _plot(tracked, eval_sizes, batch_accuracy, population_accuracy, ema_accuracy, batch_size)
   table = [
-    f'One BN MLP after {config.num_steps} steps (batch 60); test accuracy by inference statistics.',
+    f'BN MLPs after {configs[0.99].num_steps} steps (batch 60), {NUM_SEEDS} seeds side by side; '
+    'test accuracy by inference statistics, mean (min to max) over the seeds.',
     f'Momentum arms retrain the same trajectory: max |parameter difference| {parameter_gap:.2g}.',
     '',
     '| inference statistics | test accuracy |',
     '|---|---|',
-    *[f'| mini-batch statistics, eval batch {b} | {fmt(a)} |' for b, a in batch_accuracy.items()],
-    *[f'| moving averages, momentum {m} | {fmt(a)} |' for m, a in ema_accuracy.items()],
+    *[
+      f'| mini-batch statistics, eval batch {b} | {fmt_seeds(a)} |'
+      for b, a in batch_accuracy.items()
+    ],
+    *[f'| moving averages, momentum {m} | {fmt_seeds(a)} |' for m, a in ema_accuracy.items()],
     *[
       f'| population (Algorithm 2), K={k} batches of 60, unbiased / biased variance | '
-      f'{fmt(population_accuracy[k])} / {fmt(biased_accuracy[k])} |'
-      for k in population_accuracy
+      f'{fmt_seeds(population_accuracy[k])} / {fmt_seeds(biased_accuracy[k])} |'
+      for k in POPULATION_BATCHES
     ],
   ]
-  gaps = [
-    p - e
-    for (s, e), (_, p) in zip(
-      tracked.curve('eval/accuracy'), tracked.curve('eval_population/accuracy'), strict=True
-    )
-  ]
+  gaps = _population_minus_ema(tracked)
   if gaps:
+    everything = [g for seed_gaps in gaps for g in seed_gaps]
     table += [
       '',
-      f'During training (every 500 steps): population minus moving-average accuracy ranges '
-      f'{min(gaps):+.4f} to {max(gaps):+.4f}; mean {np.mean(gaps):+.4f}, at the end '
-      f'{gaps[-1]:+.4f}.',
+      f'During training (every 500 steps, each seed): population minus moving-average accuracy '
+      f'ranges {min(everything):+.4f} to {max(everything):+.4f}; mean {np.mean(everything):+.4f}; '
+      f'at the end {fmt_seeds([g[-1] for g in gaps], "{:+.4f}")}.',
     ]
   record = {
-    'batch_statistics': batch_accuracy,
-    'moving_averages': ema_accuracy,
-    'population_unbiased': population_accuracy,
-    'population_biased': biased_accuracy,
+    'num_seeds': NUM_SEEDS,
+    'batch_statistics': {b: seed_summary(a) for b, a in batch_accuracy.items()},
+    'moving_averages': {m: seed_summary(a) for m, a in ema_accuracy.items()},
+    'population_unbiased': {k: seed_summary(a) for k, a in population_accuracy.items()},
+    'population_biased': {k: seed_summary(a) for k, a in biased_accuracy.items()},
     'population_minus_ema_during_training': gaps,
     'momentum_arms_parameter_gap': parameter_gap,
   }
   write_results(context, figure, table, record, started, MNIST_DATA)
+
+
+def _population_minus_ema(arm: object) -> list[list[float]]:
+  """Per seed, population minus moving-average test accuracy at each evaluation."""
+  names = [('eval/accuracy', 'eval_population/accuracy')]
+  seeds = len(arm.seed_finals('eval/accuracy'))
+  if seeds > 1:
+    names = [(f'eval_seed{i}/accuracy', f'eval_population_seed{i}/accuracy') for i in range(seeds)]
+  return [
+    [p - e for (_, e), (_, p) in zip(arm.curve(ema), arm.curve(population), strict=True)]
+    for ema, population in names
+    if arm.curve(population)
+  ]
 
 
 def _population_accuracies(
@@ -134,12 +160,13 @@ def _population_accuracies(
 def _plot(
   tracked: object,
   eval_sizes: list[int],
-  batch_accuracy: dict[int, float],
-  population_accuracy: dict[int, float],
-  ema_accuracy: dict[float, float],
+  batch_accuracy: dict[int, list[float]],
+  population_accuracy: dict[int, list[float]],
+  ema_accuracy: dict[float, list[float]],
   batch_size: int,
 ) -> plt.Figure:
-  """(a) accuracy during training; (b, c) the final network by inference statistics."""
+  """(a) accuracy during training (means over seeds); (b, c) the final networks by inference
+  statistics (seed means, bars from the lowest to the highest seed)."""
   figure, axes = plt.subplots(1, 3, figsize=(18, 4.2))
   axes[0].plot(*zip(*tracked.curve('eval/accuracy'), strict=True), label='moving averages (0.99)')
   axes[0].plot(
@@ -148,21 +175,31 @@ def _plot(
   )
   axes[0].set(title='(a) test accuracy during training', xlabel='step', ylim=(0.9, 1.0))
   axes[0].legend()
-  k_values = list(population_accuracy)
+
+  def errorbar(ax, x, per_x, style, label):
+    means = np.array([np.mean(v) for v in per_x])
+    spread = [means - [min(v) for v in per_x], [max(v) for v in per_x] - means]
+    ax.errorbar(x, means, yerr=spread, fmt=style, capsize=3, label=label)
+
   for ax in axes[1:]:
-    ax.semilogx(eval_sizes, [batch_accuracy[b] for b in eval_sizes], 'o-', label='batch statistics')
-    ax.semilogx(
-      [k * batch_size for k in k_values],
-      [population_accuracy[k] for k in k_values],
+    ax.set_xscale('log')
+    errorbar(ax, eval_sizes, [batch_accuracy[b] for b in eval_sizes], 'o-', 'batch statistics')
+    errorbar(
+      ax,
+      [k * batch_size for k in population_accuracy],
+      list(population_accuracy.values()),
       's-',
-      label='population statistics (Algorithm 2)',
+      'population statistics (Algorithm 2)',
     )
     for m, accuracy in ema_accuracy.items():
       ax.axhline(
-        accuracy, ls=':', color=plt.cm.viridis(MOMENTA.index(m) / len(MOMENTA)), label=f'EMA {m}'
+        np.mean(accuracy),
+        ls=':',
+        color=plt.cm.viridis(MOMENTA.index(m) / len(MOMENTA)),
+        label=f'EMA {m}',
       )
     ax.set(xlabel='test (batch) or training (population) examples behind the statistics')
-  axes[1].set(title='(b) final network, by inference statistics')
+  axes[1].set(title='(b) final networks, by inference statistics')
   axes[2].set(title='(c) = (b) zoomed in', ylim=(0.965, 0.98))
   axes[2].legend(fontsize=8)
   figure.suptitle('Study 2: training vs inference statistics, MNIST MLP with BN')

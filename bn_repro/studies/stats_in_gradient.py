@@ -7,6 +7,9 @@ scale statistics out of the gradient too made the model blow up. Arms on the
 MNIST MLP, all keeping the pre-BN bias b (`configs/mnist.py` variants):
 full BN and mean-only BN (the example's normalization), each with its statistics
 in the gradient (Algorithm 1) and held out of it (`BatchNorm.stop_gradient`).
+Each arm trains `common.NUM_SEEDS` seeds side by side; the table gives each number's mean
+and range over them. A run of several seeds stops at the first step any seed's loss is not
+finite: 'diverged at step' is that step.
 """
 
 import time
@@ -14,9 +17,9 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bn_repro.reports.formatting import MNIST_DATA, fmt
+from bn_repro.reports.formatting import MNIST_DATA, fmt, fmt_seeds, seed_summary
 from bn_repro.reports.study_results import write_results
-from bn_repro.studies.common import Arm, StudyContext, train_arm
+from bn_repro.studies.common import NUM_SEEDS, Arm, StudyContext, train_arms
 
 # arm -> (configs/mnist.py variant, model.normalization, model.bn.stop_gradient)
 ARMS = {
@@ -29,9 +32,11 @@ ARMS = {
 NUM_STEPS = 20_000
 
 
-def bias_norm(arm: Arm) -> list[tuple[int, float]]:
-  """||b|| over training: the L2 norm of all hidden layers' pre-BN biases together."""
-  tags = sorted(t for t in arm.scalars if t.startswith('params/dense') and t.endswith('/bias'))
+def bias_norm(arm: Arm, seed: int | None = None) -> list[tuple[int, float]]:
+  """||b|| over training: the L2 norm of all hidden layers' pre-BN biases together, of the
+  first seed (`seed` None) or of seed `seed` of a run of several seeds side by side."""
+  group = 'params' if seed is None else f'params_seed{seed}'
+  tags = sorted(t for t in arm.scalars if t.startswith(f'{group}/dense') and t.endswith('/bias'))
   if not tags:
     return []
   steps = [s for s, _ in arm.scalars[tags[0]]]
@@ -39,36 +44,58 @@ def bias_norm(arm: Arm) -> list[tuple[int, float]]:
   return list(zip(steps, norms.tolist(), strict=True))
 
 
+def seed_bias_norms(arm: Arm) -> list[list[tuple[int, float]]]:
+  """||b|| over training for each seed of the arm (one curve for a one-seed run)."""
+  curves = []
+  while curve := bias_norm(arm, len(curves)):
+    curves.append(curve)
+  return curves or [bias_norm(arm)]
+
+
 def run(context: StudyContext) -> None:
   started = time.perf_counter()
-  arms = {}
-  for name, (variant, normalization, stop_gradient) in ARMS.items():
-    config = context.config(
+  configs = {
+    name: context.config(
       f'configs/mnist.py:{variant}',
       num_steps=context.steps(NUM_STEPS),
+      num_seeds=NUM_SEEDS,
       log_param_norms=True,
       model__normalization=normalization,
       model__bn__stop_gradient=stop_gradient,
     )
-    arms[name] = train_arm(context, name, config)
+    for name, (variant, normalization, stop_gradient) in ARMS.items()
+  }
+  arms = train_arms(context, configs)
 
   figure, axes = plt.subplots(1, 3, figsize=(16, 4.2))
-  for name, arm in arms.items():
-    style = '--' if 'stopped' in name else '-'
+  for color, (name, arm) in enumerate(arms.items()):
+    style = dict(ls='--' if 'stopped' in name else '-', color=f'C{color}')
+    for seed, norms in enumerate(seed_bias_norms(arm)):
+      if norms:
+        axes[1].plot(*zip(*norms, strict=True), **style, label=None if seed else name)
     for ax, curve in zip(
-      axes, (arm.curve('train/loss'), bias_norm(arm), arm.curve('eval/accuracy')), strict=True
+      (axes[0], axes[2]), (arm.curve('train/loss'), arm.curve('eval/accuracy')), strict=True
     ):
       if curve:
-        ax.plot(*zip(*curve, strict=True), style, label=name)
-  axes[0].set(title='training loss', xlabel='step', yscale='log')
-  axes[1].set(title='||b||, pre-BN biases of all hidden layers', xlabel='step', yscale='log')
-  axes[2].set(title='test accuracy (moving-average statistics)', xlabel='step', ylim=(0.0, 1.0))
+        ax.plot(*zip(*curve, strict=True), **style, label=name)
+  axes[0].set(title='training loss (mean over seeds)', xlabel='step', yscale='log')
+  axes[1].set(
+    title='||b||, pre-BN biases of all hidden layers (each seed)', xlabel='step', yscale='log'
+  )
+  axes[2].set(
+    title='test accuracy (moving-average statistics, mean over seeds)',
+    xlabel='step',
+    ylim=(0.0, 1.0),
+  )
   axes[2].legend(fontsize=8)
-  figure.suptitle('Study 1: statistics inside vs outside the gradient (Sec. 2), MNIST MLP')
+  figure.suptitle(
+    f'Study 1: statistics inside vs outside the gradient (Sec. 2), MNIST MLP, {NUM_SEEDS} seeds'
+  )
 
   table = [
     'MNIST MLP (3x100 sigmoid, batch 60, SGD lr 2.0) with a pre-BN bias b, '
-    f'{context.steps(NUM_STEPS)} steps.',
+    f'{context.steps(NUM_STEPS)} steps, {NUM_SEEDS} seeds side by side per arm: mean '
+    "(min to max) over the seeds; the train loss is the seeds' mean.",
     '',
     '| arm | diverged at step | final train loss | ||b|| at 1k steps | final ||b|| | '
     'final test accuracy |',
@@ -76,19 +103,19 @@ def run(context: StudyContext) -> None:
   ]
   rows = {}
   for name, arm in arms.items():
-    curve = bias_norm(arm)
-    norms = dict(curve)
+    curves = seed_bias_norms(arm)
+    at_1k = [dict(c)[1000] for c in curves if 1000 in dict(c)]
     rows[name] = {
       'diverged_at': arm.diverged_at,
       'final_train_loss': arm.final('train/loss'),
-      'bias_norm_1k': norms.get(1000),
-      'final_bias_norm': curve[-1][1] if curve else None,
-      'final_test_accuracy': arm.final('eval/accuracy'),
+      'bias_norm_1k': seed_summary(at_1k),
+      'final_bias_norm': seed_summary([c[-1][1] for c in curves if c]),
+      'final_test_accuracy': seed_summary(arm.seed_finals('eval/accuracy')),
     }
     r = rows[name]
     table.append(
       f'| {name} | {fmt(r["diverged_at"], "{}")} | {fmt(r["final_train_loss"])} | '
-      f'{fmt(r["bias_norm_1k"], "{:.3g}")} | {fmt(r["final_bias_norm"], "{:.3g}")} | '
-      f'{fmt(r["final_test_accuracy"])} |'
+      f'{fmt_seeds(at_1k, "{:.3g}")} | {fmt_seeds([c[-1][1] for c in curves if c], "{:.3g}")} | '
+      f'{fmt_seeds(arm.seed_finals("eval/accuracy"))} |'
     )
-  write_results(context, figure, table, {'arms': rows}, started, MNIST_DATA)
+  write_results(context, figure, table, {'num_seeds': NUM_SEEDS, 'arms': rows}, started, MNIST_DATA)

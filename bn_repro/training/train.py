@@ -26,7 +26,7 @@ from bn_repro.training.preemption import PreemptedError, StopRequest
 from bn_repro.training.progress import Progress
 from bn_repro.training.setup import Run, set_up
 from bn_repro.training.sharding import replicated_to_host
-from bn_repro.training.steps import seed_state
+from bn_repro.training.steps import TrainState, seed_state
 
 
 def _stop_agreed(stop: StopRequest) -> int | None:
@@ -107,11 +107,7 @@ def _train(run: Run, stop: StopRequest) -> dict[str, float]:
         'train/learning_rate': float(run.learning_rate(step - 1)),
         'train/steps_per_sec': steps_per_sec,
         'train/elapsed_s': elapsed_before + elapsed,
-        **(
-          parameter_norms(seed_state(run.state, 0, config.num_seeds).params)
-          if config.log_param_norms
-          else {}
-        ),
+        **(_parameter_norms(run.state, config.num_seeds) if config.log_param_norms else {}),
       },
     )
     if config.num_seeds > 1:
@@ -146,6 +142,18 @@ def _train(run: Run, stop: StopRequest) -> dict[str, float]:
 
 # Measured on a 2-core CPU (the first run of a config; the compilation cache serves later ones).
 _COMPILE_ESTIMATES = {'inception': ' (about 1-2 min on a 2-core CPU the first time, then cached)'}
+
+
+def _parameter_norms(state: TrainState, num_seeds: int) -> dict[str, float]:
+  """`params/LAYER/NAME` norms of the first seed's parameters and, with several seeds side by
+  side, `params_seedI/LAYER/NAME` of every seed's."""
+  norms = parameter_norms(seed_state(state, 0, num_seeds).params)
+  for index in range(num_seeds if num_seeds > 1 else 0):
+    seed_norms = parameter_norms(seed_state(state, index, num_seeds).params)
+    norms.update(
+      {f'params_seed{index}/{k.removeprefix("params/")}': v for k, v in seed_norms.items()}
+    )
+  return norms
 
 
 def describe_evaluation(metrics: dict) -> str:
