@@ -128,14 +128,18 @@ class Arm:
     curve = self.curve(tag)
     return curve[-1][1] if curve else None
 
-  def seed_finals(self, tag: str) -> list[float]:
-    """Each seed's last value of `PREFIX/NAME` (`PREFIX_seedI/NAME` of a run of several seeds
-    side by side; `[final(tag)]` for one seed; [] when it was never logged)."""
+  def seed_curves(self, tag: str) -> list[Curve]:
+    """Each seed's curve of `PREFIX/NAME` (`PREFIX_seedI/NAME` of a run of several seeds side
+    by side; `[curve(tag)]` for one seed; [] when it was never logged)."""
     prefix, name = tag.split('/', 1)
-    values = []
-    while (value := self.final(f'{prefix}_seed{len(values)}/{name}')) is not None:
-      values.append(value)
-    return values or [v for v in [self.final(tag)] if v is not None]
+    curves = []
+    while curve := self.curve(f'{prefix}_seed{len(curves)}/{name}'):
+      curves.append(curve)
+    return curves or [c for c in [self.curve(tag)] if c]
+
+  def seed_finals(self, tag: str) -> list[float]:
+    """Each seed's last value of `tag` (`seed_curves`)."""
+    return [curve[-1][1] for curve in self.seed_curves(tag)]
 
   def steps_to(self, tag: str, threshold: float) -> int | None:
     """The first step at which `tag` reached `threshold`, or None."""
