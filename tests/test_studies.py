@@ -133,12 +133,24 @@ def _run_smoke_study(name, root):
 
 
 @pytest.mark.parametrize(
-  'name', ['bias_redundancy', 'group_size', 'stats_in_gradient', 'inference_statistics']
+  'name',
+  [
+    'bias_redundancy',
+    'group_size',
+    'stats_in_gradient',
+    'inference_statistics',
+    'where_to_normalize',
+  ],
 )
 def test_study_writes_figure_table_and_record(tmp_path, name):
   record = _run_smoke_study(name, tmp_path)
   if name == 'bias_redundancy':
     assert max(record['max_abs_difference_first_1000_steps'].values()) < 1e-4
+    assert len(record['final_test_accuracy']['bn']['per_seed']) == 3
+  if name == 'group_size':
+    for measures in record['by_group_size'].values():
+      assert len(measures['test_batch_statistics']['per_seed']) == 3
+      assert len(measures['test_population']['per_seed']) == 3
   if name == 'stats_in_gradient':  # Every number per seed, the seeds different runs.
     accuracy = record['arms']['bn']['final_test_accuracy']
     assert len(accuracy['per_seed']) == record['num_seeds'] == 3
