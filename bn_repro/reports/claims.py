@@ -150,7 +150,9 @@ def _higher_rates(summary: dict) -> tuple[str, str]:
     f'{m}: largest rate that trains {largest[m, plain]:g} without BN, {largest[m, bn]:g} with'
     for m, bn, plain in pairs
   )
-  return ours + ' (1 seed)', _count_verdict(sum(higher), len(higher))
+  seeds = summary.get('num_seeds', 1)
+  ours += f' (every one of {seeds} seeds trains)' if seeds > 1 else ' (1 seed)'
+  return ours, _count_verdict(sum(higher), len(higher))
 
 
 def _weight_scale(summary: dict) -> tuple[str, str]:

@@ -3,8 +3,10 @@
 Sweep: final test accuracy against the learning rate, with and without BN, on the
 MNIST MLP and on the small BN-Inception proxy (`inception` vs `bn_baseline`, which
 differ only by BN, at the paper's x1, x5 and x30 multiples of the proxy's base LR);
-the largest LR that still trains (no divergence, final accuracy at least
-`TRAINS_ABOVE`).
+the largest LR that still trains: every one of its `common.NUM_SEEDS` seeds trains (no
+divergence, final accuracy at least `TRAINS_ABOVE`). The MLP's seeds train side by side in
+one program (which stops when any seed's loss is not finite: then no seed trains); the
+proxy's seeds are separate runs.
 
 Weight scale: Sec. 3.3 states BN((aW)u) = BN(Wu), d BN((aW)u)/du = d BN(Wu)/du and
 d BN((aW)u)/d(aW) = (1/a) d BN(Wu)/dW. Measured on the BN MLP at initialization, with
@@ -18,12 +20,13 @@ import time
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
+import numpy as np
 
 from bn_repro import models
 from bn_repro.data import datasets, transforms
-from bn_repro.reports.formatting import FASHION_DATA, MNIST_DATA, fmt
+from bn_repro.reports.formatting import FASHION_DATA, MNIST_DATA, fmt, fmt_seeds, seed_summary
 from bn_repro.reports.study_results import write_results
-from bn_repro.studies.common import StudyContext, train_arm
+from bn_repro.studies.common import NUM_SEEDS, StudyContext, train_arms
 from bn_repro.training.state import create_train_state
 from bn_repro.training.steps import cross_entropy_loss
 
@@ -36,8 +39,8 @@ WEIGHT_SCALES = (0.01, 0.1, 10.0, 100.0)
 
 
 def _sweep(context: StudyContext) -> dict[tuple[str, str, float], dict]:
-  """{(model, variant, learning rate): {final_test_accuracy, diverged_at}}."""
-  results = {}
+  """{(model, variant, learning rate): {final_test_accuracy: seed_summary, diverged_at (the
+  first seed's divergence step or None), seeds: [final accuracy, None if diverged]}}."""
   runs = [
     ('mlp', 'configs/mnist.py', v, r, MLP_STEPS) for v in ('baseline', 'bn') for r in MLP_RATES
   ]
@@ -46,23 +49,45 @@ def _sweep(context: StudyContext) -> dict[tuple[str, str, float], dict]:
     for v in ('inception', 'bn_baseline')
     for m in INCEPTION_MULTIPLES
   ]
+  configs, members = {}, {}  # members: (model, variant, rate) -> its arms' names
   for model, path, variant, rate, steps in runs:
     spec = f'{path}:{variant}' + (',small' if model == 'inception' else '')
     rate_field = 'optimizer__lr_multiple' if model == 'inception' else 'optimizer__learning_rate'
-    config = context.config(
-      spec,
-      num_steps=context.steps(steps),
-      checkpoint_every=context.steps(steps),
-      **{rate_field: rate},
-    )
-    if model == 'inception':
-      rate = config.optimizer.learning_rate * rate  # The effective learning rate.
-    arm = train_arm(context, f'{model}_{variant}_lr{rate:g}', config)
-    results[model, variant, rate] = {
-      'final_test_accuracy': None if arm.diverged_at else arm.final('eval/accuracy'),
-      'diverged_at': arm.diverged_at,
+    fields = {'num_steps': context.steps(steps), 'checkpoint_every': context.steps(steps)}
+    if model == 'mlp':
+      name = f'{model}_{variant}_lr{rate:g}'
+      configs[name] = context.config(spec, num_seeds=NUM_SEEDS, **fields, **{rate_field: rate})
+      members[model, variant, rate] = [name]
+      continue
+    seeds = {}
+    for seed in range(NUM_SEEDS):
+      seeds[seed] = context.config(spec, seed=seed, **fields, **{rate_field: rate})
+    rate = seeds[0].optimizer.learning_rate * rate  # The effective learning rate.
+    names = [f'{model}_{variant}_lr{rate:g}_seed{seed}' for seed in seeds]
+    configs.update(zip(names, seeds.values(), strict=True))
+    members[model, variant, rate] = names
+  arms = train_arms(context, configs)
+  results = {}
+  for key, names in members.items():
+    accuracies, diverged = [], []
+    for name in names:
+      arm = arms[name]
+      if arm.diverged_at is not None:
+        diverged.append(arm.diverged_at)
+      finals = arm.seed_finals('eval/accuracy')
+      runs = NUM_SEEDS if len(names) == 1 else 1  # Seeds side by side, or one seed's run.
+      accuracies += [None] * runs if arm.diverged_at is not None else finals
+    results[key] = {
+      'final_test_accuracy': seed_summary([a for a in accuracies if a is not None]),
+      'diverged_at': min(diverged, default=None),
+      'seeds': accuracies,
     }
   return results
+
+
+def _trains(result: dict, threshold: float) -> bool:
+  """Every seed trained: none diverged and each reached `threshold`."""
+  return all(a is not None and a >= threshold for a in result['seeds'])
 
 
 def _scaled_kernels(params: dict, a: float) -> dict:
@@ -126,18 +151,26 @@ def run(context: StudyContext) -> None:
   for ax, model in zip(axes, ('mlp', 'inception'), strict=True):
     for variant in sorted({v for m, v, _ in sweep if m == model}):
       rates = sorted(r for m, v, r in sweep if m == model and v == variant)
-      accuracy = [sweep[model, variant, r]['final_test_accuracy'] or 0.0 for r in rates]
-      ax.semilogx(rates, accuracy, 'o-', label=variant)
-      trains = [r for r, a in zip(rates, accuracy, strict=True) if a >= TRAINS_ABOVE[model]]
+      seeds = [[a or 0.0 for a in sweep[model, variant, r]['seeds']] for r in rates]
+      means = np.array([np.mean(v) for v in seeds])
+      spread = [means - [min(v) for v in seeds], [max(v) for v in seeds] - means]
+      ax.errorbar(rates, means, yerr=spread, fmt='o-', capsize=3, label=variant)
+      trains = [r for r in rates if _trains(sweep[model, variant, r], TRAINS_ABOVE[model])]
       largest[model, variant] = max(trains, default=None)
-    ax.set(xlabel='learning rate', ylabel='final test accuracy (0: diverged)', ylim=(0, 1))
+    ax.set_xscale('log')
+    ax.set(
+      xlabel='learning rate',
+      ylabel=f'final test accuracy, {NUM_SEEDS} seeds (0: diverged)',
+      ylim=(0, 1),
+    )
     ax.legend()
   axes[0].set_title(f'MNIST MLP, {context.steps(MLP_STEPS)} steps')
   axes[1].set_title(f'small BN-Inception proxy, {context.steps(INCEPTION_STEPS)} steps')
   figure.suptitle('Study 6: accuracy vs learning rate, with and without BN')
 
   table = [
-    'Final test accuracy by learning rate ("div@N": diverged at step N). '
+    f'Final test accuracy by learning rate, mean (min to max) over {NUM_SEEDS} seeds ("div@N": '
+    'a seed diverged at step N). '
     f'MLP: {context.steps(MLP_STEPS)} steps, plain SGD, batch 60. Inception proxy: '
     f'{context.steps(INCEPTION_STEPS)} steps, momentum 0.9, batch 32.',
     '',
@@ -147,15 +180,24 @@ def run(context: StudyContext) -> None:
   for (model, variant), rate in largest.items():
     cells = ', '.join(
       f'{r:g}: '
-      + (f'div@{v["diverged_at"]}' if v['diverged_at'] else fmt(v['final_test_accuracy']))
+      + (
+        f'div@{v["diverged_at"]}'
+        + (
+          f' (others {fmt_seeds([a for a in v["seeds"] if a is not None])})'
+          if any(v['seeds'])
+          else ''
+        )
+        if v['diverged_at']
+        else fmt_seeds(v['seeds'])
+      )
       for (m, var, r), v in sweep.items()
       if m == model and var == variant
     )
     table.append(f'| {model} | {variant} | {cells} | {fmt(rate, "{:g}")} |')
   table += [
     '',
-    f'Trains: no divergence and final test accuracy >= {TRAINS_ABOVE["mlp"]} (MLP), '
-    f'{TRAINS_ABOVE["inception"]} (Inception proxy).',
+    f'Trains: every seed trains, with no divergence and a final test accuracy >= '
+    f'{TRAINS_ABOVE["mlp"]} (MLP), {TRAINS_ABOVE["inception"]} (Inception proxy).',
     '',
     'Weight scale (Sec. 3.3), MLP at initialization, every hidden W multiplied by a, one '
     'real batch of 60: max relative change of the logits, of dloss/du (input), and of '
@@ -171,6 +213,7 @@ def run(context: StudyContext) -> None:
     ],
   ]
   record = {
+    'num_seeds': NUM_SEEDS,
     'sweep': [
       {'model': m, 'variant': v, 'learning_rate': r, **res} for (m, v, r), res in sweep.items()
     ],
