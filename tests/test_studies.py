@@ -228,3 +228,36 @@ def test_study_workers_each_run_on_their_own_core():
 def _affinity_after(barrier) -> list[int]:
   barrier.wait(timeout=120)
   return sorted(os.sched_getaffinity(0))
+
+
+def _arm(scalars, diverged_at=None):
+  return common.Arm(scalars, diverged_at, workdir=None)
+
+
+def test_seed_arms_side_by_side_or_one_arm_per_seed():
+  config = _config()
+  together = common.seed_arms('mlp', config, side_by_side=True)
+  assert list(together) == ['mlp'] and together['mlp'].num_seeds == common.NUM_SEEDS
+  apart = common.seed_arms('proxy', config, side_by_side=False)
+  assert list(apart) == [f'proxy_seed{i}' for i in range(common.NUM_SEEDS)]
+  assert [c.seed for c in apart.values()] == [config.seed + i for i in range(common.NUM_SEEDS)]
+  assert all(c.num_seeds == 1 for c in apart.values())
+
+
+def test_seeded_arm_reads_every_seed_whichever_way_they_trained():
+  side_by_side = {
+    f'eval_seed{i}/accuracy': [(10, 0.1 * i), (20, 0.2 + i)] for i in range(common.NUM_SEEDS)
+  }
+  seeds = common.SeededArm.collect({'a': _arm(side_by_side)}, 'a')
+  assert seeds.finals('eval/accuracy') == [0.2 + i for i in range(common.NUM_SEEDS)]
+  assert seeds.curves('eval/accuracy')[1] == [(10, 0.1), (20, 1.2)]
+  assert seeds.diverged_at is None
+  separate = {
+    f'b_seed{i}': _arm({'eval/accuracy': [(10, 0.5 + i)]}, diverged_at=7 if i == 1 else None)
+    for i in range(common.NUM_SEEDS)
+  }
+  seeds = common.SeededArm.collect(separate, 'b')
+  assert seeds.finals('eval/accuracy') == [0.5, None, 2.5]  # Seed 1 diverged.
+  assert seeds.diverged_at == 7
+  diverged = common.SeededArm.collect({'c': _arm(side_by_side, diverged_at=3)}, 'c')
+  assert diverged.finals('eval/accuracy') == [None] * common.NUM_SEEDS

@@ -154,6 +154,49 @@ class Arm:
     return (last - first) / (last_step - first_step)
 
 
+def seed_arms(
+  name: str, config: ml_collections.ConfigDict, side_by_side: bool
+) -> dict[str, ml_collections.ConfigDict]:
+  """The arms that train `config` with NUM_SEEDS seeds: one arm `name` of the seeds side by
+  side (`config.num_seeds`), or, for models whose seeds train best as separate programs (the
+  Inception proxy), one arm `name_seedI` per seed (seed `config.seed + I`)."""
+  if side_by_side:
+    return {name: override(config, num_seeds=NUM_SEEDS)}
+  return {f'{name}_seed{i}': override(config, seed=config.seed + i) for i in range(NUM_SEEDS)}
+
+
+@dataclasses.dataclass
+class SeededArm:
+  """The NUM_SEEDS seeds of one setting, as `seed_arms` trained them (one or several arms)."""
+
+  arms: list[Arm]
+
+  @classmethod
+  def collect(cls, trained: dict[str, Arm], name: str) -> SeededArm:
+    """The seeds of `name` among `train_arms`' results for `seed_arms(name, ...)`."""
+    if name in trained:
+      return cls([trained[name]])
+    return cls([trained[f'{name}_seed{i}'] for i in range(NUM_SEEDS)])
+
+  @property
+  def diverged_at(self) -> int | None:
+    """The first step at which any seed's loss was not finite, or None."""
+    return min((a.diverged_at for a in self.arms if a.diverged_at is not None), default=None)
+
+  def curves(self, tag: str) -> list[Curve]:
+    """Each seed's curve of `tag`."""
+    return [curve for arm in self.arms for curve in arm.seed_curves(tag)]
+
+  def finals(self, tag: str) -> list[float | None]:
+    """Each seed's last value of `tag`; None for the seeds of a diverged arm (the seeds side
+    by side stop together at the first non-finite loss)."""
+    finals = []
+    for arm in self.arms:
+      seeds = NUM_SEEDS if len(self.arms) == 1 else 1
+      finals += [None] * seeds if arm.diverged_at is not None else arm.seed_finals(tag)
+    return finals
+
+
 def train_arm(context: StudyContext, arm: str, config: ml_collections.ConfigDict) -> Arm:
   """Trains (or resumes, or reuses) one arm; divergence is a result, not an error."""
   return _train_arm(context, context.name, arm, config)

@@ -26,7 +26,7 @@ from bn_repro import models
 from bn_repro.data import datasets, transforms
 from bn_repro.reports.formatting import FASHION_DATA, MNIST_DATA, fmt, fmt_seeds, seed_summary
 from bn_repro.reports.study_results import write_results
-from bn_repro.studies.common import NUM_SEEDS, StudyContext, train_arms
+from bn_repro.studies.common import NUM_SEEDS, SeededArm, StudyContext, seed_arms, train_arms
 from bn_repro.training.state import create_train_state
 from bn_repro.training.steps import cross_entropy_loss
 
@@ -49,37 +49,28 @@ def _sweep(context: StudyContext) -> dict[tuple[str, str, float], dict]:
     for v in ('inception', 'bn_baseline')
     for m in INCEPTION_MULTIPLES
   ]
-  configs, members = {}, {}  # members: (model, variant, rate) -> its arms' names
+  configs, names = {}, {}  # names: (model, variant, rate) -> its SeededArm's name
   for model, path, variant, rate, steps in runs:
     spec = f'{path}:{variant}' + (',small' if model == 'inception' else '')
     rate_field = 'optimizer__lr_multiple' if model == 'inception' else 'optimizer__learning_rate'
-    fields = {'num_steps': context.steps(steps), 'checkpoint_every': context.steps(steps)}
-    if model == 'mlp':
-      name = f'{model}_{variant}_lr{rate:g}'
-      configs[name] = context.config(spec, num_seeds=NUM_SEEDS, **fields, **{rate_field: rate})
-      members[model, variant, rate] = [name]
-      continue
-    seeds = {}
-    for seed in range(NUM_SEEDS):
-      seeds[seed] = context.config(spec, seed=seed, **fields, **{rate_field: rate})
-    rate = seeds[0].optimizer.learning_rate * rate  # The effective learning rate.
-    names = [f'{model}_{variant}_lr{rate:g}_seed{seed}' for seed in seeds]
-    configs.update(zip(names, seeds.values(), strict=True))
-    members[model, variant, rate] = names
-  arms = train_arms(context, configs)
+    config = context.config(
+      spec,
+      num_steps=context.steps(steps),
+      checkpoint_every=context.steps(steps),
+      **{rate_field: rate},
+    )
+    if model == 'inception':
+      rate = config.optimizer.learning_rate * rate  # The effective learning rate.
+    names[model, variant, rate] = f'{model}_{variant}_lr{rate:g}'
+    configs.update(seed_arms(names[model, variant, rate], config, side_by_side=model == 'mlp'))
+  trained = train_arms(context, configs)
   results = {}
-  for key, names in members.items():
-    accuracies, diverged = [], []
-    for name in names:
-      arm = arms[name]
-      if arm.diverged_at is not None:
-        diverged.append(arm.diverged_at)
-      finals = arm.seed_finals('eval/accuracy')
-      runs = NUM_SEEDS if len(names) == 1 else 1  # Seeds side by side, or one seed's run.
-      accuracies += [None] * runs if arm.diverged_at is not None else finals
+  for key, name in names.items():
+    seeds = SeededArm.collect(trained, name)
+    accuracies = seeds.finals('eval/accuracy')
     results[key] = {
       'final_test_accuracy': seed_summary([a for a in accuracies if a is not None]),
-      'diverged_at': min(diverged, default=None),
+      'diverged_at': seeds.diverged_at,
       'seeds': accuracies,
     }
   return results
