@@ -2,7 +2,10 @@
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Protocol
+
+import numpy as np
 
 from bn_repro.training.run_info import git_commit, hardware_description
 
@@ -50,3 +53,13 @@ def write_results(
   }
   (out / 'summary.json').write_text(json.dumps(record, indent=2, default=float) + '\n')
   print('\n'.join(table), flush=True)
+
+
+def plot_over_seeds(
+  ax: object, x: Sequence[float], per_x: Sequence[Sequence[float]], style: str, label: str
+) -> None:
+  """Plots at each x the mean of its per-seed values `per_x[i]`, with a bar from the lowest
+  seed to the highest."""
+  means = np.array([np.mean(v) for v in per_x])
+  spread = [means - [min(v) for v in per_x], [max(v) for v in per_x] - means]
+  ax.errorbar(x, means, yerr=spread, fmt=style, capsize=3, label=label)

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bn_repro.reports.formatting import MNIST_DATA, fmt_seeds, seed_summary
-from bn_repro.reports.study_results import write_results
+from bn_repro.reports.study_results import plot_over_seeds, write_results
 from bn_repro.studies.common import NUM_SEEDS, StudyContext, restore, train_arms
 from bn_repro.training.evaluate import batch_statistics_accuracy
 
@@ -65,10 +65,7 @@ def run(context: StudyContext) -> None:
 
   figure, ax = plt.subplots(figsize=(7, 4.2))
   for key, label in MEASURES.items():
-    values = [per_seed[g][key] for g in GROUP_SIZES]
-    means = np.array([np.mean(v) for v in values])
-    spread = [means - [min(v) for v in values], [max(v) for v in values] - means]
-    ax.errorbar(GROUP_SIZES, means, yerr=spread, fmt='o-', capsize=3, label=label)
+    plot_over_seeds(ax, GROUP_SIZES, [per_seed[g][key] for g in GROUP_SIZES], 'o-', label)
   ax.set_xscale('log')
   ax.set_xticks(GROUP_SIZES, [str(g) for g in GROUP_SIZES])
   ax.set(xlabel='BN group size g (SGD batch 60)', ylabel='accuracy')

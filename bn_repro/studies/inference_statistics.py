@@ -21,7 +21,7 @@ import numpy as np
 
 from bn_repro.analysis.population_stats import population_statistics_fn
 from bn_repro.reports.formatting import MNIST_DATA, fmt_seeds, seed_summary
-from bn_repro.reports.study_results import write_results
+from bn_repro.reports.study_results import plot_over_seeds, write_results
 from bn_repro.studies.common import NUM_SEEDS, StudyContext, TrainedNetwork, restore, train_arms
 from bn_repro.training.evaluate import batch_statistics_accuracy, running_statistics_accuracy
 
@@ -176,15 +176,12 @@ def _plot(
   axes[0].set(title='(a) test accuracy during training', xlabel='step', ylim=(0.9, 1.0))
   axes[0].legend()
 
-  def errorbar(ax, x, per_x, style, label):
-    means = np.array([np.mean(v) for v in per_x])
-    spread = [means - [min(v) for v in per_x], [max(v) for v in per_x] - means]
-    ax.errorbar(x, means, yerr=spread, fmt=style, capsize=3, label=label)
-
   for ax in axes[1:]:
     ax.set_xscale('log')
-    errorbar(ax, eval_sizes, [batch_accuracy[b] for b in eval_sizes], 'o-', 'batch statistics')
-    errorbar(
+    plot_over_seeds(
+      ax, eval_sizes, [batch_accuracy[b] for b in eval_sizes], 'o-', 'batch statistics'
+    )
+    plot_over_seeds(
       ax,
       [k * batch_size for k in population_accuracy],
       list(population_accuracy.values()),

@@ -20,12 +20,11 @@ import time
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
-import numpy as np
 
 from bn_repro import models
 from bn_repro.data import datasets, transforms
 from bn_repro.reports.formatting import FASHION_DATA, MNIST_DATA, fmt, fmt_seeds, seed_summary
-from bn_repro.reports.study_results import write_results
+from bn_repro.reports.study_results import plot_over_seeds, write_results
 from bn_repro.studies.common import NUM_SEEDS, SeededArm, StudyContext, seed_arms, train_arms
 from bn_repro.training.state import create_train_state
 from bn_repro.training.steps import cross_entropy_loss
@@ -126,6 +125,28 @@ def _weight_scale_response(
   return out
 
 
+def _plot(context: StudyContext, sweep: dict[tuple[str, str, float], dict]) -> plt.Figure:
+  """Final test accuracy against the learning rate, per model and variant (seed means, bars
+  from the lowest to the highest seed; a diverged seed counts 0)."""
+  figure, axes = plt.subplots(1, 2, figsize=(12, 4))
+  for ax, model in zip(axes, ('mlp', 'inception'), strict=True):
+    for variant in sorted({v for m, v, _ in sweep if m == model}):
+      rates = sorted(r for m, v, r in sweep if m == model and v == variant)
+      seeds = [[a or 0.0 for a in sweep[model, variant, r]['seeds']] for r in rates]
+      plot_over_seeds(ax, rates, seeds, 'o-', variant)
+    ax.set_xscale('log')
+    ax.set(
+      xlabel='learning rate',
+      ylabel=f'final test accuracy, {NUM_SEEDS} seeds (0: diverged)',
+      ylim=(0, 1),
+    )
+    ax.legend()
+  axes[0].set_title(f'MNIST MLP, {context.steps(MLP_STEPS)} steps')
+  axes[1].set_title(f'small BN-Inception proxy, {context.steps(INCEPTION_STEPS)} steps')
+  figure.suptitle('Study 6: accuracy vs learning rate, with and without BN')
+  return figure
+
+
 def run(context: StudyContext) -> None:
   started = time.perf_counter()
   sweep = _sweep(context)
@@ -137,27 +158,15 @@ def run(context: StudyContext) -> None:
   dataset = datasets.load_dataset(configs['bn'].input)  # The same MNIST for all three.
   scale = {name: _weight_scale_response(config, dataset) for name, config in configs.items()}
 
-  figure, axes = plt.subplots(1, 2, figsize=(12, 4))
-  largest = {}
-  for ax, model in zip(axes, ('mlp', 'inception'), strict=True):
-    for variant in sorted({v for m, v, _ in sweep if m == model}):
-      rates = sorted(r for m, v, r in sweep if m == model and v == variant)
-      seeds = [[a or 0.0 for a in sweep[model, variant, r]['seeds']] for r in rates]
-      means = np.array([np.mean(v) for v in seeds])
-      spread = [means - [min(v) for v in seeds], [max(v) for v in seeds] - means]
-      ax.errorbar(rates, means, yerr=spread, fmt='o-', capsize=3, label=variant)
-      trains = [r for r in rates if _trains(sweep[model, variant, r], TRAINS_ABOVE[model])]
-      largest[model, variant] = max(trains, default=None)
-    ax.set_xscale('log')
-    ax.set(
-      xlabel='learning rate',
-      ylabel=f'final test accuracy, {NUM_SEEDS} seeds (0: diverged)',
-      ylim=(0, 1),
+  largest = {  # (model, variant) -> the largest rate at which every seed trains, or None
+    (model, variant): max(
+      (r for m, v, r in sweep if (m, v) == (model, variant) and _trains(sweep[m, v, r], limit)),
+      default=None,
     )
-    ax.legend()
-  axes[0].set_title(f'MNIST MLP, {context.steps(MLP_STEPS)} steps')
-  axes[1].set_title(f'small BN-Inception proxy, {context.steps(INCEPTION_STEPS)} steps')
-  figure.suptitle('Study 6: accuracy vs learning rate, with and without BN')
+    for model, limit in TRAINS_ABOVE.items()
+    for variant in sorted({v for m, v, _ in sweep if m == model})
+  }
+  figure = _plot(context, sweep)
 
   table = [
     f'Final test accuracy by learning rate, mean (min to max) over {NUM_SEEDS} seeds ("div@N": '
