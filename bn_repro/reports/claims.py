@@ -135,9 +135,10 @@ def _stats_in_gradient(summary: dict) -> tuple[str, str]:
   return ours, REPRODUCED if grows and stays else NOT_REPRODUCED
 
 
-def _spread(values: dict) -> str:
+def _spread(values: dict, pattern: str = '{:.3g}') -> str:
   """'mean (min-max)' of a `formatting.seed_summary` entry."""
-  return f'{values["mean"]:.3g} ({values["min"]:.3g}-{values["max"]:.3g})'
+  mean, low, high = (pattern.format(values[k]) for k in ('mean', 'min', 'max'))
+  return f'{mean} ({low}-{high})'
 
 
 def _higher_rates(summary: dict) -> tuple[str, str]:
@@ -166,18 +167,14 @@ def _population_statistics(summary: dict) -> tuple[str, str]:
   population = summary['population_unbiased']['100']
   ema = summary['moving_averages']['0.99']
   batch = summary['batch_statistics']['50']
+  population_text, ema_text, batch_text = (_spread(v, '{:.4f}') for v in (population, ema, batch))
   ours = (
-    f'test accuracy with population statistics (100 batches) {_spread4(population)}, moving '
-    f'averages {_spread4(ema)}, batch statistics over test batches of 50 {_spread4(batch)} '
+    f'test accuracy with population statistics (100 batches) {population_text}, moving '
+    f'averages {ema_text}, batch statistics over test batches of 50 {batch_text} '
     f'({len(population["per_seed"])} seeds)'
   )
   agree = abs(population['mean'] - ema['mean']) <= 0.003  # 2 standard errors of a 10k test set.
   return ours, REPRODUCED if agree and population['mean'] > batch['mean'] else NOT_REPRODUCED
-
-
-def _spread4(values: dict) -> str:
-  """'mean (min-max)' of a `formatting.seed_summary` accuracy entry."""
-  return f'{values["mean"]:.4f} ({values["min"]:.4f}-{values["max"]:.4f})'
 
 
 def _noisy_bn(summary: dict) -> tuple[str, str]:

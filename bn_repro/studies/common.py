@@ -190,10 +190,10 @@ class SeededArm:
   def finals(self, tag: str) -> list[float | None]:
     """Each seed's last value of `tag`; None for the seeds of a diverged arm (the seeds side
     by side stop together at the first non-finite loss)."""
+    seeds_per_arm = NUM_SEEDS if len(self.arms) == 1 else 1
     finals = []
     for arm in self.arms:
-      seeds = NUM_SEEDS if len(self.arms) == 1 else 1
-      finals += [None] * seeds if arm.diverged_at is not None else arm.seed_finals(tag)
+      finals += [None] * seeds_per_arm if arm.diverged_at is not None else arm.seed_finals(tag)
     return finals
 
 

@@ -22,7 +22,14 @@ import numpy as np
 from bn_repro.analysis.population_stats import population_statistics_fn
 from bn_repro.reports.formatting import MNIST_DATA, fmt_seeds, seed_summary
 from bn_repro.reports.study_results import plot_over_seeds, write_results
-from bn_repro.studies.common import NUM_SEEDS, StudyContext, TrainedNetwork, restore, train_arms
+from bn_repro.studies.common import (
+  NUM_SEEDS,
+  Arm,
+  StudyContext,
+  TrainedNetwork,
+  restore,
+  train_arms,
+)
 from bn_repro.training.evaluate import batch_statistics_accuracy, running_statistics_accuracy
 
 NUM_STEPS = 50_000
@@ -120,16 +127,17 @@ def run(context: StudyContext) -> None:
   write_results(context, figure, table, record, started, MNIST_DATA)
 
 
-def _population_minus_ema(arm: object) -> list[list[float]]:
-  """Per seed, population minus moving-average test accuracy at each evaluation."""
-  names = [('eval/accuracy', 'eval_population/accuracy')]
-  seeds = len(arm.seed_finals('eval/accuracy'))
-  if seeds > 1:
-    names = [(f'eval_seed{i}/accuracy', f'eval_population_seed{i}/accuracy') for i in range(seeds)]
+def _population_minus_ema(arm: Arm) -> list[list[float]]:
+  """Per seed, population minus moving-average test accuracy at each evaluation ([] when
+  the population statistics were not evaluated during training)."""
+  population = arm.seed_curves('eval_population/accuracy')
+  if not population:
+    return []
   return [
-    [p - e for (_, e), (_, p) in zip(arm.curve(ema), arm.curve(population), strict=True)]
-    for ema, population in names
-    if arm.curve(population)
+    [p - e for (_, e), (_, p) in zip(ema_curve, population_curve, strict=True)]
+    for ema_curve, population_curve in zip(
+      arm.seed_curves('eval/accuracy'), population, strict=True
+    )
   ]
 
 

@@ -32,24 +32,16 @@ ARMS = {
 NUM_STEPS = 20_000
 
 
-def bias_norm(arm: Arm, seed: int | None = None) -> list[tuple[int, float]]:
-  """||b|| over training: the L2 norm of all hidden layers' pre-BN biases together, of the
-  first seed (`seed` None) or of seed `seed` of a run of several seeds side by side."""
-  group = 'params' if seed is None else f'params_seed{seed}'
-  tags = sorted(t for t in arm.scalars if t.startswith(f'{group}/dense') and t.endswith('/bias'))
-  if not tags:
-    return []
-  steps = [s for s, _ in arm.scalars[tags[0]]]
-  norms = np.sqrt(sum(np.square([v for _, v in arm.scalars[t]]) for t in tags))
-  return list(zip(steps, norms.tolist(), strict=True))
-
-
 def seed_bias_norms(arm: Arm) -> list[list[tuple[int, float]]]:
-  """||b|| over training for each seed of the arm (one curve for a one-seed run)."""
+  """||b|| over training for each seed of the arm: the L2 norm of all hidden layers' pre-BN
+  biases together ([] when the arm did not log its parameter norms)."""
+  tags = sorted(t for t in arm.scalars if t.startswith('params/dense') and t.endswith('/bias'))
   curves = []
-  while curve := bias_norm(arm, len(curves)):
-    curves.append(curve)
-  return curves or [bias_norm(arm)]
+  for per_tag in zip(*(arm.seed_curves(t) for t in tags), strict=True):  # One seed's curves.
+    steps = [s for s, _ in per_tag[0]]
+    norms = np.sqrt(sum(np.square([v for _, v in curve]) for curve in per_tag))
+    curves.append(list(zip(steps, norms.tolist(), strict=True)))
+  return curves
 
 
 def run(context: StudyContext) -> None:

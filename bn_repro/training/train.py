@@ -147,12 +147,13 @@ _COMPILE_ESTIMATES = {'inception': ' (about 1-2 min on a 2-core CPU the first ti
 def _parameter_norms(state: TrainState, num_seeds: int) -> dict[str, float]:
   """`params/LAYER/NAME` norms of the first seed's parameters and, with several seeds side by
   side, `params_seedI/LAYER/NAME` of every seed's."""
-  norms = parameter_norms(seed_state(state, 0, num_seeds).params)
-  for index in range(num_seeds if num_seeds > 1 else 0):
-    seed_norms = parameter_norms(seed_state(state, index, num_seeds).params)
-    norms.update(
-      {f'params_seed{index}/{k.removeprefix("params/")}': v for k, v in seed_norms.items()}
-    )
+  per_seed = [parameter_norms(seed_state(state, i, num_seeds).params) for i in range(num_seeds)]
+  norms = dict(per_seed[0])
+  if num_seeds > 1:
+    for index, seed_norms in enumerate(per_seed):
+      norms.update(
+        {f'params_seed{index}/{k.removeprefix("params/")}': v for k, v in seed_norms.items()}
+      )
   return norms
 
 
