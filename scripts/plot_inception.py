@@ -9,6 +9,7 @@ training workdir per seed (seed0/, seed1/, ...), as scripts/reproduce_inception.
 import json
 import pathlib
 import sys
+import time
 
 from absl import app, flags
 
@@ -19,6 +20,9 @@ from bn_repro.training.records import read_metrics
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/inception_small', 'Folder of variant runs.')
 _OUT = flags.DEFINE_string('out', 'results/inception_small', 'Where the figure and table go.')
 _COMMAND = flags.DEFINE_string('command', None, 'The command to quote in the summary.')
+_STARTED_AT = flags.DEFINE_float(
+  'started_at', None, 'Unix time at which the whole command started, for its wall time.'
+)
 
 
 def _finished_seeds(variant_dir: pathlib.Path) -> list[pathlib.Path]:
@@ -55,8 +59,10 @@ def main(argv: list[str]) -> None:
     ),
   }
   out = pathlib.Path(_OUT.value)
+  end_to_end = None if _STARTED_AT.value is None else time.time() - _STARTED_AT.value
+  command = _COMMAND.value or ' '.join(sys.argv)
   record = inception_table.write_summary(
-    curves, wall_times, run_info, facts, out, _COMMAND.value or ' '.join(sys.argv)
+    curves, wall_times, run_info, facts, out, command, end_to_end
   )
   inception_table.plot_figure2(curves, record['target_accuracy'], out / 'figure2.png')
   print((out / 'summary.md').read_text())

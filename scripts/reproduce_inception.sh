@@ -17,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 help_requested "$0" "$@" && exit 0
+start=$(date +%s)
 scale='' workdir='' out='' seeds=3 jobs="$(nproc 2>/dev/null || echo 1)"
 for arg in "$@"; do
   case "$arg" in
@@ -53,4 +54,4 @@ export -f run_one
   echo 'inception_sigmoid 0'
 } | parallel_runs "$jobs"
 "$VENV_PYTHON" scripts/plot_inception.py --workdir="$workdir" --out="$out" \
-  --command="scripts/reproduce_inception.sh $*"
+  --command="scripts/reproduce_inception.sh $*" --started_at="$start"

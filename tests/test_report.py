@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from bn_repro.reports import figure1, inception_table
+from bn_repro.reports import figure1, inception_table, paper_report
 from bn_repro.training import records
 from bn_repro.training.tensorboard import SummaryWriter, read_scalars
 
@@ -167,6 +167,19 @@ def test_inception_table_summary_over_seeds():
   assert variants['inception']['final_accuracy_per_seed'] == [0.75, 0.5]
   assert variants['inception']['wall_time_s'] == 4.0
   assert variants['bn_x5']['speedup_over_inception'] == 1.5  # 15 steps / 10 steps.
+
+
+def test_inception_summary_records_the_commands_wall_time_for_the_report(tmp_path):
+  curves = {'inception': [[(10, 0.5), (20, 0.5)]]}
+  out = tmp_path / 'inception_small'
+  facts = {'num_steps': 20, 'eval_every': 10, 'extra_eval_steps': [], 'eval_examples': None}
+  facts['schedule'] = 'constant'
+  run_info = {'commit': 'abc', 'hardware': 'cpu'}
+  inception_table.write_summary(curves, {'inception': [1.0]}, run_info, facts, out, 'cmd', 1800.0)
+  assert json.loads((out / 'summary.json').read_text())['end_to_end_wall_time_s'] == 1800.0
+  assert 'Wall time of the whole command: 30.0 min' in (out / 'summary.md').read_text()
+  stages = '\n'.join(paper_report._stages(tmp_path))
+  assert '| inception_proxy | 60 min | 30.0 min |' in stages
 
 
 def test_metrics_json_lines_survive_a_torn_tail_and_truncate_on_resume(tmp_path):

@@ -142,6 +142,10 @@ def _examples(count: int | None) -> str:
   return 'the whole test set' if count is None else f'{count:,} test images'
 
 
+def _minutes(seconds: float | None) -> str:
+  return 'not timed' if seconds is None else f'{seconds / 60:.1f} min'
+
+
 def _table(record: dict) -> list[str]:
   lines = [
     '| variant | seeds | steps to target: median (per seed) | x fewer than Inception '
@@ -171,11 +175,12 @@ def write_summary(
   config_facts: dict,
   out_dir: pathlib.Path,
   command: str,
+  end_to_end_s: float | None = None,
 ) -> dict[str, object]:
   """Writes summary.json and summary.md (the paper's table with ours beside it).
 
   `config_facts`: {'num_steps', 'eval_every', 'extra_eval_steps', 'eval_examples',
-  'schedule'} of the runs.
+  'schedule'} of the runs. `end_to_end_s`: the whole command's wall time (None: not timed).
   """
   target, variants = summarize_variants(curves, wall_times)
   record = {
@@ -185,6 +190,7 @@ def write_summary(
     'commit': run_info.get('commit'),
     'hardware': run_info.get('hardware'),
     'command': command,
+    'end_to_end_wall_time_s': None if end_to_end_s is None else round(end_to_end_s, 1),
   }
   out_dir.mkdir(parents=True, exist_ok=True)
   (out_dir / 'summary.json').write_text(json.dumps(record, indent=2) + '\n')
@@ -196,6 +202,7 @@ def write_summary(
     f'Runs: {record["num_steps"]:,} steps; evaluation on {_examples(record["eval_examples"])} '
     f'every {record["eval_every"]} steps and at {record["extra_eval_steps"]}  ',
     f'Schedule: {record["schedule"]}  ',
+    f'Wall time of the whole command: {_minutes(end_to_end_s)}  ',
     f'Target: the minimum over Inception seeds of the mean of their last {WINDOW} evaluations, '
     f'{record["target_accuracy"]:.4f}; steps to target from curves smoothed over {WINDOW} '
     'evaluations (bn_repro/reports/inception_table.py)',
