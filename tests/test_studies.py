@@ -244,6 +244,23 @@ def test_seed_arms_side_by_side_or_one_arm_per_seed():
   assert all(c.num_seeds == 1 for c in apart.values())
 
 
+def test_arms_of_one_program_start_one_per_round_so_later_seeds_find_it_compiled():
+  slow = _config(optimizer__learning_rate=0.1)
+  fast = _config(optimizer__learning_rate=1.0)
+  arms = {**common.seed_arms('slow', slow, False), 'mlp': slow}
+  arms |= common.seed_arms('fast', fast, side_by_side=False)
+  # 'mlp' runs the slow seeds' program too (the config up to its seed): the fourth round.
+  assert common.compile_once_order(arms) == [
+    'slow_seed0',
+    'fast_seed0',
+    'slow_seed1',
+    'fast_seed1',
+    'slow_seed2',
+    'fast_seed2',
+    'mlp',
+  ]
+
+
 def test_seeded_arm_reads_every_seed_whichever_way_they_trained():
   side_by_side = {
     f'eval_seed{i}/accuracy': [(10, 0.1 * i), (20, 0.2 + i)] for i in range(common.NUM_SEEDS)

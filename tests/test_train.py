@@ -135,7 +135,7 @@ def test_nonfinite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path)
   bad_step, kept = int(found[1]), int(found[2])
   assert 0 < kept < bad_step and kept % 5 == 0
   assert Checkpointer(tmp_path / 'checkpoints', 5).latest_step() == kept
-  state, _, _ = _restore(_config('baseline'), tmp_path)
+  state, _, _ = _restore(config, tmp_path)
   assert int(state.step) == kept
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.params))
 

@@ -72,7 +72,8 @@ def create_learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Sc
 
 
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """SGD (with momentum if > 0) plus L2 weight decay on weight matrices and kernels.
+  """SGD (with momentum if > 0) plus L2 weight decay on weight matrices and kernels; a
+  constant learning rate is held in the optimizer state (`inject_hyperparams`).
 
   The decay adds lambda * w to the gradient, i.e. lambda/2 * ||w||^2 in the loss,
   with lambda = weight_decay * weight_decay_factor; biases, BN's beta and gamma
@@ -82,7 +83,16 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
   if optimizer.name != 'sgd':
     raise ValueError(f"Unknown optimizer {optimizer.name!r}; expected 'sgd'.")
   decay = optimizer.weight_decay * optimizer.weight_decay_factor
-  sgd = optax.sgd(create_learning_rate_schedule(config), momentum=optimizer.momentum or None)
+  momentum = optimizer.momentum or None
+  if config.schedule.name == 'constant':
+    # The rate as optimizer state (a traced scalar), not a constant of the compiled step:
+    # runs that differ only by their rate (an LR sweep, a study's rates, each with its seeds)
+    # share one compiled program. Same arithmetic, same updates bit for bit.
+    sgd = optax.inject_hyperparams(optax.sgd, static_args=('momentum',))(
+      learning_rate=peak_learning_rate(optimizer), momentum=momentum
+    )
+  else:
+    sgd = optax.sgd(create_learning_rate_schedule(config), momentum=momentum)
   if not decay:
     return sgd
   kernels_only = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)  # noqa: E731
