@@ -244,20 +244,22 @@ def test_seed_arms_side_by_side_or_one_arm_per_seed():
   assert all(c.num_seeds == 1 for c in apart.values())
 
 
-def test_arms_of_one_program_start_one_per_round_so_later_seeds_find_it_compiled():
-  slow = _config(optimizer__learning_rate=0.1)
-  fast = _config(optimizer__learning_rate=1.0)
-  arms = {**common.seed_arms('slow', slow, False), 'mlp': slow}
-  arms |= common.seed_arms('fast', fast, side_by_side=False)
-  # 'mlp' runs the slow seeds' program too (the config up to its seed): the fourth round.
+def test_arms_of_one_program_start_one_per_round_so_later_ones_find_it_compiled():
+  bn, baseline = _config(), _config('baseline')
+  arms = common.seed_arms('bn', bn, side_by_side=False)
+  # A constant rate is data of the program (the optimizer's state): same program as 'bn'.
+  arms |= common.seed_arms('bn_fast', override(bn, optimizer__learning_rate=8.0), False)
+  arms |= common.seed_arms('baseline', baseline, side_by_side=False)
   assert common.compile_once_order(arms) == [
-    'slow_seed0',
-    'fast_seed0',
-    'slow_seed1',
-    'fast_seed1',
-    'slow_seed2',
-    'fast_seed2',
-    'mlp',
+    'bn_seed0',
+    'baseline_seed0',
+    'bn_seed1',
+    'baseline_seed1',
+    'bn_seed2',
+    'baseline_seed2',
+    'bn_fast_seed0',
+    'bn_fast_seed1',
+    'bn_fast_seed2',
   ]
 
 
