@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bn_repro.data import datasets, ordering
-from bn_repro.studies import common, load_study, santurkar_arms
+from bn_repro.studies import common, load_study, santurkar_arms, workers
 from bn_repro.studies.common import StudyContext, restore
 from bn_repro.training import train
 from bn_repro.training.config_files import load_config, override
@@ -203,9 +203,9 @@ def test_probes_run_on_the_initialization_and_every_checkpoint(tmp_path):
 
 def test_worker_cores_are_distinct_allowed_cores_or_none(monkeypatch):
   monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {5, 2, 7}, raising=False)
-  assert common.worker_cores(2) == [2, 5]
-  assert common.worker_cores(3) == [2, 5, 7]
-  assert common.worker_cores(4) == [None] * 4  # More workers than cores: none pinned.
+  assert workers.worker_cores(2) == [2, 5]
+  assert workers.worker_cores(3) == [2, 5, 7]
+  assert workers.worker_cores(4) == [None] * 4  # More workers than cores: none pinned.
 
 
 @pytest.mark.skipif(not hasattr(os, 'sched_setaffinity'), reason='the platform cannot pin')
@@ -213,15 +213,15 @@ def test_study_workers_each_run_on_their_own_core():
   jobs = min(2, len(os.sched_getaffinity(0)))
   spawn = multiprocessing.get_context('spawn')
   free_cores = spawn.Queue()
-  for core in common.worker_cores(jobs):
+  for core in workers.worker_cores(jobs):
     free_cores.put(core)
   with futures.ProcessPoolExecutor(
-    jobs, mp_context=spawn, initializer=common._set_up_worker, initargs=(free_cores,)
+    jobs, mp_context=spawn, initializer=workers.set_up_worker, initargs=(free_cores,)
   ) as pool:
     # One task per worker, each holding its worker until both have started.
     barrier = spawn.Manager().Barrier(jobs)
     affinities = list(pool.map(_affinity_after, [barrier] * jobs))
-  assert sorted(a[0] for a in affinities) == common.worker_cores(jobs)
+  assert sorted(a[0] for a in affinities) == workers.worker_cores(jobs)
   assert all(len(a) == 1 for a in affinities)
 
 
@@ -250,7 +250,7 @@ def test_arms_of_one_program_start_one_per_round_so_later_ones_find_it_compiled(
   # A constant rate is data of the program (the optimizer's state): same program as 'bn'.
   arms |= common.seed_arms('bn_fast', override(bn, optimizer__learning_rate=8.0), False)
   arms |= common.seed_arms('baseline', baseline, side_by_side=False)
-  assert common.compile_once_order(arms) == [
+  assert workers.compile_once_order(arms) == [
     'bn_seed0',
     'baseline_seed0',
     'bn_seed1',

@@ -9,13 +9,11 @@ and writes `OUT/<study>/{figure.png, table.md, summary.json}`.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import logging as std_logging
 import multiprocessing
 import os
 import pathlib
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,9 +26,9 @@ from absl import logging
 
 from bn_repro import models
 from bn_repro.data import datasets, transforms
+from bn_repro.studies import workers
 from bn_repro.training import console, train
 from bn_repro.training.checkpointing import Checkpointer
-from bn_repro.training.compilation_cache import enable_compilation_cache
 from bn_repro.training.config_files import load_config, override
 from bn_repro.training.diagnostics import TrainingDivergedError
 from bn_repro.training.records import read_metrics
@@ -233,18 +231,18 @@ def train_arms(
     flush=True,
   )
   flags = os.environ.get('XLA_FLAGS', '')
-  os.environ['XLA_FLAGS'] = f'{flags} {SINGLE_THREADED_XLA_FLAGS}'.strip()
+  os.environ['XLA_FLAGS'] = f'{flags} {workers.SINGLE_THREADED_XLA_FLAGS}'.strip()
   spawn = multiprocessing.get_context('spawn')
   free_cores = spawn.Queue()
-  for core in worker_cores(context.jobs):
+  for core in workers.worker_cores(context.jobs):
     free_cores.put(core)
   try:  # Spawned workers copy the environment when they start, during the submits.
     with futures.ProcessPoolExecutor(
-      context.jobs, mp_context=spawn, initializer=_set_up_worker, initargs=(free_cores,)
+      context.jobs, mp_context=spawn, initializer=workers.set_up_worker, initargs=(free_cores,)
     ) as pool:
       pending = {
         pool.submit(_train, f'{context.name}/{name}', arms[name], workdirs[name]): name
-        for name in compile_once_order(arms)
+        for name in workers.compile_once_order(arms)
       }
       diverged = {}
       for done, future in enumerate(futures.as_completed(pending), 1):
@@ -262,70 +260,6 @@ def train_arms(
     if not flags:
       del os.environ['XLA_FLAGS']
   return {name: Arm(read_metrics(workdirs[name]), diverged[name], workdirs[name]) for name in arms}
-
-
-def compile_once_order(arms: dict[str, ml_collections.ConfigDict]) -> list[str]:
-  """The arms' names in the order `train_arms` starts them: the first arm of every program
-  (`_program`) before any program's second, and so on, keeping `arms`' order within each
-  round.
-
-  Arms that differ only by seed, or by a constant learning rate, run one compiled program.
-  Started side by side they would both miss the compilation cache and both compile (30-45
-  s each for the Inception proxy on one core); started in this order, the later ones find
-  it compiled.
-  """
-  rounds: dict[str, int] = {}
-  order = []
-  for name, config in arms.items():
-    program = _program(config)
-    order.append((rounds.get(program, 0), name))
-    rounds[program] = rounds.get(program, 0) + 1
-  return [name for _, name in sorted(order, key=lambda round_and_name: round_and_name[0])]
-
-
-def _program(config: ml_collections.ConfigDict) -> str:
-  """The config up to what its compiled program takes as data: the seed and a constant
-  learning rate (`bn_repro.training.optim.create_optimizer`)."""
-  data = {'seed': 0}
-  if config.schedule.name == 'constant':
-    data |= {'optimizer__learning_rate': 1.0, 'optimizer__lr_multiple': 1.0}
-  return override(config, **data).to_json_best_effort(sort_keys=True)
-
-
-# One core per program: XLA:CPU's second thread adds little to an MLP step, a second
-# program on the other core nearly doubles the steps per second (study 9 took 36.8 instead
-# of 71.4 minutes, results/studies/README.md). scripts/common.sh sets the same flags.
-SINGLE_THREADED_XLA_FLAGS = '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1'
-
-
-def worker_cores(jobs: int) -> list[int | None]:
-  """The core each of `jobs` workers is pinned to, or None (not pinned) for every worker
-  where the platform cannot pin or there are fewer cores than workers.
-
-  Pinned, two single-threaded MNIST arms side by side ran 10,000 steps in 24.2-25.3 s,
-  against 28.1-28.5 s left to the scheduler and 24.5 s for one arm alone (2-core machine,
-  benchmarks/README.md): unpinned, each process's helper threads and host work interrupt
-  the other's XLA program.
-  """
-  cores = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []
-  if len(cores) < jobs:
-    return [None] * jobs
-  return cores[:jobs]
-
-
-def _set_up_worker(free_cores: multiprocessing.Queue) -> None:
-  """Worker setup: its own core (one of `worker_cores`, taken from `free_cores`); the
-  compilation cache; (Linux) SIGTERM when the study process dies, so a killed study leaves
-  no orphan training: the trainer checkpoints and stops, resumable."""
-  core = free_cores.get()
-  if core is not None:
-    os.sched_setaffinity(0, {core})
-  enable_compilation_cache()
-  if sys.platform.startswith('linux'):
-    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-_PR_SET_PDEATHSIG = 1
 
 
 def _train(label: str, config: ml_collections.ConfigDict, workdir: pathlib.Path) -> int | None:
