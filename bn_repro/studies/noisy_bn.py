@@ -34,7 +34,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bn_repro.analysis import unit_drift
-from bn_repro.reports import figure1
 from bn_repro.reports.formatting import FASHION_DATA, MNIST_DATA, fmt
 from bn_repro.reports.study_results import write_results
 from bn_repro.studies import santurkar_arms
@@ -63,7 +62,7 @@ def _final_accuracies(arm: Arm, seeds: int) -> list[float]:
   """Each seed's final test accuracy; a diverged arm's are 0."""
   if arm.diverged_at is not None:
     return [0.0] * seeds
-  return [float(a) for a in _seed_curves(arm)[1][-1]]
+  return arm.seed_finals('eval/accuracy')
 
 
 def _drift(arm: Arm) -> dict[str, float] | None:
@@ -138,11 +137,10 @@ def run(context: StudyContext) -> None:
 
 def _seed_curves(arm: Arm) -> tuple[np.ndarray, np.ndarray]:
   """Steps `(E,)` and each seed's test accuracy `(E, S)` of an arm (S = 1 for one seed)."""
-  curve = arm.curve('eval/accuracy')
-  per_seed = figure1.seed_accuracies(arm.scalars)
-  if per_seed is None:
-    per_seed = np.array([[v for _, v in curve]])
-  return np.array([s for s, _ in curve]), per_seed.T
+  curves = arm.seed_curves('eval/accuracy')
+  if not curves:
+    return np.array([]), np.zeros((0, 1))
+  return np.array([s for s, _ in curves[0]]), np.array([[v for _, v in c] for c in curves]).T
 
 
 def _figure(mlp: dict, inception: dict[str, list[Arm]]) -> object:
