@@ -7,6 +7,11 @@ import orbax.checkpoint as ocp
 from bn_repro.training.steps import TrainState
 
 
+class CheckpointStructureError(ValueError):
+  """A checkpoint holds a state of another structure than the run's (another model or
+  optimizer, or one written by an older bn_repro)."""
+
+
 class Checkpointer:
   """Saves and restores TrainStates, keeping the newest `max_to_keep`.
 
@@ -15,6 +20,7 @@ class Checkpointer:
   """
 
   def __init__(self, directory: pathlib.Path, max_to_keep: int):
+    self._directory = directory
     self._manager = ocp.CheckpointManager(
       directory.absolute(),
       options=ocp.CheckpointManagerOptions(
@@ -30,8 +36,22 @@ class Checkpointer:
     return sorted(self._manager.all_steps())
 
   def restore(self, step: int, state: TrainState) -> TrainState:
-    """The checkpoint of `step` restored into `state`'s structure."""
-    return self._manager.restore(step, args=ocp.args.StandardRestore(state))
+    """The checkpoint of `step` restored into `state`'s structure.
+
+    Raises:
+      CheckpointStructureError: the checkpoint's tree is not `state`'s.
+    """
+    try:
+      return self._manager.restore(step, args=ocp.args.StandardRestore(state))
+    except ValueError as error:
+      if 'tree structures do not match' not in str(error):
+        raise
+      raise CheckpointStructureError(
+        f'The checkpoint {self._directory / str(step)} holds a training state of another '
+        "structure than this run's (another model or optimizer, or one saved by an older "
+        'bn_repro: since d235fc7 a constant learning rate is optimizer state). Train into '
+        'a new workdir, or pass --overwrite to start this one again.'
+      ) from error
 
   def restore_latest(self, state: TrainState) -> TrainState:
     """Returns the newest checkpoint restored into `state`'s structure, or `state`."""
