@@ -2,6 +2,7 @@
 setup, and the order the arms start in.
 """
 
+import collections
 import ctypes
 import multiprocessing
 import os
@@ -10,6 +11,7 @@ import sys
 
 import ml_collections
 
+from bn_repro.training import optim
 from bn_repro.training.compilation_cache import enable_compilation_cache
 from bn_repro.training.config_files import override
 
@@ -24,20 +26,20 @@ def compile_once_order(arms: dict[str, ml_collections.ConfigDict]) -> list[str]:
   s each for the Inception proxy on one core); started in this order, the later ones find
   it compiled.
   """
-  rounds: dict[str, int] = {}
-  order = []
+  started = collections.Counter()  # program -> arms of it placed so far
+  rounds = {}
   for name, config in arms.items():
     program = _program(config)
-    order.append((rounds.get(program, 0), name))
-    rounds[program] = rounds.get(program, 0) + 1
-  return [name for _, name in sorted(order, key=lambda round_and_name: round_and_name[0])]
+    rounds[name] = started[program]
+    started[program] += 1
+  return sorted(arms, key=rounds.__getitem__)  # Stable: `arms`' order within a round.
 
 
 def _program(config: ml_collections.ConfigDict) -> str:
   """The config up to what its compiled program takes as data: the seed and a constant
-  learning rate (`bn_repro.training.optim.create_optimizer`)."""
+  learning rate (`optim.rate_is_state`)."""
   data = {'seed': 0}
-  if config.schedule.name == 'constant':
+  if optim.rate_is_state(config):
     data |= {'optimizer__learning_rate': 1.0, 'optimizer__lr_multiple': 1.0}
   return override(config, **data).to_json_best_effort(sort_keys=True)
 

@@ -71,6 +71,12 @@ def create_learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Sc
   raise ValueError(f'Unknown schedule {schedule.name!r}; expected one of {SCHEDULES}.')
 
 
+def rate_is_state(config: ml_collections.ConfigDict) -> bool:
+  """Whether `create_optimizer` holds the learning rate in the optimizer state (a constant
+  schedule's), so that it is data of the compiled step rather than one of its constants."""
+  return config.schedule.name == 'constant'
+
+
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """SGD (with momentum if > 0) plus L2 weight decay on weight matrices and kernels; a
   constant learning rate is held in the optimizer state (`inject_hyperparams`).
@@ -84,7 +90,7 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
     raise ValueError(f"Unknown optimizer {optimizer.name!r}; expected 'sgd'.")
   decay = optimizer.weight_decay * optimizer.weight_decay_factor
   momentum = optimizer.momentum or None
-  if config.schedule.name == 'constant':
+  if rate_is_state(config):
     # The rate as optimizer state (a traced scalar), not a constant of the compiled step:
     # runs that differ only by their rate (an LR sweep, a study's rates, each with its seeds)
     # share one compiled program. Same arithmetic, same updates bit for bit.
