@@ -5,6 +5,10 @@ an unknown field or variant stops the run before any compute, naming the valid o
 
   python -m bn_repro.main --list                                # config files, variants
   python -m bn_repro.main --list --config=configs/mnist.py:bn   # fields, values, docs
+
+Exit status: 0 trained; 1 a FATAL line (bad config, workdir, data, ...); 3 the training
+loss became non-finite (a result for a sweep, not a crash; the last good checkpoint is
+kept); 128 + N stopped by signal N after a checkpoint (rerun to resume).
 """
 
 import json
@@ -46,6 +50,8 @@ _DISTRIBUTED = flags.DEFINE_bool(
   'Join a multi-process job found by jax.distributed auto-detection (SLURM, Cloud TPU, ...).',
 )
 flags.mark_flags_as_required(['config', 'workdir'])
+
+DIVERGED_EXIT_STATUS = 3
 
 
 def _joins_a_job() -> bool:
@@ -195,9 +201,11 @@ def main(argv: list[str]) -> None:
     DataIntegrityError,
     ImageNetNotPreparedError,
     DeviceCountError,
-    TrainingDivergedError,
   ) as error:
     sys.exit(f'FATAL: {error}')
+  except TrainingDivergedError as error:
+    print(f'FATAL: {error}', file=sys.stderr, flush=True)
+    sys.exit(DIVERGED_EXIT_STATUS)
   except KeyboardInterrupt:  # Ctrl-C before training began (afterwards it checkpoints).
     sys.exit('FATAL: interrupted (Ctrl-C) during startup; nothing was trained or saved.')
 

@@ -53,6 +53,9 @@ def input_config(
   config.distortion_strength = distortion_strength  # Photometric distortions; 0: none.
   config.shuffle = shuffle  # bn_repro/data/ordering.py SHUFFLES.
   config.num_shards = num_shards
+  # Train on a fixed class-balanced subset of this many examples (datasets.class_balanced_subset);
+  # None: the whole training split. In-memory datasets only.
+  config.train_subset_size = config_dict.placeholder(int)
   config.tfds_data_dir = config_dict.placeholder(str)  # None: TFDS's default.
   # Where the offline fetch keeps what it downloads; None: $BN_REPRO_DATA_DIR or
   # ~/.cache/bn_repro.

@@ -43,29 +43,46 @@ Values the paper does NOT STATE, chosen here:
 - Table readings: plain 7x7 stem, 128-channel pool projections in 4c/4d
   (see bn_repro/models/inception.py).
 
-The `small` proxy (scripts/reproduce_inception.sh --scale=small: 3 seeds of inception,
-bn_baseline, bn_x5, bn_x30 and 1 of each sigmoid arm, in under an hour on 2 CPU cores):
-- Data: Fashion-MNIST (real, offline from Debian's `dataset-fashion-mnist` package): harder
-  than MNIST, so the variants separate.
-- Budget: 3,000 steps of 32 (1.6 epochs) at width 1/8: 14 runs of this size fit the hour
-  on 2 cores (two runs at a time, one core each, about 10 steps/s each).
-- Base LR 0.01 (the no-BN arm's: ImageNet's 0.0015 trains the small net too slowly to
-  compare in a few thousand steps); the multiples and other factors are the paper's.
-- Schedule, the paper's shape compressed into the budget: the paper's Inception reached
-  72.2% after 31.0M steps of 32, about 775 epochs of ImageNet's 1,281,167 images, i.e. 96.8
-  of GoogLeNet's 8-epoch decay periods, so its LR had fallen to 0.96^96.8 = 1/52 of its
-  start. The proxy's whole run plays that role: Inception's LR falls by the same factor
-  over `num_steps` (x0.96 every num_steps / 96.8 = 31 steps), and the BN-x arms decay 6x
-  faster, as the paper says (so their LR is 1/52 of its start after 1/6 of the run).
+The `small` proxy (scripts/reproduce_inception.sh --scale=small), a data-limited design so
+that the no-BN baseline converges on 2 CPU cores (the paper's claim is about reaching the
+accuracy of a converged Inception; a 1.6-epoch proxy judged an early-training level):
+- Data: Fashion-MNIST (real, offline from Debian's `dataset-fashion-mnist` package), a
+  fixed class-balanced subset of 10,000 training images (the first 1,000 of each class in
+  the stored order, `input.train_subset_size`), the same for every arm and seed; the whole
+  10,000-image test set.
+- Model as before: BN-Inception at width 1/8 with a small stride-2 stem, batch 32, BN
+  groups of 32; the no-BN arms keep their convolution biases and mean subtraction.
+- Schedule: T = 8,000 steps (25.6 epochs of the subset) for Inception and BN-Baseline, the
+  paper's shape over them: x0.96 every T / 96.8 = 83 steps (the paper's Inception reached
+  72.2% after 96.8 of GoogLeNet's 8-epoch decay periods: 31.0M steps of 32 over 1,281,167
+  images), so the LR ends at about 1/51 of its start. The BN-x arms decay 6x faster (as the
+  paper) and run T // 3 = 2,666 steps, where their LR has fallen to 1/2,600 of its start
+  (negligible). Inception with sigmoid also runs T/3 (a cost choice: the claim is that it
+  never learns). Base LR 0.01 (the no-BN arm's); the BN-x rates are the paper's multiples
+  of it (x5: 0.05, x30: 0.3).
+- Order and calibration: the Inception seeds run first. The validity gate, fixed here
+  before any run: in every Inception seed the smoothed accuracy gains at most 1 point from
+  step T/2 to T (its plateau is reached). Calibration may change T and the base LR only on
+  Inception-arm runs before any BN arm has run (every attempt is recorded in the summary's
+  `calibration`); then the design is frozen. If the gate fails on the final runs, the BN-x
+  rows of the report read "not testable with this proxy", never "not reproduced".
+- A 300-step pilot of BN-x30 at its rate runs before the BN-x30 arms: if it diverges, the
+  table says "x30 not testable at this base rate" and the arms are not run.
+- Seeds: 3 of inception, bn_baseline, bn_x5, bn_x30; 2 of each sigmoid arm. BN-Baseline
+  runs the whole T (no early stop: its final and maximum accuracies are rows of the table).
 - Evaluation on the first 2,000 test images (binomial standard error about 0.008 at 85%)
-  every 250 steps and, log-spaced, at steps 24, 34, 50, 70, 100, 140 and 200, so a ratio
-  of steps up to 3,000 / 24 = 125x is resolvable (every 250 steps alone caps it at 12x).
-  The whole test set would cost as much as ~100 training steps per evaluation.
+  log-spaced early (steps 24, 34, 50, 70, 100, 140, 200, 280, 400) and every 500 steps, so
+  the plateau (the last 5 evaluations, 6,000-8,000) and the gate's two windows span equal
+  step ranges; each run's best (by that evaluation) and final checkpoint are re-scored on
+  the full test set, and so is the target (the lowest Inception seed's final checkpoint on
+  the full test set). Training accuracy: the mean of the last 5
+  logged training-batch accuracies (with dropout in the arms that have it).
 - The target: the minimum over the Inception seeds of the mean of their last 5
-  evaluations, the level every Inception run reaches (the paper's 72.2% plays that role);
-  a run's steps to target: the first evaluation where its smoothed curve (mean over a
-  centred window of 5 evaluations, shrunk at the ends) reaches it
-  (bn_repro/reports/inception_table.py).
+  evaluations (the paper's 72.2% plays that role); a run's steps to target: the first
+  evaluation where its smoothed curve (mean over a centred window of 5 evaluations, shrunk
+  at the ends) reaches it (bn_repro/reports/inception_table.py).
+The earlier design (3,000 steps on all 60,000 images, every arm 1.6 epochs) is kept in
+results/inception_small/earlier_design/ as sensitivity evidence.
 These choices were fixed before any run of this design and are not tuned on its outcome.
 """
 
@@ -88,6 +105,33 @@ VARIANTS = (
   'inception_sigmoid',
 )
 OPTIONS = ('small', 'smoke')
+
+
+# The `small` proxy's design (module docstring): T steps for the arms at the paper's slow
+# schedule, T / 3 for the others, on a class-balanced subset of the training images.
+PROXY_STEPS = 8_000
+PROXY_SUBSET_SIZE = 10_000
+PROXY_EVAL_STEPS = (24, 34, 50, 70, 100, 140, 200, 280, 400)
+
+
+def _small_proxy(config: ml_collections.ConfigDict, variant: str, fast_decay: bool) -> None:
+  """The CPU proxy's fields (every choice is explained in the module docstring)."""
+  config.num_steps = (
+    PROXY_STEPS // 3 if fast_decay or variant == 'inception_sigmoid' else PROXY_STEPS
+  )
+  config.eval_every = 500
+  config.log_every = 50
+  config.checkpoint_every = 500
+  config.input.dataset = 'fashion_mnist'
+  config.input.train_subset_size = PROXY_SUBSET_SIZE
+  config.input.num_shards = 1024
+  config.model.stem = 'small'
+  config.model.width = 0.125
+  config.optimizer.learning_rate = 0.01
+  config.schedule.decay_steps = round(PROXY_STEPS / PAPER_DECAYS_TO_TARGET)
+  config.eval.batch_size = 1000
+  config.eval.num_examples = 2_000
+  config.eval.extra_steps = PROXY_EVAL_STEPS
 
 
 def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
@@ -154,20 +198,8 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   config.eval = common.eval_config(batch_size=500)
   config.eval.crops = 1  # 144: the paper's multi-crop evaluation (ImageNet only).
 
-  if small:  # The CPU proxy: every choice is explained in the module docstring.
-    config.num_steps = 3_000
-    config.eval_every = 250
-    config.log_every = 50
-    config.checkpoint_every = 500
-    config.input.dataset = 'fashion_mnist'
-    config.input.num_shards = 1024
-    config.model.stem = 'small'
-    config.model.width = 0.125
-    config.optimizer.learning_rate = 0.01
-    config.schedule.decay_steps = round(config.num_steps / PAPER_DECAYS_TO_TARGET)
-    config.eval.batch_size = 1000
-    config.eval.num_examples = 2_000
-    config.eval.extra_steps = (24, 34, 50, 70, 100, 140, 200)
+  if small:
+    _small_proxy(config, variant, changes_4_2_1)
   if 'smoke' in options:  # A few steps of a tiny model: a check that everything runs.
     config.num_steps = 1
     config.batch_size = 8

@@ -42,17 +42,20 @@ parallel_runs() {
 }
 
 # run_training LABEL ARGS...: `$VENV_PYTHON -m bn_repro.main ARGS` (pinned to its core when
-# parallel_runs gave it a slot), showing only its progress and error lines, each prefixed
-# [LABEL]; on failure, names the command to rerun unfiltered.
+# parallel_runs gave it a slot), showing only its progress, data-fetch and error lines, each
+# prefixed [LABEL]; returns the trainer's exit status (3: the loss diverged), naming on
+# failure the command to rerun unfiltered.
 run_training() {
   local label="$1"; shift
-  local pin=() cores=(${RUN_CORES:-})
+  local pin=() cores=(${RUN_CORES:-}) status
   if [ -n "${RUN_SLOT:-}" ]; then pin=(taskset -c "${cores[$RUN_SLOT]}"); fi
   "${pin[@]}" "$VENV_PYTHON" -m bn_repro.main "$@" 2>&1 \
-    | grep --line-buffered -E 'train.py|Error|FATAL|MNIST' | sed -u "s|^|[$label] |" \
-    && [ "${PIPESTATUS[0]}" -eq 0 ] || {
-      echo "The $label run failed; rerun it without the filter to see the full log:" >&2
-      echo "  $VENV_PYTHON -m bn_repro.main $*" >&2
-      return 1; }
+    | grep --line-buffered -iE 'train.py|Error|FATAL|MNIST' | sed -u "s|^|[$label] |"
+  status="${PIPESTATUS[0]}"
+  if [ "$status" != 0 ]; then
+    echo "The $label run failed (exit $status); rerun it without the filter to see the full log:" >&2
+    echo "  $VENV_PYTHON -m bn_repro.main $*" >&2
+  fi
+  return "$status"
 }
 export -f run_training

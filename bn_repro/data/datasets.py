@@ -87,7 +87,39 @@ def load_dataset(input_config: ml_collections.ConfigDict) -> InMemoryDataset:
   arrays = array_cache.read(name, data_dir)
   if arrays is None:
     arrays = _read_prepared(name, data_dir, input_config)
-  return InMemoryDataset(**{**arrays, 'num_classes': int(arrays['num_classes'])})
+  dataset = InMemoryDataset(**{**arrays, 'num_classes': int(arrays['num_classes'])})
+  subset_size = input_config.get('train_subset_size')
+  return dataset if subset_size is None else class_balanced_subset(dataset, subset_size)
+
+
+def class_balanced_subset(dataset: InMemoryDataset, size: int) -> InMemoryDataset:
+  """`dataset` with only `size` training examples: the first `size / num_classes` of each
+  class in the stored order, kept in that order (the same subset for every seed and arm).
+  The test split is unchanged.
+
+  Raises:
+    ValueError: `size` is not a positive multiple of the number of classes, or a class has
+      fewer examples than its share.
+  """
+  per_class, remainder = divmod(size, dataset.num_classes)
+  if size <= 0 or remainder:
+    raise ValueError(
+      f'input.train_subset_size={size} must be a positive multiple of the '
+      f'{dataset.num_classes} classes.'
+    )
+  chosen = []
+  for label in range(dataset.num_classes):
+    members = np.flatnonzero(dataset.train_labels == label)
+    if len(members) < per_class:
+      raise ValueError(
+        f'input.train_subset_size={size} needs {per_class} examples of class {label}; the '
+        f'training split has {len(members)}.'
+      )
+    chosen.append(members[:per_class])
+  index = np.sort(np.concatenate(chosen))
+  return dataclasses.replace(
+    dataset, train_images=dataset.train_images[index], train_labels=dataset.train_labels[index]
+  )
 
 
 def _read_prepared(

@@ -8,13 +8,15 @@ Where a summary holds one seed only, `ours` says so.
 """
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
 import numpy as np
 
 REPRODUCED, PARTLY, NOT_REPRODUCED = 'reproduced', 'partly', 'not reproduced'
-VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, 'not testable here', 'not run')
+NOT_TESTABLE = 'not testable here'
+VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_TESTABLE, 'not run')
 MARKS = ('10000', '20000', '30000', '40000', '50000')
 
 
@@ -82,7 +84,37 @@ def _steps_text(variant: dict) -> str:
   return f'steps to target per seed: {per_seed}'
 
 
+def _untestable_by_design(summary: dict, name: str) -> str | None:
+  """Why the proxy cannot answer a row comparing `name` with the Inception target, or None:
+  the validity gate failed (the Inception arm had not converged), or, for bn_x30, its pilot
+  diverged at the x30 rate (configs/inception.py)."""
+  gate = summary.get('validity_gate')
+  if gate and not gate['passed']:
+    gains = ', '.join(f'{100 * g:+.2f}' for g in gate['per_seed_gain'])
+    return (
+      f'not testable with this proxy: the validity gate failed ({gate["rule"]}; gains {gains} '
+      'points), so the target is not a converged baseline'
+    )
+  pilot = summary.get('pilot_bn_x30')
+  if name == 'bn_x30' and pilot and pilot['diverged']:
+    return f'x30 not testable at this base rate: its {pilot["steps"]}-step pilot diverged'
+  return None
+
+
+def _gated(
+  name: str, judge: Callable[[dict], tuple[str, str]]
+) -> Callable[[dict], tuple[str, str]]:
+  """`judge`, unless the proxy's design cannot answer the row (`_untestable_by_design`)."""
+
+  def gated_judge(summary: dict) -> tuple[str, str]:
+    reason = _untestable_by_design(summary, name)
+    return (reason, NOT_TESTABLE) if reason else judge(summary)
+
+  return gated_judge
+
+
 def _inception_faster(name: str, factor: float) -> Callable[[dict], tuple[str, str]]:
+  @functools.partial(_gated, name)
   def judge(summary: dict) -> tuple[str, str]:
     inception = np.median(
       [s for s in _inception_variant(summary, 'inception')['steps_to_target_per_seed'] if s]
@@ -99,10 +131,14 @@ def _inception_faster(name: str, factor: float) -> Callable[[dict], tuple[str, s
   return judge
 
 
+@functools.partial(_gated, 'bn_x30')
 def _bn_x30_higher(summary: dict) -> tuple[str, str]:
   x30 = _inception_variant(summary, 'bn_x30')['max_accuracy_per_seed']
   inception = _inception_variant(summary, 'inception')['max_accuracy_per_seed']
-  ours = f'max accuracy BN-x30 {_range(x30)}, Inception {_range(inception)} (3 seeds each)'
+  ours = (
+    f'max accuracy BN-x30 {_range(x30)} ({_seeds(x30)}), Inception {_range(inception)} '
+    f'({_seeds(inception)})'
+  )
   if min(x30) > max(inception):
     return ours, REPRODUCED
   return ours, PARTLY if np.median(x30) > np.median(inception) else NOT_REPRODUCED
@@ -111,8 +147,10 @@ def _bn_x30_higher(summary: dict) -> tuple[str, str]:
 def _sigmoid(summary: dict) -> tuple[str, str]:
   bn = _inception_variant(summary, 'bn_x5_sigmoid')['max_accuracy_per_seed']
   plain = _inception_variant(summary, 'inception_sigmoid')['max_accuracy_per_seed']
-  ours = f'max accuracy BN-x5-Sigmoid {_range(bn)}, Inception with sigmoid {_range(plain)}'
-  ours += ' (1 seed)'
+  ours = (
+    f'max accuracy BN-x5-Sigmoid {_range(bn)} ({_seeds(bn)}), Inception with sigmoid '
+    f'{_range(plain)} ({_seeds(plain)})'
+  )
   trains, fails = min(bn) > 0.5, max(plain) < 0.2
   return ours, REPRODUCED if trains and fails else (PARTLY if trains or fails else NOT_REPRODUCED)
 
@@ -206,6 +244,10 @@ def _santurkar_study(summary: dict) -> tuple[str, str]:
 
 def _count_verdict(successes: int, total: int) -> str:
   return REPRODUCED if successes == total else (PARTLY if successes else NOT_REPRODUCED)
+
+
+def _seeds(values: list[object]) -> str:
+  return f'{len(values)} seed{"s" if len(values) > 1 else ""}'
 
 
 def _range(values: list[float]) -> str:

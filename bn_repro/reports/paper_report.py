@@ -13,7 +13,7 @@ import json
 import pathlib
 import sys
 
-from bn_repro.reports.claims import CLAIMS, Claim
+from bn_repro.reports.claims import CLAIMS, NOT_TESTABLE, Claim
 
 # Stage of scripts/reproduce_all.sh -> (its budget in minutes, its summary files).
 STAGES = {
@@ -50,7 +50,7 @@ def _load(results: pathlib.Path, relative: str) -> dict | None:
 
 def _row(results: pathlib.Path, claim: Claim) -> str:
   if claim.summary is None:
-    ours, verdict, source = '—', 'not testable here', '—'
+    ours, verdict, source = '—', NOT_TESTABLE, '—'
   else:
     summary = _load(results, claim.summary)
     source = f'[{claim.summary}]({claim.summary})'

@@ -128,6 +128,12 @@ def _check_periods(config: ml_collections.ConfigDict) -> None:
     f'num_seeds={config.num_seeds} needs an in-memory dataset; {config.input.dataset!r} '
     'is streamed. Run the seeds as separate jobs.',
   )
+  subset = config.input.get('train_subset_size')
+  require(
+    subset is None or (subset > 0 and config.input.dataset not in STREAMING_DATASETS),
+    f'input.train_subset_size={subset} needs a positive size and an in-memory dataset; '
+    f'{config.input.dataset!r} is streamed.',
+  )
 
 
 def _check_choices(config: ml_collections.ConfigDict) -> None:

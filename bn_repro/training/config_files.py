@@ -55,3 +55,27 @@ def override(config: ml_collections.ConfigDict, **fields: object) -> ml_collecti
     node[leaf] = value
   config.lock()
   return config
+
+
+def config_of_run(spec: str, saved: dict) -> ml_collections.ConfigDict:
+  """`spec`'s config with every field set as `saved` (a run's config.json) holds it: the
+  config a finished run trained with, to rebuild its model and restore its checkpoints.
+
+  Raises:
+    KeyError: `saved` holds a field `spec`'s config does not have.
+  """
+  config = load_config(spec)
+  fields = {}
+
+  def collect(node: ml_collections.ConfigDict, values: dict, prefix: str) -> None:
+    for key, value in values.items():
+      if key not in node:
+        raise KeyError(f'{spec} has no field {prefix.replace("__", ".")}{key}.')
+      current = node[key]
+      if isinstance(current, ml_collections.ConfigDict):
+        collect(current, value, f'{prefix}{key}__')
+      elif (tuple(value) if isinstance(current, tuple) else value) != current:
+        fields[f'{prefix}{key}'] = tuple(value) if isinstance(current, tuple) else value
+
+  collect(config, saved, '')
+  return override(config, **fields)

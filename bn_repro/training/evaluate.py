@@ -141,8 +141,19 @@ def _running_statistics_predictions(
 
 
 def running_statistics_accuracy(
-  model: nn.Module, params: object, batch_stats: object, images: jax.Array, labels: np.ndarray
+  model: nn.Module,
+  params: object,
+  batch_stats: object,
+  images: jax.Array,
+  labels: np.ndarray,
+  batch_size: int = 1000,
 ) -> float:
-  """Test accuracy with the stored inference statistics `batch_stats` (Algorithm 2, step 11)."""
-  predicted = _running_statistics_predictions(model, params, batch_stats, images)
-  return float(np.mean(np.asarray(predicted) == labels))
+  """Test accuracy with the stored inference statistics `batch_stats` (Algorithm 2, step 11),
+  over `(N, ...)` `images` in calls of `batch_size` (predictions do not depend on the batch)."""
+  predicted = [
+    np.asarray(
+      _running_statistics_predictions(model, params, batch_stats, images[i : i + batch_size])
+    )
+    for i in range(0, len(labels), batch_size)
+  ]
+  return float(np.mean(np.concatenate(predicted) == labels))
