@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging as std_logging
-import multiprocessing
 import os
 import pathlib
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent import futures
 
 import jax
 import ml_collections
@@ -26,7 +25,7 @@ from absl import logging
 
 from bn_repro import models
 from bn_repro.data import datasets, transforms
-from bn_repro.studies import workers
+from bn_repro.studies import pool, workers
 from bn_repro.training import console, train
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.config_files import load_config, override
@@ -42,11 +41,15 @@ Curve = list[tuple[int, float]]
 NUM_SEEDS = 3
 
 
-# The Inception proxy as the studies train it: shorter runs than the table's at a constant
-# rate (the table's compressed decay schedule is part of its own design), evaluated on the
-# whole test set at every eval_every only.
+# The Inception proxy as the studies train it: all 60,000 training images, base LR 0.01,
+# shorter runs than the table's at a constant rate (the table's subset, calibrated rate and
+# compressed decay schedule are part of its own design, configs/inception.py), evaluated on
+# the whole test set every 250 steps (and at eval_every set by the study).
 _SMALL_INCEPTION_IN_STUDIES = {
   'schedule__name': 'constant',
+  'input__train_subset_size': None,
+  'optimizer__learning_rate': 0.01,
+  'eval_every': 250,
   'eval__extra_steps': (),
   'eval__num_examples': None,
 }
@@ -72,6 +75,7 @@ class StudyContext:
       this process; more runs them in as many worker processes, each on one core
       (two single-threaded programs beat one two-threaded program on small models:
       study 9 in results/studies/README.md).
+    overwrite: delete each arm's earlier run and train it again.
   """
 
   name: str
@@ -79,6 +83,7 @@ class StudyContext:
   out: pathlib.Path
   smoke: bool = False
   jobs: int = 1
+  overwrite: bool = False
 
   @property
   def out_dir(self) -> pathlib.Path:
@@ -205,7 +210,7 @@ def _train_arm(
 ) -> Arm:
   workdir = context.workdir / directory / arm
   print(f'[{context.name}] arm {arm!r}: {config.num_steps} steps into {workdir}', flush=True)
-  diverged_at = _train(f'{context.name}/{arm}', config, workdir)
+  diverged_at = _train(f'{context.name}/{arm}', config, workdir, context.overwrite)
   return Arm(read_metrics(workdir), diverged_at, workdir)
 
 
@@ -217,8 +222,9 @@ def train_arms(
   The arms train into `context.workdir / directory / name`; `directory` defaults to the
   study's name, and studies that share arms name a common one (a finished arm is reused).
   With jobs > 1 each arm runs in a worker process of its own, single-threaded (XLA_FLAGS
-  set for the workers only), its log lines prefixed with the arm's name. A failure other
-  than divergence stops the study with the worker's error.
+  set for the workers only), its log lines prefixed with the arm's name
+  (`bn_repro.studies.pool`). A failure other than divergence, or a signal, stops the
+  study at once (`pool.StudyStoppedError`, naming the arm).
   """
   directory = directory or context.name
   if context.jobs == 1:
@@ -230,31 +236,25 @@ def train_arms(
     f'into {context.workdir / directory}',
     flush=True,
   )
+
+  def report(name: str, done: int) -> None:
+    elapsed = time.perf_counter() - started
+    eta = elapsed / done * (len(arms) - done)
+    print(
+      f'[{context.name}] {done}/{len(arms)} arms done ({name}); '
+      f'{elapsed / 60:.1f} min so far, about {eta / 60:.1f} min to go',
+      flush=True,
+    )
+
+  tasks = [
+    pool.Task(name, f'{context.name}/{name}', arms[name], workdirs[name])
+    for name in workers.compile_once_order(arms)
+  ]
   flags = os.environ.get('XLA_FLAGS', '')
   os.environ['XLA_FLAGS'] = f'{flags} {workers.SINGLE_THREADED_XLA_FLAGS}'.strip()
-  spawn = multiprocessing.get_context('spawn')
-  free_cores = spawn.Queue()
-  for core in workers.worker_cores(context.jobs):
-    free_cores.put(core)
-  try:  # Spawned workers copy the environment when they start, during the submits.
-    with futures.ProcessPoolExecutor(
-      context.jobs, mp_context=spawn, initializer=workers.set_up_worker, initargs=(free_cores,)
-    ) as pool:
-      pending = {
-        pool.submit(_train, f'{context.name}/{name}', arms[name], workdirs[name]): name
-        for name in workers.compile_once_order(arms)
-      }
-      diverged = {}
-      for done, future in enumerate(futures.as_completed(pending), 1):
-        name = pending[future]
-        diverged[name] = future.result()
-        elapsed = time.perf_counter() - started
-        eta = elapsed / done * (len(arms) - done)
-        print(
-          f'[{context.name}] {done}/{len(arms)} arms done ({name}); '
-          f'{elapsed / 60:.1f} min so far, about {eta / 60:.1f} min to go',
-          flush=True,
-        )
+  try:  # Spawned workers copy the environment when they start.
+    train = functools.partial(_train, overwrite=context.overwrite)
+    diverged = pool.run_tasks(tasks, context.jobs, train, report)
   finally:
     os.environ['XLA_FLAGS'] = flags
     if not flags:
@@ -262,11 +262,13 @@ def train_arms(
   return {name: Arm(read_metrics(workdirs[name]), diverged[name], workdirs[name]) for name in arms}
 
 
-def _train(label: str, config: ml_collections.ConfigDict, workdir: pathlib.Path) -> int | None:
+def _train(
+  label: str, config: ml_collections.ConfigDict, workdir: pathlib.Path, overwrite: bool = False
+) -> int | None:
   """Trains one arm (here or in a worker); returns the step it diverged at, or None."""
   with _log_prefix(f'[{label}] '):
     try:
-      train.train_and_evaluate(config, workdir)
+      train.train_and_evaluate(config, workdir, overwrite=overwrite)
     except TrainingDivergedError as error:
       print(f'[{label}] diverged at step {error.step}.', flush=True)
       return error.step
@@ -342,8 +344,9 @@ def restore(config: ml_collections.ConfigDict, checkpoint_dir: pathlib.Path) -> 
   """The newest checkpoint in `checkpoint_dir` (WORKDIR/checkpoints, WORKDIR/best_checkpoint
   or WORKDIR/population_checkpoint) of a run of `config`."""
   network, template = initial_network(config)
-  checkpointer = Checkpointer(checkpoint_dir, config.keep_checkpoints)
+  checkpointer = Checkpointer(checkpoint_dir, read_only=True)
   if checkpointer.latest_step() is None:
+    checkpointer.close()
     raise FileNotFoundError(f'No checkpoint in {checkpoint_dir}.')
   state = checkpointer.restore_latest(template)
   checkpointer.close()
