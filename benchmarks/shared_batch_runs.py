@@ -1,6 +1,6 @@
 r"""Runs that share a data order, merged into one program: does a wider step pay?
 
-  XLA_FLAGS='--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1' \
+  XLA_FLAGS='--xla_cpu_multi_thread_eigen=false' \
     taskset -c 0 .venv/bin/python -m benchmarks.shared_batch_runs [--steps_per_call=500]
 
 Issue #14's remaining lever for its time budgets: runs of one seed that differ only in their

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 
 import flax.linen as nn
+import flax.struct
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
@@ -82,10 +83,18 @@ def evaluate_ensemble(
   return {**accuracies[0], 'count': count, 'members': accuracies[1:]}
 
 
-def restore_members(
-  workdirs: Sequence[pathlib.Path], state: TrainState, checkpoint: str
-) -> list[TrainState]:
-  """Each workdir's `checkpoint` ('latest', 'best' or 'population') restored into `state`.
+@flax.struct.dataclass
+class Member:
+  """What inference needs of a trained network: its parameters and BN statistics."""
+
+  params: object
+  batch_stats: object
+
+
+def restore_members(workdirs: Sequence[pathlib.Path], checkpoint: str) -> list[tuple[str, Member]]:
+  """Each workdir's `checkpoint` ('latest', 'best' or 'population'), its parameters and BN
+  statistics only (whatever optimizer or schedule it trained with), opened read-only; a run
+  of several seeds side by side gives one member per seed. Returns (label, member) pairs.
 
   Raises:
     FileNotFoundError: a workdir has no such checkpoint, naming it.
@@ -93,50 +102,80 @@ def restore_members(
   from bn_repro.training.checkpointing import Checkpointer
 
   members = []
-  for workdir in workdirs:
-    directory = pathlib.Path(workdir) / CHECKPOINTS[checkpoint]
-    checkpointer = Checkpointer(directory, 1)
-    if checkpointer.latest_step() is None:
-      checkpointer.close()
-      raise FileNotFoundError(f'{directory} holds no checkpoint (--checkpoint={checkpoint}).')
-    members.append(checkpointer.restore_latest(state))
+  for workdir in map(pathlib.Path, workdirs):
+    directory = workdir / CHECKPOINTS[checkpoint]
+    missing = FileNotFoundError(f'{directory} holds no checkpoint (--checkpoint={checkpoint}).')
+    try:
+      checkpointer = Checkpointer(directory, read_only=True)
+    except FileNotFoundError:
+      raise missing from None
+    step = checkpointer.latest_step()
+    variables = None if step is None else checkpointer.restore_variables(step)
     checkpointer.close()
+    if variables is None:
+      raise missing
+    seeds = _num_seeds(workdir)
+    if seeds == 1:
+      members.append((str(workdir), Member(**variables)))
+      continue
+    for seed in range(seeds):
+      of_seed = jax.tree.map(lambda x, s=seed: x[s], variables)
+      members.append((f'{workdir} (seed {seed})', Member(**of_seed)))
   return members
 
 
+def _num_seeds(workdir: pathlib.Path) -> int:
+  """The seeds its run trained side by side (its config.json; 1 if it has none)."""
+  try:
+    return int(json.loads((workdir / 'config.json').read_text()).get('num_seeds', 1))
+  except (OSError, json.JSONDecodeError):
+    return 1
+
+
+def check_members(members: list[tuple[str, Member]], template: Member) -> None:
+  """Raises ValueError naming the first member whose variables do not fit the model."""
+  want = jax.tree.structure(template), [np.shape(x) for x in jax.tree.leaves(template)]
+  for label, member in members:
+    if (jax.tree.structure(member), [np.shape(x) for x in jax.tree.leaves(member)]) != want:
+      raise ValueError(
+        f'{label}: its parameters do not fit the model of --config (another architecture '
+        'or width); give the config its runs trained with.'
+      )
+
+
 def main(argv: Sequence[str]) -> None:
-  from absl import flags
+  from absl import flags, logging
 
   from bn_repro import models
   from bn_repro.data import transforms
+  from bn_repro.data.offline import DataIntegrityError
   from bn_repro.data.pipeline import create_inputs
   from bn_repro.training.config_checks import validate_config
+  from bn_repro.training.config_files import override
   from bn_repro.training.state import create_train_state
   from bn_repro.training.steps import create_mesh
 
   del argv
-  config = flags.FLAGS.config
-  workdirs = [pathlib.Path(w) for w in flags.FLAGS.workdirs]
+  logging.set_verbosity(logging.WARNING)  # Orbax's INFO lines are not the result.
+  config = override(flags.FLAGS.config, num_seeds=1)  # Each member is one network.
   mesh = create_mesh(config.num_devices)
   try:
     validate_config(config, mesh.size)
-  except ValueError as error:
-    sys.exit(f'FATAL: {error}')
-  inputs = create_inputs(config, mesh)
-  model = models.create_model(config.model, inputs.num_classes)
-  state = create_train_state(config, model, np.zeros((2,) + inputs.image_shape, np.float32))
-  try:
-    members = restore_members(workdirs, state, flags.FLAGS.checkpoint)
-  except FileNotFoundError as error:
+    inputs = create_inputs(config, mesh)
+    model = models.create_model(config.model, inputs.num_classes)
+    state = create_train_state(config, model, np.zeros((2,) + inputs.image_shape, np.float32))
+    members = restore_members(flags.FLAGS.workdirs, flags.FLAGS.checkpoint)
+    check_members(members, Member(state.params, state.batch_stats))
+  except (ValueError, FileNotFoundError, DataIntegrityError) as error:
     sys.exit(f'FATAL: {error}')
   preprocess = transforms.get_preprocessor(config.input.preprocess, inputs.pixel_mean)
   predict = make_predict_fn(model, preprocess, mesh)
-  metrics = evaluate_ensemble(predict, members, inputs.eval_batches(), mesh)
+  metrics = evaluate_ensemble(predict, [m for _, m in members], inputs.eval_batches(), mesh)
   crops = config.eval.get('crops', 1)
-  for workdir, member in zip(workdirs, metrics['members'], strict=True):
-    print(f'{workdir}: top-1 {member["accuracy"]:.4f}  top-5 {member["top5_accuracy"]:.4f}')
+  for (label, _), member in zip(members, metrics['members'], strict=True):
+    print(f'{label}: top-1 {member["accuracy"]:.4f}  top-5 {member["top5_accuracy"]:.4f}')
   print(
-    f'ensemble of {len(workdirs)} ({flags.FLAGS.checkpoint} checkpoints, {crops} crop(s), '
+    f'ensemble of {len(members)} ({flags.FLAGS.checkpoint} checkpoints, {crops} crop(s), '
     f'{metrics["count"]} test examples): top-1 {metrics["accuracy"]:.4f}  '
     f'top-5 {metrics["top5_accuracy"]:.4f}'
   )

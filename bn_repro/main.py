@@ -21,9 +21,11 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from bn_repro.data.datasets import SubsetSizeError
 from bn_repro.data.imagenet import ImageNetNotPreparedError
 from bn_repro.data.offline import DataIntegrityError
 from bn_repro.training import config_docs, console, train
+from bn_repro.training.checkpointing import CheckpointStructureError
 from bn_repro.training.compilation_cache import enable_compilation_cache
 from bn_repro.training.config_checks import InvalidConfigError, validate_config
 from bn_repro.training.config_files import REPO_ROOT, load_config
@@ -201,6 +203,8 @@ def main(argv: list[str]) -> None:
     DataIntegrityError,
     ImageNetNotPreparedError,
     DeviceCountError,
+    CheckpointStructureError,
+    SubsetSizeError,
   ) as error:
     sys.exit(f'FATAL: {error}')
   except TrainingDivergedError as error:

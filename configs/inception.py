@@ -211,6 +211,7 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   if small:
     _small_proxy(config, variant, changes_4_2_1)
   if 'smoke' in options:  # A few steps of a tiny model: a check that everything runs.
+    config.input.train_subset_size = None  # Whatever data the check has.
     config.num_steps = 1
     config.batch_size = 8
     config.model.bn.group_size = 4

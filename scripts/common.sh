@@ -19,7 +19,7 @@ help_requested() {
 # the same for study workers).
 one_core_per_run() {
   if [ "$1" -gt 1 ]; then
-    export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_multi_thread_eigen=false"
   fi
 }
 
@@ -43,19 +43,34 @@ parallel_runs() {
 
 # run_training LABEL ARGS...: `$VENV_PYTHON -m bn_repro.main ARGS` (pinned to its core when
 # parallel_runs gave it a slot), showing only its progress, data-fetch and error lines, each
-# prefixed [LABEL]; returns the trainer's exit status (3: the loss diverged), naming on
-# failure the command to rerun unfiltered.
+# prefixed [LABEL]; returns the trainer's exit status (3: the loss diverged). A failure
+# without a FATAL line (a crash) names the command to rerun unfiltered.
 run_training() {
   local label="$1"; shift
-  local pin=() cores=(${RUN_CORES:-}) status
+  local pin=() cores=(${RUN_CORES:-}) status shown
   if [ -n "${RUN_SLOT:-}" ]; then pin=(taskset -c "${cores[$RUN_SLOT]}"); fi
+  shown="$(mktemp)"
   "${pin[@]}" "$VENV_PYTHON" -m bn_repro.main "$@" 2>&1 \
-    | grep --line-buffered -iE 'train.py|Error|FATAL|MNIST' | sed -u "s|^|[$label] |"
+    | grep --line-buffered -iE 'train.py|Error|FATAL|MNIST' | sed -u "s|^|[$label] |" \
+    | tee "$shown"
   status="${PIPESTATUS[0]}"
-  if [ "$status" != 0 ]; then
+  if [ "$status" != 0 ] && ! grep -q FATAL "$shown"; then
     echo "The $label run failed (exit $status); rerun it without the filter to see the full log:" >&2
     echo "  $VENV_PYTHON -m bn_repro.main $*" >&2
   fi
+  rm -f "$shown"
   return "$status"
 }
 export -f run_training
+
+# check_writable FLAG DIR: DIR (created if needed) can be written, else one FATAL line naming
+# FLAG=DIR and exit 2, before any training starts.
+check_writable() {
+  local probe
+  if mkdir -p "$2" 2> /dev/null && probe="$(mktemp -p "$2" .bn_repro_write_check.XXXXXX 2> /dev/null)"; then
+    rm -f "$probe"
+  else
+    echo "FATAL: $1=$2 cannot be written; choose a folder on a writable disk." >&2
+    exit 2
+  fi
+}

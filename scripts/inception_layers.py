@@ -4,10 +4,13 @@ full size, 224x224 inputs, 1000 classes).
   .venv/bin/python scripts/inception_layers.py
 """
 
+import argparse
+
 from bn_repro.models.inception import BNInception, layer_table
 
 
 def main() -> None:
+  argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
   rows = layer_table(BNInception(num_classes=1000))
   print(f'{"layer":<24}{"output":>20}{"params":>12}')
   for name, shape, n in rows:

@@ -70,6 +70,7 @@ def calibrate(workdir: pathlib.Path) -> bool:
   attempt = {
     'num_steps': config['num_steps'],
     'base_learning_rate': config['optimizer']['learning_rate'],
+    'subset_size': config['input'].get('train_subset_size'),
     'seeds': [seed.name for seed in seeds],
     'gain_points': gate['per_seed_gain'],
     'train_accuracy': [_train_accuracy(s) for s in scalars],

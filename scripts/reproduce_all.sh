@@ -32,18 +32,26 @@ for stage in "${stages[@]}"; do
   [ -n "${budget_min[$stage]:-}" ] || { echo "Unknown stage '$stage'; expected one of: ${all_stages[*]}" >&2; exit 2; }
 done
 
+# run_stage STAGE: runs every command of the stage, stopping at the first that fails (each
+# command checked explicitly: this runs under `if !`, where bash ignores `set -e`).
 run_stage() {
+  local study
   case "$1" in
-    figure1) scripts/reproduce_mnist.sh ;;
-    regime_map) scripts/study.sh fig1_regimes ;;
-    inception_proxy) scripts/reproduce_inception.sh --scale=small ;;
-    ics_probes) for s in noisy_bn ics_measure loss_landscape; do scripts/study.sh "$s"; done ;;
-    studies)
-      for s in stats_in_gradient inference_statistics where_to_normalize bias_redundancy \
-               nonlinearity_grid learning_rates weight_norm group_size; do
-        scripts/study.sh "$s"
+    figure1) scripts/reproduce_mnist.sh || return ;;
+    regime_map) scripts/study.sh fig1_regimes || return ;;
+    inception_proxy) scripts/reproduce_inception.sh --scale=small || return ;;
+    ics_probes)
+      for study in noisy_bn ics_measure loss_landscape; do
+        scripts/study.sh "$study" || return
       done ;;
-    report) source scripts/setup_venv.sh && "$VENV_PYTHON" -m bn_repro.reports.paper_report results ;;
+    studies)
+      for study in stats_in_gradient inference_statistics where_to_normalize bias_redundancy \
+                   nonlinearity_grid learning_rates weight_norm group_size; do
+        scripts/study.sh "$study" || return
+      done ;;
+    report)
+      source scripts/setup_venv.sh || return
+      "$VENV_PYTHON" -m bn_repro.reports.paper_report results || return ;;
   esac
 }
 

@@ -5,6 +5,8 @@
 #
 # A venv is rebuilt from scratch when it is broken (no working python or pip) or was made
 # by another interpreter than $PYTHON (default python3): its site-packages would not match.
+# Only a folder that is a venv (it holds pyvenv.cfg) is ever deleted: any other non-empty
+# folder at $BN_REPRO_VENV is refused with one line.
 # Sourcing this file leaves the caller's shell options (set -e, -u, pipefail) as they were.
 
 _bn_repro_setup_venv() {
@@ -15,13 +17,18 @@ _bn_repro_setup_venv() {
   stamp="$venv/.bn_repro_requirements.sha256"
   current="$("$python" -c 'import sys; print(sys.version.split()[0], sys.base_prefix)')" || {
     echo "FATAL: $python does not run; set PYTHON to a Python 3.11+ interpreter." >&2
-    return 1
+    return 2
   }
   made_by="$("$venv/bin/python" -c 'import sys; print(sys.version.split()[0], sys.base_prefix)' 2>/dev/null || true)"
   if [ -e "$venv" ] && { ! "$venv/bin/python" -m pip --version >/dev/null 2>&1 \
       || [ "$made_by" != "$current" ]; }; then
-    echo "Rebuilding virtualenv $venv (broken, or made by another interpreter)" >&2
-    rm -rf "$venv"
+    if [ -f "$venv/pyvenv.cfg" ] && [ ! -L "$venv" ]; then
+      echo "Rebuilding virtualenv $venv (broken, or made by another interpreter)" >&2
+      rm -rf "$venv"
+    elif [ ! -d "$venv" ] || [ -n "$(ls -A "$venv")" ]; then
+      echo "FATAL: BN_REPRO_VENV=$venv exists and is not a virtualenv (no pyvenv.cfg); name a new folder, or move it away yourself." >&2
+      return 2
+    fi
   fi
   if [ ! -x "$venv/bin/python" ]; then
     echo "Creating virtualenv $venv" >&2
@@ -39,4 +46,5 @@ _bn_repro_setup_venv() {
   export VENV_PYTHON
 }
 
-_bn_repro_setup_venv || { echo "FATAL: could not set up the virtualenv" >&2; return 1 2>/dev/null || exit 1; }
+# Status 2: the function printed its own FATAL line.
+_bn_repro_setup_venv || { [ $? = 2 ] || echo "FATAL: could not set up the virtualenv" >&2; return 1 2>/dev/null || exit 1; }

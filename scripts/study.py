@@ -2,10 +2,11 @@ r"""Runs one normalization study (or all) and writes its figure and table.
 
   scripts/study.sh NAME            # creates the venv first; NAME or 'all'
   python scripts/study.py NAME [--workdir=runs/studies] [--out=results/studies] [--smoke]
-                                 [--jobs=N]
+                                 [--jobs=N] [--overwrite]
 
 Studies: see bn_repro/studies/__init__.py and results/studies/README.md. A study's
-finished arms are reused and interrupted ones resume, so rerunning is cheap.
+finished arms are reused and interrupted ones resume, so rerunning is cheap. A smoke run
+(`--smoke`) goes to runs/smoke/ and never writes into results/.
 """
 
 import os
@@ -15,40 +16,77 @@ import time
 
 from absl import app, flags, logging
 
-from bn_repro.studies import STUDIES, load_study
+from bn_repro.data.offline import DataIntegrityError
+from bn_repro.studies import STUDIES, check_names, load_study
 from bn_repro.studies.common import StudyContext
+from bn_repro.studies.pool import StudyStoppedError
 from bn_repro.training import console
+from bn_repro.training.checkpointing import CheckpointStructureError
 from bn_repro.training.compilation_cache import enable_compilation_cache
+from bn_repro.training.config_checks import InvalidConfigError
+from bn_repro.training.config_files import REPO_ROOT
+from bn_repro.training.preemption import PreemptedError
+from bn_repro.training.workdir import WorkdirError
 
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/studies', 'Root of the training directories.')
-_OUT = flags.DEFINE_string('out', 'results/studies', 'Root of the figures and tables.')
+_WORKDIR = flags.DEFINE_string(
+  'workdir', None, 'Root of the training directories (default runs/studies; runs/smoke/studies).'
+)
+_OUT = flags.DEFINE_string(
+  'out', None, 'Root of the figures and tables (default results/studies; runs/smoke/results).'
+)
 _SMOKE = flags.DEFINE_bool('smoke', False, 'Tiny configs and 20 steps (a check, not a result).')
 _JOBS = flags.DEFINE_integer(
   'jobs',
-  os.cpu_count() or 1,
-  'Arms trained at a time, each in its own single-threaded process, by studies that '
-  'declare their arms up front (fig1_regimes); 1: one after another in this process.',
+  len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1,
+  'Arms trained at a time, each in its own single-threaded process (default: one per core '
+  'this process may use); 1: one after another in this process.',
   lower_bound=1,
 )
+_OVERWRITE = flags.DEFINE_bool(
+  'overwrite', False, "Delete the arms' runs in --workdir and train them again."
+)
+
+# What a user can cause and fix: one line, no traceback.
+_USER_ERRORS = (
+  StudyStoppedError,
+  WorkdirError,
+  CheckpointStructureError,
+  InvalidConfigError,
+  DataIntegrityError,
+  FileNotFoundError,
+)
+
+
+def _folders(smoke: bool) -> tuple[pathlib.Path, pathlib.Path]:
+  """The runs' and the results' roots; a smoke run's results never go under results/."""
+  workdir = _WORKDIR.value or ('runs/smoke/studies' if smoke else 'runs/studies')
+  out = pathlib.Path(_OUT.value or ('runs/smoke/results' if smoke else 'results/studies'))
+  committed = (REPO_ROOT / 'results').resolve()
+  if smoke and (out.resolve() == committed or committed in out.resolve().parents):
+    raise app.UsageError(f'--out={out}: a smoke run never writes into {committed}.')
+  return pathlib.Path(workdir), out
 
 
 def main(argv: list[str]) -> None:
   names = argv[1:]
-  if len(names) != 1 or (names[0] not in STUDIES and names[0] != 'all'):
-    sys.exit(f'Usage: study.py NAME; NAME is one of {sorted(STUDIES)} or all (got {names}).')
+  if problem := check_names(names):
+    raise app.UsageError(problem)
+  workdir, out = _folders(_SMOKE.value)
   logging.get_absl_handler().addFilter(console.OwnInfoOnly())
   enable_compilation_cache()
   selected = list(STUDIES) if names[0] == 'all' else names
+  print(f"Writing the study's figure, table and summary into {out}/ (replacing what is there).")
   for name in selected:
     started = time.perf_counter()
     context = StudyContext(
-      name,
-      pathlib.Path(_WORKDIR.value),
-      pathlib.Path(_OUT.value),
-      smoke=_SMOKE.value,
-      jobs=_JOBS.value,
+      name, workdir, out, smoke=_SMOKE.value, jobs=_JOBS.value, overwrite=_OVERWRITE.value
     )
-    load_study(name).run(context)
+    try:
+      load_study(name).run(context)
+    except _USER_ERRORS as error:
+      sys.exit(f'FATAL: [{name}] {error}')
+    except PreemptedError as stopped:
+      sys.exit(f'FATAL: [{name}] {stopped}')
     print(f'Study {name} took {(time.perf_counter() - started) / 60:.1f} min.', flush=True)
 
 

@@ -7,15 +7,14 @@
 # Options: --workdir=DIR (training runs, default runs/studies; finished arms are reused and
 # interrupted ones resume), --out=DIR (default results/studies: the committed results there
 # are replaced; give a folder outside the repository to keep them), --jobs=N arms at a time
-# for studies that declare their arms up front (default: one per core, single-threaded),
-# --smoke (tiny runs: a check, not a result).
+# (default: one per core this process may use, single-threaded), --smoke (tiny runs: a
+# check, not a result; into runs/smoke/, never into results/), --overwrite (delete the
+# arms' runs and train them again, e.g. after a change of their state's structure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 help_requested "$0" "$@" && exit 0
+"${PYTHON:-python3}" bn_repro/studies/__init__.py "$@"  # A study's name, before any venv work.
 source scripts/setup_venv.sh
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
-out=results/studies
-for arg in "$@"; do case "$arg" in --out=*) out="${arg#*=}" ;; esac; done
-echo "Writing the study's figure, table and summary into $out/ (replacing what is there)."
 "$VENV_PYTHON" scripts/study.py "$@" 2>&1 | grep --line-buffered -vE '^(W|I)[0-9]{4} |oneDNN|^Instructions for updating|^Use eager|tf.data.TFRecordDataset'

@@ -171,3 +171,59 @@ def test_ensemble_command_on_checkpoints_of_real_runs(tmp_path, synthetic_mnist_
   assert metrics['top5_accuracy'] == pytest.approx(np.mean(np.any(top5 == labels[:, None], -1)))
   for member, p in zip(metrics['members'], probs, strict=True):
     assert member['accuracy'] == pytest.approx(np.mean(p.argmax(-1) == labels))
+
+
+def test_ensemble_of_seeds_side_by_side_and_another_schedule_reads_only_what_it_needs(
+  tmp_path, synthetic_mnist_tfds
+):
+  """Members: each seed of a run of 2 seeds side by side, and a run trained with another
+  schedule (another optimizer state) than the config given; read-only, no log noise."""
+  import subprocess
+  import sys
+
+  from bn_repro.training import train
+  from bn_repro.training.config_files import REPO_ROOT, load_config, override
+
+  data = {'input__tfds_data_dir': str(synthetic_mnist_tfds), 'num_devices': 1}
+  base = load_config('configs/mnist.py:bn,smoke')
+  train.train_and_evaluate(override(base, num_seeds=2, **data), tmp_path / 'pair')
+  other = override(base, schedule__name='exponential', schedule__decay_rate=0.5, **data)
+  train.train_and_evaluate(other, tmp_path / 'decayed')
+  common = [
+    sys.executable,
+    '-m',
+    'bn_repro.ensemble',
+    '--config=configs/mnist.py:bn,smoke',
+    f'--config.input.tfds_data_dir={synthetic_mnist_tfds}',
+    '--config.num_devices=1',
+    '--config.num_seeds=2',
+    '--checkpoint=latest',
+  ]
+  run = subprocess.run(
+    [*common, f'--workdirs={tmp_path / "pair"},{tmp_path / "decayed"}'],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert run.returncode == 0, run.stderr[-3000:]
+  lines = run.stdout.strip().splitlines()
+  assert [line.split(':')[0] for line in lines[:3]] == [
+    f'{tmp_path / "pair"} (seed 0)',
+    f'{tmp_path / "pair"} (seed 1)',
+    str(tmp_path / 'decayed'),
+  ]
+  assert lines[3].startswith('ensemble of 3 (latest checkpoints') and len(lines) == 5
+  assert 'INFO' not in run.stderr and 'orbax' not in run.stderr.lower()
+  missing = subprocess.run(
+    [*common, f'--workdirs={tmp_path / "no_such_run"}'],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert missing.returncode == 1
+  assert missing.stderr.strip().splitlines()[-1] == (
+    f'FATAL: {tmp_path / "no_such_run" / "checkpoints"} holds no checkpoint (--checkpoint=latest).'
+  )
+  assert not (tmp_path / 'no_such_run').exists()

@@ -201,3 +201,31 @@ def test_the_readme_running_experiments_block_runs_as_written(synthetic_mnist_tf
   assert (tmp_path / 'runs/mine/figure/figure1.png').exists()
   summary = json.loads((tmp_path / 'runs/mine/figure/summary.json').read_text())
   assert set(summary['arms']) == {'baseline', 'bn'}
+
+
+def _readme_python_commands() -> list[str]:
+  """The Python entry points the READMEs name: `python -m MODULE` and `scripts/NAME.py`."""
+  texts = [(REPO_ROOT / 'README.md').read_text()]
+  texts += [p.read_text() for p in sorted((REPO_ROOT / 'results').glob('**/README.md'))]
+  found = set()
+  for text in texts:
+    found.update(re.findall(r'python -m ((?:bn_repro|benchmarks)(?:\.\w+)+)', text))
+    found.update(re.findall(r'\b(scripts/\w+\.py)\b', text))
+  return sorted(found)
+
+
+@pytest.mark.parametrize('command', _readme_python_commands())
+def test_every_python_command_the_readme_names_answers_help(command, tmp_path):
+  program = [str(REPO_ROOT / command)] if command.endswith('.py') else ['-m', command]
+  result = subprocess.run(
+    [sys.executable, *program, '--help'],
+    cwd=tmp_path,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**os.environ, 'PYTHONPATH': str(REPO_ROOT)},
+  )
+  output = result.stdout + result.stderr
+  assert result.returncode in (0, 1) and 'Traceback' not in output, output[-2000:]
+  assert re.search(r'usage|USAGE|flags:', output), output[-2000:]
+  assert list(tmp_path.iterdir()) == []  # --help did nothing else (no folder named --help).

@@ -36,6 +36,7 @@ def _inception_command(workdir, data_dir, *extra):
     '--config=configs/inception.py:bn_baseline,small',
     f'--workdir={workdir}',
     '--config.input.dataset=mnist',
+    '--config.input.train_subset_size=100',  # The proxy's subset, of the synthetic data.
     f'--config.input.tfds_data_dir={data_dir}',
     '--config.num_devices=1',
     '--config.batch_size=8',

@@ -1,9 +1,7 @@
 """The trainer's study features and the study scripts, on tfds.testing.mock_data."""
 
 import json
-import multiprocessing
 import os
-from concurrent import futures
 
 import jax
 import jax.numpy as jnp
@@ -209,27 +207,6 @@ def test_worker_cores_are_distinct_allowed_cores_or_none(monkeypatch):
 
 
 @pytest.mark.skipif(not hasattr(os, 'sched_setaffinity'), reason='the platform cannot pin')
-def test_study_workers_each_run_on_their_own_core():
-  jobs = min(2, len(os.sched_getaffinity(0)))
-  spawn = multiprocessing.get_context('spawn')
-  free_cores = spawn.Queue()
-  for core in workers.worker_cores(jobs):
-    free_cores.put(core)
-  with futures.ProcessPoolExecutor(
-    jobs, mp_context=spawn, initializer=workers.set_up_worker, initargs=(free_cores,)
-  ) as pool:
-    # One task per worker, each holding its worker until both have started.
-    barrier = spawn.Manager().Barrier(jobs)
-    affinities = list(pool.map(_affinity_after, [barrier] * jobs))
-  assert sorted(a[0] for a in affinities) == workers.worker_cores(jobs)
-  assert all(len(a) == 1 for a in affinities)
-
-
-def _affinity_after(barrier) -> list[int]:
-  barrier.wait(timeout=120)
-  return sorted(os.sched_getaffinity(0))
-
-
 def _arm(scalars, diverged_at=None):
   return common.Arm(scalars, diverged_at, workdir=None)
 

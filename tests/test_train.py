@@ -28,13 +28,13 @@ def _config(variant='bn', **fields):
   return override(load_config(f'configs/mnist.py:{variant},smoke'), **fields)
 
 
-def _restore(config, workdir):
+def _restore(config, workdir, directory='checkpoints'):
   dataset = datasets.load_dataset(config.input)
   model = models.create_model(config.model, dataset.num_classes, axis_name='batch')
   state = create_train_state(
     config, model, np.zeros((1,) + dataset.train_images.shape[1:], np.float32)
   )
-  return Checkpointer(workdir / 'checkpoints', 5).restore_latest(state), model, dataset
+  return Checkpointer(workdir / directory, 5).restore_latest(state), model, dataset
 
 
 @pytest.mark.parametrize('variant', ['baseline', 'bn'])
@@ -246,3 +246,45 @@ def test_extra_evaluation_steps_on_an_evaluation_subset(tmp_path):
   )
   accuracy = np.mean(np.argmax(logits, -1) == dataset.test_labels[:40])
   assert scalars['eval/accuracy'][-1][1] == pytest.approx(accuracy)
+
+
+@pytest.mark.parametrize(
+  'variant, fields, checkpoint, collection',
+  [
+    ('bn', {'population_stats__num_batches': 2}, 'population_checkpoint', 'batch_stats'),
+    ('wn', {}, 'checkpoints', 'params'),  # Weight norm's data-dependent init.
+  ],
+)
+def test_seeds_side_by_side_draw_their_own_batches_for_population_stats_and_wn_init(
+  tmp_path, variant, fields, checkpoint, collection
+):
+  """Algorithm 2's batches and weight norm's init batch of seed s side by side are those a
+  separate run of seed s draws (not seed 0's), so the results are equal."""
+  multi = _config(variant, num_seeds=2, num_devices=2, **fields)
+  train.train_and_evaluate(multi, tmp_path / 'multi')
+  stacked = _restore(multi, tmp_path / 'multi', checkpoint)
+  for seed in range(2):
+    single = _config(variant, seed=seed, num_devices=2, **fields)
+    train.train_and_evaluate(single, tmp_path / str(seed))
+    alone = _restore(single, tmp_path / str(seed), checkpoint)
+    jax.tree.map(
+      lambda a, b, seed=seed: np.testing.assert_allclose(a[seed], b, rtol=1e-4, atol=1e-5),
+      getattr(stacked[0], collection),
+      getattr(alone[0], collection),
+    )
+
+
+def test_a_finished_run_resumed_with_new_evaluation_fields_runs_them_or_refuses(tmp_path):
+  config = _config('bn', num_steps=10)
+  train.train_and_evaluate(config, tmp_path)
+  assert 'eval_population/accuracy' not in read_scalars(tmp_path)
+  # What is evaluated changed: the last step is evaluated again, with it.
+  train.train_and_evaluate(_config('bn', num_steps=10, population_stats__num_batches=2), tmp_path)
+  assert [s for s, _ in read_scalars(tmp_path)['eval_population/accuracy']] == [10]
+  assert Checkpointer(tmp_path / 'population_checkpoint', 1).latest_step() == 10
+  # When it evaluates changed: the past cannot be evaluated again.
+  with pytest.raises(WorkdirError, match=r'finished run; eval.extra_steps changed'):
+    train.train_and_evaluate(
+      _config('bn', num_steps=10, population_stats__num_batches=2, eval__extra_steps=(5,)),
+      tmp_path,
+    )

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-from bn_repro.training import tensorboard, workdir
+from bn_repro.training import records, tensorboard, workdir
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.steps import TrainState
 
@@ -76,7 +76,7 @@ def test_config_guard_allows_new_default_fields_and_evaluation_changes():
 
 def test_config_guard_records_allowed_changes(tmp_path):
   (tmp_path / 'checkpoints').mkdir()
-  workdir.write_atomically(tmp_path / 'config.json', json.dumps({'eval': {'crops': 1}}))
+  records.write_atomically(tmp_path / 'config.json', json.dumps({'eval': {'crops': 1}}))
   changes = workdir.check_config(tmp_path, json.dumps({'eval': {'crops': 144}}))
   workdir.record_config_changes(tmp_path, changes, resume_step=30)
   record = json.loads((tmp_path / 'config_changes.jsonl').read_text())
@@ -92,8 +92,8 @@ def test_an_unreadable_saved_config_is_a_clear_error(tmp_path):
 
 def test_atomic_write_replaces_whole_and_leaves_no_temporary(tmp_path):
   path = tmp_path / 'run_info.json'
-  workdir.write_atomically(path, 'old')
-  workdir.write_atomically(path, 'new')
+  records.write_atomically(path, 'old')
+  records.write_atomically(path, 'new')
   assert path.read_text() == 'new'
   assert [p.name for p in tmp_path.iterdir()] == ['run_info.json']
 

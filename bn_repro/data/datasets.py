@@ -88,8 +88,12 @@ def load_dataset(input_config: ml_collections.ConfigDict) -> InMemoryDataset:
   if arrays is None:
     arrays = _read_prepared(name, data_dir, input_config)
   dataset = InMemoryDataset(**{**arrays, 'num_classes': int(arrays['num_classes'])})
-  subset_size = input_config.get('train_subset_size')
+  subset_size = getattr(input_config, 'train_subset_size', None)
   return dataset if subset_size is None else class_balanced_subset(dataset, subset_size)
+
+
+class SubsetSizeError(ValueError):
+  """`input.train_subset_size` does not fit the dataset (a user's choice, named)."""
 
 
 def class_balanced_subset(dataset: InMemoryDataset, size: int) -> InMemoryDataset:
@@ -98,12 +102,12 @@ def class_balanced_subset(dataset: InMemoryDataset, size: int) -> InMemoryDatase
   The test split is unchanged.
 
   Raises:
-    ValueError: `size` is not a positive multiple of the number of classes, or a class has
-      fewer examples than its share.
+    SubsetSizeError: `size` is not a positive multiple of the number of classes, or a class
+      has fewer examples than its share.
   """
   per_class, remainder = divmod(size, dataset.num_classes)
   if size <= 0 or remainder:
-    raise ValueError(
+    raise SubsetSizeError(
       f'input.train_subset_size={size} must be a positive multiple of the '
       f'{dataset.num_classes} classes.'
     )
@@ -111,7 +115,7 @@ def class_balanced_subset(dataset: InMemoryDataset, size: int) -> InMemoryDatase
   for label in range(dataset.num_classes):
     members = np.flatnonzero(dataset.train_labels == label)
     if len(members) < per_class:
-      raise ValueError(
+      raise SubsetSizeError(
         f'input.train_subset_size={size} needs {per_class} examples of class {label}; the '
         f'training split has {len(members)}.'
       )

@@ -11,6 +11,7 @@ import gzip
 import pathlib
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 from absl import logging
@@ -19,6 +20,7 @@ from bn_repro.data.offline import (
   DataIntegrityError,
   default_cache_dir,
   exclusive,
+  fetch_main,
   is_prepared,
   store_as_tfds,
   verify_sha256,
@@ -101,7 +103,7 @@ def ensure_fashion_mnist(
   if is_prepared(tfds_data_dir, TFDS_NAME, TFDS_VERSION):
     return
   cache_dir = cache_dir or default_cache_dir()
-  with exclusive(cache_dir), exclusive(tfds_data_dir):
+  with exclusive(cache_dir, tfds_data_dir):
     if is_prepared(tfds_data_dir, TFDS_NAME, TFDS_VERSION):  # Another process just did.
       return
     idx_dir = fetch_idx_files(cache_dir)
@@ -113,3 +115,11 @@ def ensure_fashion_mnist(
       for split, prefix in (('train', 'train'), ('test', 't10k'))
     }
     store_as_tfds(TFDS_NAME, TFDS_VERSION, splits, 10, tfds_data_dir)
+
+
+def main() -> None:
+  fetch_main('fashion_mnist', ensure_fashion_mnist, sys.argv[1:])
+
+
+if __name__ == '__main__':
+  main()

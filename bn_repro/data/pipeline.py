@@ -132,8 +132,10 @@ class Inputs:
     num_eval_examples: examples in the evaluation split (each counted once).
     eval_batches: a fresh iterable of sharded (images, labels, mask) batches.
     create_train_input: `start_step -> train input` positioned at that step.
-    train_batches: `K -> ` the uint8 images `(batch, H, W, C)` of the first K training
-      batches, on the host (data-dependent initialization, population statistics).
+    train_batches: `(K, s) -> ` the uint8 images `(batch, H, W, C)` of the first K training
+      batches of run s of the seeds side by side (seed `config.seed + s`, the batches a
+      separate run of that seed draws), on the host (data-dependent initialization,
+      population statistics).
   """
 
   num_classes: int
@@ -142,7 +144,7 @@ class Inputs:
   num_eval_examples: int
   eval_batches: Callable[[], Iterable[EvalBatch]]
   create_train_input: Callable[[int], TrainInput]
-  train_batches: Callable[[int], Iterator[np.ndarray]]
+  train_batches: Callable[[int, int], Iterator[np.ndarray]]
 
 
 def _shard(batch: tuple[np.ndarray, ...], sharding: NamedSharding) -> EvalBatch:
@@ -171,17 +173,18 @@ def create_inputs(config: ml_collections.ConfigDict, mesh: Mesh) -> Inputs:
         for b in source.eval_batches(config.eval.batch_size // config.eval.crops, config.eval.crops)
       ),
       create_train_input=lambda step: StreamingTrainInput(source.train_batches(step), mesh),
-      train_batches=lambda k: (
+      # One run per program for streamed data (config_checks: num_seeds == 1).
+      train_batches=lambda k, s=0: (
         images for images, _ in itertools.islice(source.train_batches(0), k)
       ),
     )
   dataset = datasets.load_dataset(config.input)
 
-  def train_batches(num_batches: int) -> Iterator[np.ndarray]:
+  def train_batches(num_batches: int, seed_index: int = 0) -> Iterator[np.ndarray]:
     indices = ordering.batch_indices(
       len(dataset.train_labels),
       config.batch_size,
-      config.seed,
+      config.seed + seed_index,
       0,
       num_batches,
       config.input.shuffle,

@@ -295,7 +295,8 @@ def _summary_lines(record: dict, end_to_end_s: float | None) -> list[str]:
 
 def _calibration(record: dict) -> str:
   return '; '.join(
-    f'T={a["num_steps"]:,}, base LR {a["base_learning_rate"]:g}: gains '
+    f'T={a["num_steps"]:,}, base LR {a["base_learning_rate"]:g}, '
+    f'{a.get("subset_size") or "all"} images: gains '
     f'{", ".join(f"{100 * g:+.2f}" for g in a["gain_points"])} points, training accuracy '
     f'{", ".join(f"{t:.3f}" for t in a["train_accuracy"])} '
     f'({"passed" if a["passed"] else "failed"})'

@@ -37,7 +37,8 @@ def write_results(
   plt.close(figure)
   wall = time.perf_counter() - started
   provenance = (
-    f'Command: `scripts/study.sh {context.name}`. Data: {data}. Hardware: '
+    f'Command: `scripts/study.sh {context.name}{" --smoke" if context.smoke else ""}`. '
+    f'Data: {data}. Hardware: '
     f'{hardware_description()}. Commit {git_commit()}. Study wall time {wall / 60:.1f} min'
     f'{" (SMOKE RUN: tiny configs, not a result)" if context.smoke else ""}.'
   )

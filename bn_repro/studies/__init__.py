@@ -3,7 +3,9 @@
 
 Each module trains its arms with the ordinary trainer and configs and exposes
 `run(context: bn_repro.studies.common.StudyContext)`. Modules are imported on demand
-(`load_study`), so importing this package loads no study and no plotting library.
+(`load_study`), so importing this package loads no study and no plotting library, and
+needs nothing but the standard library (`scripts/study.sh` checks a study's name with it
+before creating the virtualenv).
 """
 
 import importlib
@@ -31,3 +33,19 @@ def load_study(name: str) -> types.ModuleType:
   if name not in STUDIES:
     raise ValueError(f'Unknown study {name!r}; expected one of {sorted(STUDIES)}.')
   return importlib.import_module(f'bn_repro.studies.{name}')
+
+
+def check_names(names: list[str]) -> str | None:
+  """Why `names` (study.py's positional arguments) do not name one study or 'all', or None."""
+  if len(names) == 1 and (names[0] in STUDIES or names[0] == 'all'):
+    return None
+  return f'Expected one study name, one of {sorted(STUDIES)} or all; got {names}.'
+
+
+if __name__ == '__main__':  # python bn_repro/studies/__init__.py ARGS: exits 2 on a bad name.
+  import sys
+
+  problem = check_names([a for a in sys.argv[1:] if not a.startswith('-')])
+  if problem:
+    print(f'FATAL: {problem}', file=sys.stderr)
+    sys.exit(2)

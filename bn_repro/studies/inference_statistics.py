@@ -83,9 +83,10 @@ def run(context: StudyContext) -> None:
   }
   # The trainer evaluated each final state with its moving averages on the same test set.
   ema_accuracy = {m: arm.seed_finals('eval/accuracy') for m, arm in arms.items()}
-  per_seed = [_population_accuracies(n, batch_size) for n in mains]
-  population_accuracy = {k: [p[k] for p, _ in per_seed] for k in POPULATION_BATCHES}
-  biased_accuracy = {k: [b[k] for _, b in per_seed] for k in POPULATION_BATCHES}
+  sizes = _population_sizes(batch_size, len(mains[0].dataset.train_labels))
+  per_seed = [_population_accuracies(n, batch_size, sizes) for n in mains]
+  population_accuracy = {k: [p[k] for p, _ in per_seed] for k in sizes}
+  biased_accuracy = {k: [b[k] for _, b in per_seed] for k in sizes}
   tracked = arms[0.99]
   figure = _plot(tracked, eval_sizes, batch_accuracy, population_accuracy, ema_accuracy, batch_size)
   table = [
@@ -103,7 +104,7 @@ def run(context: StudyContext) -> None:
     *[
       f'| population (Algorithm 2), K={k} batches of 60, unbiased / biased variance | '
       f'{fmt_seeds(population_accuracy[k])} / {fmt_seeds(biased_accuracy[k])} |'
-      for k in POPULATION_BATCHES
+      for k in sizes
     ],
   ]
   gaps = _population_minus_ema(tracked)
@@ -141,15 +142,20 @@ def _population_minus_ema(arm: Arm) -> list[list[float]]:
   ]
 
 
+def _population_sizes(batch_size: int, num_examples: int) -> list[int]:
+  """The K of POPULATION_BATCHES whose K batches of distinct examples the training set holds."""
+  return [k for k in POPULATION_BATCHES if k * batch_size <= num_examples]
+
+
 def _population_accuracies(
-  main: TrainedNetwork, batch_size: int
+  main: TrainedNetwork, batch_size: int, sizes: list[int]
 ) -> tuple[dict[int, float], dict[int, float]]:
   """Test accuracy with Algorithm 2's statistics over K random training batches, for each K
-  in POPULATION_BATCHES: with the unbiased variance, and with the biased one."""
+  in `sizes`: with the unbiased variance, and with the biased one."""
   images, labels = main.test_inputs()
   statistics = population_statistics_fn(main.model)
   population_accuracy, biased_accuracy = {}, {}
-  for k in POPULATION_BATCHES:
+  for k in sizes:
     indices = np.random.default_rng(k).permutation(len(main.dataset.train_labels))
     batches = (
       main.preprocess(main.dataset.train_images[indices[i * batch_size : (i + 1) * batch_size]])

@@ -9,6 +9,7 @@ training batch of 60 drawn for that (step, seed), BN in training mode (batch sta
 inside the gradient) and, for noisy BN, one fixed draw of its noise per probe.
 """
 
+import pathlib
 import re
 from collections.abc import Callable, Sequence
 
@@ -58,9 +59,13 @@ def train_mlp_arms(
 def probe_trajectories(
   config: ml_collections.ConfigDict, arm: Arm, probe: Probe
 ) -> dict[str, np.ndarray]:
-  """`probe(loss_fn, params)` at step 0 and every kept checkpoint of `arm`, per seed.
+  """`probe(loss_fn, params)` at step 0 and at every step of the probe grid (the multiples
+  of `config.checkpoint_every` up to `config.num_steps`), per seed.
 
   Returns {'steps': (T,), NAME: (T, S, ...)} for each output NAME of the probe.
+
+  Raises:
+    FileNotFoundError: a grid step has no checkpoint in the arm's workdir, naming it.
   """
   network, initial = initial_network(config)
   model, dataset, preprocess = network.model, network.dataset, network.preprocess
@@ -79,8 +84,12 @@ def probe_trajectories(
 
     return probe(loss_fn, params)
 
-  checkpointer = Checkpointer(arm.workdir / 'checkpoints', config.keep_checkpoints)
-  steps = [0] + [s for s in checkpointer.all_steps() if s > 0]
+  checkpointer = Checkpointer(arm.workdir / 'checkpoints', read_only=True)
+  try:
+    steps = probe_steps(config, checkpointer.all_steps(), arm.workdir / 'checkpoints')
+  except FileNotFoundError:
+    checkpointer.close()
+    raise
   values = []
   for step in steps:
     state = initial if step == 0 else checkpointer.restore(step, initial)
@@ -98,6 +107,24 @@ def probe_trajectories(
   names = values[0][0].keys()
   stacked = {name: np.array([[seed[name] for seed in v] for v in values]) for name in names}
   return {'steps': np.array(steps), **stacked}
+
+
+def probe_steps(
+  config: ml_collections.ConfigDict, kept: list[int], where: pathlib.Path
+) -> list[int]:
+  """Step 0 and the probe grid, the multiples of `config.checkpoint_every` up to
+  `config.num_steps`; a checkpoint off the grid (a stop's) is not probed.
+
+  Raises:
+    FileNotFoundError: a grid step is not among the `kept` checkpoints in `where`.
+  """
+  grid = list(range(config.checkpoint_every, config.num_steps + 1, config.checkpoint_every))
+  if missing := sorted(set(grid) - set(kept)):
+    raise FileNotFoundError(
+      f'{where} lacks the checkpoints of probe steps {missing} (it holds {kept}); train the '
+      'arm again with --overwrite.'
+    )
+  return [0, *grid]
 
 
 def layer_groups(params: dict) -> list[str]:

@@ -4,7 +4,6 @@ setup, and the order the arms start in.
 
 import collections
 import ctypes
-import multiprocessing
 import os
 import signal
 import sys
@@ -47,7 +46,7 @@ def _program(config: ml_collections.ConfigDict) -> str:
 # One core per program: XLA:CPU's second thread adds little to an MLP step, a second
 # program on the other core nearly doubles the steps per second (study 9 took 36.8 instead
 # of 71.4 minutes, results/studies/README.md). scripts/common.sh sets the same flags.
-SINGLE_THREADED_XLA_FLAGS = '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1'
+SINGLE_THREADED_XLA_FLAGS = '--xla_cpu_multi_thread_eigen=false'
 
 
 def worker_cores(jobs: int) -> list[int | None]:
@@ -65,11 +64,10 @@ def worker_cores(jobs: int) -> list[int | None]:
   return cores[:jobs]
 
 
-def set_up_worker(free_cores: multiprocessing.Queue) -> None:
-  """Worker setup: its own core (one of `worker_cores`, taken from `free_cores`); the
-  compilation cache; (Linux) SIGTERM when the study process dies, so a killed study leaves
-  no orphan training: the trainer checkpoints and stops, resumable."""
-  core = free_cores.get()
+def set_up_worker(core: int | None) -> None:
+  """Worker setup: its own core (one of `worker_cores`; None: not pinned); the compilation
+  cache; (Linux) SIGTERM when the study process dies, so a killed study leaves no orphan
+  training: the trainer checkpoints and stops, resumable (`bn_repro.studies.pool`)."""
   if core is not None:
     os.sched_setaffinity(0, {core})
   enable_compilation_cache()

@@ -13,6 +13,9 @@ class TrainingDivergedError(FloatingPointError):
     super().__init__(message)
     self.step = step
 
+  def __reduce__(self) -> tuple:  # Pickled (to a study's parent process) with its arguments.
+    return type(self), (self.step, str(self))
+
 
 @jax.jit
 def _norms(tree: object) -> list[jax.Array]:

@@ -56,7 +56,9 @@ def periodic_evaluation(
       scalars[f'eval_seed{i}/accuracy'] for i in range(config.num_seeds)
     ]
   if run.population_stats and (config.population_stats.every_eval or step == config.num_steps):
-    population_runs = [r.replace(batch_stats=run.population_stats(r)) for r in runs]
+    population_runs = [
+      r.replace(batch_stats=run.population_stats(r, i)) for i, r in enumerate(runs)
+    ]
     population_metrics, scalars, population_preactivations, _ = evaluate_runs(
       run.evaluate, population_runs, 'eval_population'
     )

@@ -19,6 +19,9 @@ class PreemptedError(RuntimeError):
     )
     self.step, self.signum = step, signum
 
+  def __reduce__(self) -> tuple:  # Pickled (to a study's parent process) with its arguments.
+    return type(self), (self.step, self.signum)
+
 
 class StopRequest:
   """Context manager: while active, SIGTERM/SIGINT set `requested` (the signal number)."""

@@ -11,6 +11,7 @@ read runs through `read_metrics`.
 import json
 import os
 import pathlib
+import tempfile
 
 METRICS_FILE = 'metrics.jsonl'
 
@@ -45,9 +46,24 @@ def truncate(path: pathlib.Path, last_step: int) -> None:
   if not path.exists():
     return
   kept = [r for r in read(path) if r['step'] <= last_step]
-  rewrite = path.with_name('.' + path.name + '.rewrite')
-  rewrite.write_text(''.join(json.dumps(r) + '\n' for r in kept))
-  rewrite.replace(path)
+  write_atomically(path, ''.join(json.dumps(r) + '\n' for r in kept))
+
+
+def write_atomically(path: pathlib.Path, content: str | bytes) -> None:
+  """Writes `content` to `path` through a temporary file in the same folder and a rename,
+  so a reader sees the old file or the new one whole; readable by all, as `open` makes it."""
+  path = pathlib.Path(path)
+  handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
+  try:
+    with os.fdopen(handle, 'wb' if isinstance(content, bytes) else 'w') as f:
+      f.write(content)
+      f.flush()
+      os.fsync(f.fileno())
+    os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide it from other users.
+    os.replace(temporary, path)
+  except BaseException:
+    pathlib.Path(temporary).unlink(missing_ok=True)
+    raise
 
 
 def read_metrics(workdir: str | pathlib.Path) -> Scalars:

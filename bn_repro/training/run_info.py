@@ -13,7 +13,7 @@ import jax
 
 from bn_repro.models import xla_cpu
 from bn_repro.training.config_files import REPO_ROOT
-from bn_repro.training.workdir import write_atomically
+from bn_repro.training.records import write_atomically
 
 PACKAGES = (
   'jax',
@@ -89,8 +89,58 @@ def collect_run_info() -> dict[str, object]:
   }
 
 
-def write_run_info(workdir: pathlib.Path, config_json: str) -> None:
-  """Writes `config.json` and `run_info.json` into `workdir`, each whole or not at all."""
+def write_run_info(
+  workdir: pathlib.Path, config_json: str, start_step: int = 0, num_steps: int | None = None
+) -> None:
+  """Writes `config.json` and `run_info.json` into `workdir`, each whole or not at all.
+
+  `run_info.json` holds this start's record (commit, hardware, versions, command) at its
+  top level, the history of every start (`starts`: each with its step), and which commit
+  trained which steps (`trained_by`: [{'from_step', 'to_step', 'commit'}], the last range
+  open-ended while the run goes on); its `commit` names the commit(s) that trained the
+  run's steps, not merely the latest start's, so a finished run resumed by newer code keeps
+  the commit that produced its numbers. A start at or after `num_steps` trains nothing.
+  """
   workdir.mkdir(parents=True, exist_ok=True)
   write_atomically(workdir / 'config.json', config_json)
-  write_atomically(workdir / 'run_info.json', json.dumps(collect_run_info(), indent=2))
+  path = workdir / 'run_info.json'
+  earlier = _read_json(path) if start_step else {}
+  info = collect_run_info()
+  start = {'step': start_step, 'commit': info['commit'], 'command': info['command']}
+  starts = [*earlier.get('starts', []), start]
+  # A record without history (an older version's) credits its commit with the steps so far.
+  history = earlier.get('trained_by') or (
+    [{'from_step': 0, 'to_step': None, 'commit': earlier.get('commit', 'unknown')}]
+    if earlier
+    else []
+  )
+  ranges = [r for r in history if r['from_step'] < start_step]
+  if ranges and (ranges[-1]['to_step'] is None or ranges[-1]['to_step'] > start_step):
+    ranges[-1] = {**ranges[-1], 'to_step': start_step}
+  if num_steps is None or start_step < num_steps:
+    if ranges and ranges[-1]['commit'] == info['commit']:  # The same code goes on training.
+      ranges[-1] = {**ranges[-1], 'to_step': None}
+    else:
+      ranges.append({'from_step': start_step, 'to_step': None, 'commit': info['commit']})
+  info |= {'commit': trained_by_text(ranges), 'starts': starts, 'trained_by': ranges}
+  write_atomically(path, json.dumps(info, indent=2))
+
+
+def trained_by_text(ranges: list[dict]) -> str:
+  """'SHA' when one commit trained every step, else 'SHA1 (steps 0-5000), SHA2 (5000-)'."""
+  commits = {r['commit'] for r in ranges}
+  if len(commits) <= 1:
+    return next(iter(commits), 'unknown')
+  return ', '.join(
+    f'{r["commit"]} (steps {r["from_step"]}-{"" if r["to_step"] is None else r["to_step"]})'
+    for r in ranges
+  )
+
+
+def _read_json(path: pathlib.Path) -> dict:
+  """The record a previous start wrote; {} if there is none or it is unreadable (written
+  by a version that kept no history, or torn)."""
+  try:
+    return json.loads(path.read_text())
+  except (OSError, json.JSONDecodeError):
+    return {}

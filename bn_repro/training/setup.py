@@ -39,6 +39,7 @@ from bn_repro.training.workdir import (
   check_config,
   clear_run_outputs,
   record_config_changes,
+  reevaluate_finished_run,
 )
 
 
@@ -60,6 +61,8 @@ class Run:
   writer: SummaryWriter
   dashboards: Dashboards
   logged: dict[str, list[tuple[int, float]]]  # What earlier runs logged, up to the start step.
+  # A finished run resumed with other evaluation fields: its final evaluation runs again.
+  reevaluate_final_step: bool = False
 
 
 def set_up(
@@ -80,23 +83,15 @@ def set_up(
       clear_run_outputs(workdir)
   sync_processes('workdir prepared')  # Nobody reads the workdir before process 0 cleared it.
   config_changes = check_config(workdir, config_json, defaults)
-  logging.info(
-    '%s into %s: %d steps of %d on %d %s device(s)%s; the full config goes to config.json.',
-    config.get('variant', 'run'),
-    workdir,
-    config.num_steps,
-    config.batch_size,
-    mesh.size,
-    jax.default_backend(),
-    f', {config.num_seeds} seeds side by side' if config.num_seeds > 1 else '',
-  )
-  logging.info('Loading %s...', config.input.dataset)
+  _log_start(config, workdir, mesh.size)
   inputs = create_inputs(config, mesh)
   preprocess = transforms.get_preprocessor(config.input.preprocess, inputs.pixel_mean)
   model = models.create_model(config.model, inputs.num_classes, axis_name=AXIS)
   state = create_train_state(config, model, init_batch(config, inputs, preprocess))
   state = put_global(state, NamedSharding(mesh, P()))
-  checkpointer = Checkpointer(workdir / 'checkpoints', config.keep_checkpoints)
+  checkpointer = Checkpointer(
+    workdir / 'checkpoints', config.keep_checkpoints, every=config.checkpoint_every
+  )
   # The best test accuracy's checkpoint, kept apart from the last `keep_checkpoints`.
   best_checkpointer = Checkpointer(workdir / 'best_checkpoint', 1)
   state = checkpointer.restore_latest(state)
@@ -106,8 +101,9 @@ def set_up(
   best_checkpointer.delete_after(step)
   if step:
     logging.info('Resumed from the checkpoint at step %d.', step)
+  reevaluate = step >= config.num_steps and reevaluate_finished_run(workdir, config_changes)
   if is_chief:
-    _prepare_records(workdir, config_changes, config_json, step)
+    _prepare_records(workdir, config_changes, config_json, step, config.num_steps)
   writer, dashboards = _writers(workdir, config_json, step, is_chief)
   for resource in (writer, dashboards, checkpointer, best_checkpointer):
     cleanup.callback(resource.close)
@@ -138,16 +134,31 @@ def set_up(
     writer=writer,
     dashboards=dashboards,
     logged=records.read_metrics(workdir) if step else {},
+    reevaluate_final_step=reevaluate,
   )
 
 
+def _log_start(config: ml_collections.ConfigDict, workdir: pathlib.Path, devices: int) -> None:
+  logging.info(
+    '%s into %s: %d steps of %d on %d %s device(s)%s; the full config goes to config.json.',
+    config.get('variant', 'run'),
+    workdir,
+    config.num_steps,
+    config.batch_size,
+    devices,
+    jax.default_backend(),
+    f', {config.num_seeds} seeds side by side' if config.num_seeds > 1 else '',
+  )
+  logging.info('Loading %s...', config.input.dataset)
+
+
 def _prepare_records(
-  workdir: pathlib.Path, config_changes: list[str], config_json: str, step: int
+  workdir: pathlib.Path, config_changes: list[str], config_json: str, step: int, num_steps: int
 ) -> None:
   """Process 0's records at a (re)start: config changes, config and run record, and what a
   killed run logged after its checkpoint forgotten."""
   record_config_changes(workdir, config_changes, step)
-  write_run_info(workdir, config_json)
+  write_run_info(workdir, config_json, step, num_steps)
   truncate_events(workdir, step)
   unit_drift.truncate_records(workdir, step)
   records.truncate(workdir / records.METRICS_FILE, step)
@@ -165,7 +176,9 @@ def _writers(
 def population_stats_fn(
   config: ml_collections.ConfigDict, inputs: object, preprocess: object
 ) -> object | None:
-  """`state -> batch_stats` of Algorithm 2 over `population_stats.num_batches` batches, or None.
+  """`(state, s) -> batch_stats` of Algorithm 2 over `population_stats.num_batches` batches,
+  or None: `state` is run s of the seeds side by side, whose statistics come from its own
+  first training batches (those a separate run of seed `config.seed + s` draws).
 
   Every process computes them from the same first training batches, on its own. The K
   batches are stacked and preprocessed at once (K x batch x image floats in memory: 1.9 GB
@@ -183,8 +196,8 @@ def population_stats_fn(
   single_device_model = models.create_model(config.model, inputs.num_classes)
   statistics = population_statistics_fn(single_device_model)
 
-  def population_stats(state: TrainState) -> object:
-    batches = preprocess(np.stack(list(inputs.train_batches(num_batches))))  # (K, m, ...)
+  def population_stats(state: TrainState, seed_index: int) -> object:
+    batches = preprocess(np.stack(list(inputs.train_batches(num_batches, seed_index))))
     return statistics(state.params, state.batch_stats, batches)
 
   return population_stats

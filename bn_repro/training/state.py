@@ -21,19 +21,21 @@ def create_train_state(
 ) -> TrainState:
   """Initializes parameters (seeded by `config.seed`), BN statistics and optimizer state.
 
-  `init_batch` `(n, H, W, C)`, preprocessed, is what the model sees at `init`: only
-  weight normalization's data-dependent initialization depends on its values, and it
-  sees any BN layers (mean-only BN after WN) normalize with that batch's statistics, as
-  in training (Salimans & Kingma 2016, Sec. 3). With
-  `config.num_seeds` = S > 1, the S runs seeded `seed`..`seed + S - 1` are stacked on a
-  leading axis of every array but the step (`bn_repro.training.steps.seed_axes`).
+  `init_batch` `(n, H, W, C)`, preprocessed, is what the model sees at `init` (`init_batch`
+  below): only weight normalization's data-dependent initialization depends on its values,
+  and it sees any BN layers (mean-only BN after WN) normalize with that batch's statistics,
+  as in training (Salimans & Kingma 2016, Sec. 3). With `config.num_seeds` = S > 1, the S
+  runs seeded `seed`..`seed + S - 1` are stacked on a leading axis of every array but the
+  step (`bn_repro.training.steps.seed_axes`); a data-dependent init then takes one batch
+  per run, `(S, n, H, W, C)`, each run's own (one `(n, H, W, C)` batch, as a template to
+  restore checkpoints into, is shared by all).
   """
 
   data_dependent = norm_lib.uses_weight_norm(config.model.normalization)
 
-  def init(seed: int | jax.Array) -> TrainState:
+  def init(seed: int | jax.Array, batch: jax.Array | np.ndarray) -> TrainState:
     variables = model.init(
-      jax.random.key(seed), init_batch, train=False, batch_statistics=data_dependent
+      jax.random.key(seed), batch, train=False, batch_statistics=data_dependent
     )
     return TrainState.create(
       apply_fn=model.apply,
@@ -46,8 +48,13 @@ def create_train_state(
   # and every committed result was trained from these exact values; a conv net's init is
   # slow this way (about a minute for the small BN-Inception on 2 CPU cores).
   if config.num_seeds == 1:
-    return init(config.seed)
-  states = jax.vmap(init)(config.seed + jnp.arange(config.num_seeds))
+    return init(config.seed, init_batch)
+  batch_axis = 0 if data_dependent else None
+  if data_dependent and np.ndim(init_batch) == 4:  # One (n, H, W, C) batch for every run.
+    init_batch = np.broadcast_to(init_batch, (config.num_seeds, *np.shape(init_batch)))
+  states = jax.vmap(init, in_axes=(0, batch_axis))(
+    config.seed + jnp.arange(config.num_seeds), init_batch
+  )
   return states.replace(step=states.step[0])
 
 
@@ -60,12 +67,17 @@ def init_batch(
   config: ml_collections.ConfigDict, inputs: object, preprocess: Callable
 ) -> np.ndarray:
   """What the model sees at `init`: for weight normalization's data-dependent
-  initialization the first WN_INIT_EXAMPLES training examples (process 0's, on every
-  process, so the replicated parameters agree), else one zero image."""
+  initialization the first WN_INIT_EXAMPLES training examples of each run (process 0's, on
+  every process, so the replicated parameters agree; `(S, n, H, W, C)` for S seeds side by
+  side, each run's own first examples), else one zero image."""
   if not norm_lib.uses_weight_norm(config.model.normalization):
     return np.zeros((1,) + inputs.image_shape, np.float32)
   num_batches = -(-WN_INIT_EXAMPLES // config.batch_size)
-  images = np.concatenate(list(inputs.train_batches(num_batches)))[:WN_INIT_EXAMPLES]
+  per_seed = [
+    np.concatenate(list(inputs.train_batches(num_batches, s)))[:WN_INIT_EXAMPLES]
+    for s in range(config.num_seeds)
+  ]
+  images = per_seed[0] if config.num_seeds == 1 else np.stack(per_seed)
   batch = np.asarray(preprocess(images))
   if jax.process_count() > 1:
     batch = multihost_utils.broadcast_one_to_all(batch)

@@ -85,10 +85,12 @@ def _train(run: Run, stop: StopRequest) -> dict[str, float]:
   if step < config.num_steps:
     estimate = _COMPILE_ESTIMATES.get(config.model.name, '')
     logging.info('Compiling the training step and running it from step %d%s...', step, estimate)
+  evaluated = dict(run.logged.get('eval/accuracy', []))
   if (
-    step and _evaluation_due(config, step) and step not in dict(run.logged.get('eval/accuracy', []))
+    step and _evaluation_due(config, step) and (step not in evaluated or run.reevaluate_final_step)
   ):
-    # A run stopped by a signal checkpoints before the evaluation due at that step.
+    # A run stopped by a signal checkpoints before the evaluation due at that step; a
+    # finished run resumed with other evaluation fields evaluates its last step again.
     eval_metrics, best_accuracy = periodic_evaluation(run, step, best_accuracy)
   while step < config.num_steps:
     num = _next_stop(config, step) - step

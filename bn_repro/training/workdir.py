@@ -10,7 +10,6 @@
   the changes are recorded in `WORKDIR/config_changes.jsonl`. Any other difference is
   refused, naming each field, unless the caller overwrites, which deletes everything a
   run writes (`RUN_OUTPUTS`).
-- `write_atomically`: files rewritten at every start are replaced whole or not at all.
 """
 
 import datetime
@@ -20,7 +19,6 @@ import os
 import pathlib
 import shutil
 import socket
-import tempfile
 
 from bn_repro.analysis import unit_drift
 from bn_repro.training import records
@@ -66,10 +64,9 @@ class WorkdirError(RuntimeError):
   """An expected problem with `--workdir` (busy, not a directory, another config)."""
 
 
-def _is_resumable(name: str) -> bool:
-  return any(
-    name == field or (field.endswith('.') and name.startswith(field)) for field in RESUMABLE_CHANGES
-  )
+def _matches(name: str, fields: frozenset[str]) -> bool:
+  """Whether dotted `name` is one of `fields` or under one of its prefixes ending in '.'."""
+  return any(name == field or (field.endswith('.') and name.startswith(field)) for field in fields)
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict[str, object]:
@@ -111,32 +108,25 @@ def config_changes(
     text = f'{name}: {"(absent)" if old is _MISSING else repr(old)} -> ' + (
       '(absent)' if new is _MISSING else repr(new)
     )
-    (allowed if _is_resumable(name) else refused).append(text)
+    (allowed if _matches(name, RESUMABLE_CHANGES) else refused).append(text)
   return refused, allowed
-
-
-def write_atomically(path: pathlib.Path, content: str | bytes) -> None:
-  """Writes `content` to `path` through a temporary file in the same folder and a rename,
-  so a reader sees the old file or the new one whole; readable by all, as `open` makes it."""
-  path = pathlib.Path(path)
-  handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
-  try:
-    with os.fdopen(handle, 'wb' if isinstance(content, bytes) else 'w') as f:
-      f.write(content)
-      f.flush()
-      os.fsync(f.fileno())
-    os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide it from other users.
-    os.replace(temporary, path)
-  except BaseException:
-    pathlib.Path(temporary).unlink(missing_ok=True)
-    raise
 
 
 def ensure_directory(workdir: pathlib.Path) -> None:
   """Creates `workdir`; a clear WorkdirError if the path is a file."""
   if workdir.exists() and not workdir.is_dir():
     raise WorkdirError(f'--workdir={workdir} is a file, not a directory; choose another path.')
-  workdir.mkdir(parents=True, exist_ok=True)
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except OSError as error:
+    raise WorkdirError(_unwritable(workdir, error)) from None
+
+
+def _unwritable(workdir: pathlib.Path, error: OSError) -> str:
+  return (
+    f'--workdir={workdir} cannot be written ({error.strerror or error}); choose a folder on '
+    'a writable disk.'
+  )
 
 
 class WorkdirLock:
@@ -151,7 +141,10 @@ class WorkdirLock:
 
   def acquire(self) -> None:
     ensure_directory(self.path.parent)
-    lock_file = open(self.path, 'a+')  # noqa: SIM115 - held open for the lock's lifetime.
+    try:
+      lock_file = open(self.path, 'a+')  # noqa: SIM115 - held open for the lock's lifetime.
+    except OSError as error:
+      raise WorkdirError(_unwritable(self.path.parent, error)) from None
     try:
       fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -161,6 +154,12 @@ class WorkdirLock:
       raise WorkdirError(
         f'--workdir={self.path.parent} is in use by {holder}. Wait for that run to end or '
         'stop it (it resumes from its checkpoint), or choose another --workdir.'
+      ) from None
+    except OSError as error:
+      lock_file.close()
+      raise WorkdirError(
+        f'Cannot lock {self.path}: its filesystem does not support file locks '
+        f'({error.strerror}); choose a --workdir on a local disk.'
       ) from None
     started = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
     lock_file.seek(0)
@@ -228,6 +227,29 @@ def check_config(
       'to delete its checkpoints and logs and start over.'
     )
   return allowed
+
+
+# Fields that decide when a run evaluates: a finished run cannot evaluate its past again.
+EVALUATION_SCHEDULE_FIELDS = ('eval_every', 'eval.extra_steps')
+
+
+def reevaluate_finished_run(workdir: pathlib.Path, changes: list[str]) -> bool:
+  """Whether a finished run resumed with the allowed `changes` ('field: saved -> current')
+  must evaluate its final step again: yes when what is evaluated or logged changed.
+
+  Raises:
+    WorkdirError: a change of when the run evaluates, which past steps cannot honour,
+      naming the field.
+  """
+  fields = [change.split(':', 1)[0] for change in changes]
+  if schedule := [f for f in fields if f in EVALUATION_SCHEDULE_FIELDS]:
+    raise WorkdirError(
+      f'{workdir} holds a finished run; {", ".join(schedule)} changed '
+      f'({"; ".join(c for c in changes if c.split(":", 1)[0] in schedule)}), but its past '
+      'steps cannot be evaluated again. Keep its evaluation schedule, train into another '
+      'workdir, or start this one again with --overwrite.'
+    )
+  return any(_matches(field, EVALUATION_FIELDS) for field in fields)
 
 
 def record_config_changes(workdir: pathlib.Path, changes: list[str], resume_step: int) -> None:
