@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from bn_repro.data.datasets import InMemoryDataset, class_balanced_subset
+from bn_repro.data.datasets import InMemoryDataset, SubsetSizeError, class_balanced_subset
 from bn_repro.reports import claims, inception_table
 from bn_repro.training.config_files import config_of_run, load_config, override
 
@@ -24,9 +24,13 @@ def test_class_balanced_subset_takes_the_first_of_each_class_in_stored_order():
   np.testing.assert_array_equal(subset.train_images.reshape(-1), [0, 1, 2, 3, 4, 6])
   np.testing.assert_array_equal(subset.train_labels, [2, 0, 0, 1, 2, 1])
   np.testing.assert_array_equal(subset.test_labels, data.test_labels)
-  with pytest.raises(ValueError, match='train_subset_size=7 must be a positive multiple of the 3'):
+  with pytest.raises(
+    SubsetSizeError, match='train_subset_size=7 must be a positive multiple of the 3'
+  ):
     class_balanced_subset(data, 7)
-  with pytest.raises(ValueError, match='needs 4 examples of class 1; the training split has 3'):
+  with pytest.raises(
+    SubsetSizeError, match='needs 4 examples of class 1; the training split has 3'
+  ):
     class_balanced_subset(data, 12)
 
 
@@ -64,16 +68,19 @@ def _summary(gate_passed: bool, pilot_diverged: bool) -> dict:
   }
 
 
+def _target_rows() -> list[claims.Claim]:
+  return [c for c in claims.CLAIMS if c.summary == 'inception_small/summary.json'][:3]
+
+
 def _verdicts(summary: dict) -> dict[str, str]:
-  rows = [c for c in claims.CLAIMS if c.summary == 'inception_small/summary.json'][:3]
-  return {c.claim: c.judge(summary)[1] for c in rows}
+  return {c.claim: c.judge(summary)[1] for c in _target_rows()}
 
 
 def test_a_failed_gate_makes_the_target_rows_not_testable_never_not_reproduced():
   assert set(_verdicts(_summary(True, False)).values()) == {claims.REPRODUCED}
   failed = _verdicts(_summary(False, False))
   assert set(failed.values()) == {claims.NOT_TESTABLE}
-  reason = claims.CLAIMS[2].judge(_summary(False, False))[0]
+  reason = _target_rows()[2].judge(_summary(False, False))[0]
   assert 'validity gate failed' in reason and '+2.00' in reason
 
 

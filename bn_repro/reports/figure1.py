@@ -79,15 +79,23 @@ def seed_accuracies(scalars: Scalars) -> np.ndarray | None:
   return np.array([[v for _, v in scalars[t]] for t in tags])
 
 
+def _first_step(
+  accuracy: list[tuple[int, float]], values: np.ndarray, threshold: float
+) -> int | None:
+  """The first evaluation step at which one seed's `values` reach `threshold`, or None."""
+  return next((s for (s, _), v in zip(accuracy, values, strict=True) if v >= threshold), None)
+
+
 def summarize_arm(scalars: Scalars, records: list[dict] | None = None) -> dict[str, object]:
   """The summary.json entry of one arm; accuracies on the full test set.
 
   For a multi-seed run, `eval/accuracy` is the mean over the seeds, and the entry also
-  holds the standard deviation over the seeds at the report steps and each seed's final
-  accuracy. `percentile_drift` is the median over all units and seeds of the last hidden
-  layer's location drift (`all_unit_drift`; None without unit records), `drift` all three
-  statistics with quartiles; `typical_unit_ranges` is the single tracked unit's view
-  (first seed).
+  holds the standard deviation over the seeds at the report steps, each seed's accuracy at
+  them, its steps to each accuracy threshold (for paired tests over seeds, which share
+  their data order with the other arm's seeds) and its final accuracy. `percentile_drift`
+  is the median over all units and seeds of the last hidden layer's location drift
+  (`all_unit_drift`; None without unit records), `drift` all three statistics with
+  quartiles; `typical_unit_ranges` is the single tracked unit's view (first seed).
   """
   accuracy = scalars['eval/accuracy']
   by_step = dict(accuracy)
@@ -95,9 +103,16 @@ def summarize_arm(scalars: Scalars, records: list[dict] | None = None) -> dict[s
   seeds = {}
   if per_seed is not None:
     std = dict(zip([s for s, _ in accuracy], per_seed.std(axis=0, ddof=1), strict=True))
+    column = {s: i for i, (s, _) in enumerate(accuracy)}
     seeds = {
       'num_seeds': len(per_seed),
       'test_accuracy_std_over_seeds_at': {str(s): std.get(s) for s in REPORT_STEPS},
+      'test_accuracy_at_per_seed': {
+        str(s): per_seed[:, column[s]].tolist() for s in REPORT_STEPS if s in column
+      },
+      'steps_to_accuracy_per_seed': {
+        f'{t:g}': [_first_step(accuracy, row, t) for row in per_seed] for t in ACCURACY_THRESHOLDS
+      },
       'final_test_accuracy_per_seed': per_seed[:, -1].tolist(),
     }
   drift = all_unit_drift(records or [])
