@@ -18,7 +18,7 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from bn_repro.reports import inception_table
 from bn_repro.training.config_files import config_of_run, load_config_module, override
@@ -75,6 +75,8 @@ def calibrate(workdir: pathlib.Path) -> bool:
     'gain_points': gate['per_seed_gain'],
     'train_accuracy': [_train_accuracy(s) for s in scalars],
     'passed': gate['passed'],
+    # Training time of the attempt: its slowest seed's (the seeds train side by side).
+    'wall_time_s': max(s['train/elapsed_s'][-1][1] for s in scalars),
   }
   path = workdir / CALIBRATION_FILE
   attempts = json.loads(path.read_text()) if path.exists() else []
@@ -127,6 +129,7 @@ def _pilot(workdir: pathlib.Path) -> dict | None:
 
 def main(argv: list[str]) -> None:
   del argv
+  logging.set_verbosity(logging.WARNING)  # Orbax's INFO lines while re-scoring checkpoints.
   workdir = pathlib.Path(_WORKDIR.value)
   if _CALIBRATE.value:
     sys.exit(0 if calibrate(workdir) else 1)

@@ -299,7 +299,8 @@ def _calibration(record: dict) -> str:
     f'{a.get("subset_size") or "all"} images: gains '
     f'{", ".join(f"{100 * g:+.2f}" for g in a["gain_points"])} points, training accuracy '
     f'{", ".join(f"{t:.3f}" for t in a["train_accuracy"])} '
-    f'({"passed" if a["passed"] else "failed"})'
+    f'({"passed" if a["passed"] else "failed"}; '
+    f'{_minutes(a.get("wall_time_s"))} of training)'
     for a in record['calibration']
   )
 

@@ -6,7 +6,9 @@ For each row of `claims.CLAIMS` with a summary file: the commit from which
 `bn_repro/reports/claims.py` has held the row's rule in its present words (`rule_commit`;
 for a rule that is a study's docstring, the later of that and the docstring's), the
 commit the summary's numbers were produced at (`run_commit`, the summary's own `commit`),
-the commit that first added the summary file (`first_results_commit`), and `when`:
+the oldest commit that added a summary file of the same claim (`first_results_commit`: a
+claim read on two summaries, or on a copy of an earlier design's, has one history), and
+`when`:
 - 'before the runs': the rule was committed before the numbers' code (an ancestor of it)
   and before the first results of the claim existed;
 - 'before these runs, after earlier results': before the numbers' code, but results of the
@@ -80,6 +82,10 @@ def _newer(repo: pathlib.Path, a: str, b: str) -> str:
   return b if _is_ancestor(repo, a, b) else a
 
 
+def _older(repo: pathlib.Path, a: str, b: str) -> str:
+  return a if _is_ancestor(repo, a, b) else b
+
+
 def _is_ancestor(repo: pathlib.Path, older: str, newer: str) -> bool:
   return (
     subprocess.run(
@@ -99,22 +105,32 @@ def provenance(
 
     claims = claims_module.CLAIMS
   fixed = unchanged_since(repo, CLAIMS_FILE, _rules)
-  out = {}
+  first_results = {}  # Claim -> its oldest results, over every row (and summary) of it.
   for claim in claims:
-    if claim.summary is not None:
-      out[row_key(claim.where, claim.claim)] = _row(repo, results, claim, fixed.get(claim.rule))
-  return out
+    if claim.summary is not None and (added := _first_added(repo, results / claim.summary)):
+      known = first_results.get(claim.claim)
+      first_results[claim.claim] = added if known is None else _older(repo, known, added)
+  return {
+    row_key(claim.where, claim.claim): _row(
+      repo, results, claim, fixed.get(claim.rule), first_results.get(claim.claim)
+    )
+    for claim in claims
+    if claim.summary is not None
+  }
+
+
+def _first_added(repo: pathlib.Path, summary: pathlib.Path) -> str | None:
+  path = str(summary.absolute().relative_to(repo.absolute()))
+  added = _git(repo, 'log', '--diff-filter=A', '--format=%H', '--', path).split()
+  return added[-1] if added else None
 
 
 def _row(
-  repo: pathlib.Path, results: pathlib.Path, claim: object, rule: str | None
+  repo: pathlib.Path, results: pathlib.Path, claim: object, rule: str | None, first: str | None
 ) -> dict[str, str | None]:
   summary = results / claim.summary
   run = json.loads(summary.read_text()).get('commit') if summary.exists() else None
   run = run.split()[0].removesuffix('-dirty') if run and run != 'unknown' else None
-  path = str(summary.absolute().relative_to(repo.absolute()))
-  added = _git(repo, 'log', '--diff-filter=A', '--format=%H', '--', path).split()
-  first = added[-1] if added else None
   if rule and 'its docstring' in claim.rule:  # The rule's words are a study's docstring.
     module = f'bn_repro/studies/{pathlib.Path(claim.summary).parent.name}.py'
     rule = _newer(
