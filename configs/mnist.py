@@ -19,8 +19,8 @@ Command (one arm; `scripts/reproduce_mnist.sh` runs both and draws Figure 1):
 
 Expected: both arms pass 97% test accuracy (which arm first varies with the seed); the
 measured numbers, including where they differ from the paper, are in results/mnist/summary.md
-and, over 5 seeds, results/mnist_5seeds/summary.md.
-About 25 s per arm for 50k steps on a 2-core CPU.
+and, over 5 paired seeds, results/mnist_5seeds/summary.md (REPORT.md's Fig. 1(a) readings).
+The arm's training time on a 2-core CPU is in those summaries.
 
 Choices the paper leaves open (NOT STATED there), each a field here:
 - optimizer: plain SGD without momentum, as a public re-implementation did;

@@ -7,8 +7,8 @@
 #   scripts/reproduce_mnist.sh            # 50,000 steps per arm
 #   scripts/reproduce_mnist.sh --quick    # 5,000 steps per arm (a check, about 2 minutes
 #                                         # after installation), into runs/mnist_quick/
-#   scripts/reproduce_mnist.sh --seeds=5  # 5 seeds per arm (error bands), into
-#                                         # results/mnist_5seeds/
+#   scripts/reproduce_mnist.sh --seeds=5  # 5 seeds per arm, paired by data order across
+#                                         # the arms, into results/mnist_5seeds/
 #
 # Options: --workdir=DIR (default runs/mnist[_quick][_Nseeds]), --out=DIR (default
 # results/mnist...: the committed results there are replaced; give a folder outside the

@@ -157,12 +157,19 @@ def plot_figure1(settings: dict[str, dict], path: pathlib.Path) -> None:
         axes[0].fill_between(steps, per_seed.min(0), per_seed.max(0), color=color, alpha=0.2)
       axes[0].plot(steps, values, line, color=color, label=label)
       if any(r['statistics'] == 'moving_average' for r in records):
-        plot_unit_percentiles(axes[panel], unit_drift.last_layer_trajectories(records), color)
+        runs = unit_drift.last_layer_trajectories(records)
+        plot_unit_percentiles(axes[panel], runs, color)
+        drawn = (
+          f"each unit's 15/50/85th pct: median over {runs[0]['p50'].shape[1]} units x "
+          f"{len(runs)} seeds,\nband: the units' interquartile range"
+        )
       else:
         _plot_tracked_unit(axes[panel], scalars, color)
+        drawn = 'one tracked unit: 15/50/85th pct'
       axes[panel].set_xlabel('training steps')
       axes[panel].set_title(
-        f'({"abc"[panel]}) {styles[arm][0]}, {where}: sigmoid input, 15/50/85th pct', fontsize=9
+        f'({"abc"[panel]}) {styles[arm][0]}, {where}, last layer sigmoid input:\n{drawn}',
+        fontsize=8,
       )
     axes[0].set_ylim(0.9, 1.0)
     axes[0].set_xlabel('training steps')
