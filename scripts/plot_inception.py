@@ -12,6 +12,7 @@ runs, configs/inception.py), records the attempt in WORKDIR/calibration.json and
 when the gate fails.
 """
 
+import datetime
 import json
 import pathlib
 import sys
@@ -54,6 +55,26 @@ def _finished_seeds(variant_dir: pathlib.Path) -> list[pathlib.Path]:
   return finished
 
 
+def _first_start(run: pathlib.Path) -> str:
+  """When the run first started (ISO time from its run_info.json; '' if not recorded)."""
+  starts = json.loads((run / 'run_info.json').read_text()).get('starts') or [{}]
+  return starts[0].get('time', '')
+
+
+def _earlier_calibration_seconds(attempts: list[dict], started_at: float | None) -> float:
+  """Training time of the failed calibration attempts that ran before this command (their
+  runs are not in its wall time); an attempt without a start time counts as earlier."""
+  if started_at is None:
+    return 0.0
+  command_start = datetime.datetime.fromtimestamp(started_at).astimezone()
+  return sum(
+    a.get('wall_time_s') or 0.0
+    for a in attempts
+    if not a['passed']
+    and (not a.get('started') or datetime.datetime.fromisoformat(a['started']) < command_start)
+  )
+
+
 def _train_accuracy(scalars: dict) -> float:
   return float(np.mean([a for _, a in scalars['train/accuracy'][-TRAIN_ACCURACY_LOGS:]]))
 
@@ -77,12 +98,20 @@ def calibrate(workdir: pathlib.Path) -> bool:
     'passed': gate['passed'],
     # Training time of the attempt: its slowest seed's (the seeds train side by side).
     'wall_time_s': max(s['train/elapsed_s'][-1][1] for s in scalars),
+    'started': min(_first_start(seed) for seed in seeds),
   }
   path = workdir / CALIBRATION_FILE
   attempts = json.loads(path.read_text()) if path.exists() else []
-  if attempt not in attempts:
+  design = ('num_steps', 'base_learning_rate', 'subset_size', 'seeds')
+  same = [i for i, a in enumerate(attempts) if all(a.get(k) == attempt[k] for k in design)]
+  if same:  # This design's runs again (a rerun of the command): keep one record of them.
+    attempts[same[-1]] = {
+      **attempt,
+      'started': attempts[same[-1]].get('started') or attempt['started'],
+    }
+  else:
     attempts.append(attempt)
-    path.write_text(json.dumps(attempts, indent=2) + '\n')
+  path.write_text(json.dumps(attempts, indent=2) + '\n')
   gains = ', '.join(f'{100 * g:+.2f}' for g in gate['per_seed_gain'])
   print(
     f'Calibration (T={attempt["num_steps"]:,}, base LR {attempt["base_learning_rate"]:g}, '
@@ -166,10 +195,12 @@ def main(argv: list[str]) -> None:
   design = None
   if config['input'].get('train_subset_size') is not None:
     calibration = workdir / CALIBRATION_FILE
+    attempts = json.loads(calibration.read_text()) if calibration.exists() else []
     design = {
       'subset_size': config['input']['train_subset_size'],
       'num_steps_per_variant': {name: c['num_steps'] for name, c in configs.items()},
-      'calibration': json.loads(calibration.read_text()) if calibration.exists() else [],
+      'calibration': attempts,
+      'earlier_calibration_wall_time_s': _earlier_calibration_seconds(attempts, _STARTED_AT.value),
       'pilot_bn_x30': _pilot(workdir),
       'target_accuracy_full_test': min(extras['inception']['final_accuracy_full_test']),
     }

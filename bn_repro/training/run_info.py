@@ -1,5 +1,6 @@
 """What a run records about itself in its workdir: config, code version, software, hardware."""
 
+import datetime
 import importlib.metadata
 import json
 import os
@@ -106,7 +107,13 @@ def write_run_info(
   path = workdir / 'run_info.json'
   earlier = _read_json(path) if start_step else {}
   info = collect_run_info()
-  start = {'step': start_step, 'commit': info['commit'], 'command': info['command']}
+  started = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
+  start = {
+    'step': start_step,
+    'time': started,
+    'commit': info['commit'],
+    'command': info['command'],
+  }
   starts = [*earlier.get('starts', []), start]
   # A record without history (an older version's) credits its commit with the steps so far.
   history = earlier.get('trained_by') or (
