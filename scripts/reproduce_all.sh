@@ -5,21 +5,22 @@
 #   scripts/reproduce_all.sh                      # every stage not yet done, in order
 #   scripts/reproduce_all.sh --stages=figure1,report   # only these (comma-separated)
 #   scripts/reproduce_all.sh --redo               # redo the chosen stages even if done
-# Stages (budget on a 2-core CPU): figure1 (3 min, scripts/reproduce_mnist.sh), regime_map
-# (15 min, study fig1_regimes), inception_proxy (60 min, scripts/reproduce_inception.sh
-# --scale=small), ics_probes (30 min, studies noisy_bn, ics_measure, loss_landscape),
-# studies (60 min, studies 1-8), report (seconds; always rerun). Resumable: a finished stage leaves
-# runs/reproduce_all/STAGE.done (with its wall time) and is skipped by a rerun; an
+# Stages: figure1 (scripts/reproduce_mnist.sh), regime_map (study fig1_regimes),
+# inception_proxy (scripts/reproduce_inception.sh --scale=small), ics_probes (studies
+# noisy_bn, ics_measure, loss_landscape), studies (studies 1-8), report (the rules'
+# provenance from git and results/REPORT.md; always rerun). Resumable: a finished stage
+# leaves runs/reproduce_all/STAGE.done (with its wall time) and is skipped by a rerun; an
 # interrupted stage resumes its own finished and interrupted runs. One progress line per
-# stage, with the time left by the budgets of the stages to go. The committed results are
-# replaced stage by stage.
+# stage, with the time left by the times the committed summaries record for the stages to
+# go (REPORT.md's stage table, beside each stage's arithmetic floor on 2 cores). The
+# committed results are replaced stage by stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 help_requested "$0" "$@" && exit 0
 
 all_stages=(figure1 regime_map inception_proxy ics_probes studies report)
-declare -A budget_min=([figure1]=3 [regime_map]=15 [inception_proxy]=60 [ics_probes]=30 [studies]=60 [report]=1)
+declare -A minutes=([report]=1)
 stages=("${all_stages[@]}") redo=0
 for arg in "$@"; do
   case "$arg" in
@@ -29,8 +30,11 @@ for arg in "$@"; do
   esac
 done
 for stage in "${stages[@]}"; do
-  [ -n "${budget_min[$stage]:-}" ] || { echo "Unknown stage '$stage'; expected one of: ${all_stages[*]}" >&2; exit 2; }
+  [[ " ${all_stages[*]} " == *" $stage "* ]] || { echo "Unknown stage '$stage'; expected one of: ${all_stages[*]}" >&2; exit 2; }
 done
+# Each stage's time as its committed summaries record it (0: none recorded).
+while read -r stage recorded; do minutes[$stage]=$recorded; done \
+  < <("${PYTHON:-python3}" bn_repro/reports/stages.py results 2> /dev/null)
 
 # run_stage STAGE: runs every command of the stage, stopping at the first that fails (each
 # command checked explicitly: this runs under `if !`, where bash ignores `set -e`).
@@ -51,6 +55,7 @@ run_stage() {
       done ;;
     report)
       source scripts/setup_venv.sh || return
+      "$VENV_PYTHON" -m bn_repro.reports.provenance results || return
       "$VENV_PYTHON" -m bn_repro.reports.paper_report results || return ;;
   esac
 }
@@ -61,12 +66,12 @@ started=$(date +%s)
 for i in "${!stages[@]}"; do
   stage="${stages[$i]}"
   left=0
-  for later in "${stages[@]:$i}"; do left=$((left + budget_min[$later])); done
+  for later in "${stages[@]:$i}"; do left=$((left + ${minutes[$later]:-0})); done
   if [ "$redo" = 0 ] && [ "$stage" != report ] && [ -f "$state/$stage.done" ]; then
     echo "== [$((i + 1))/${#stages[@]}] $stage: done before ($(cat "$state/$stage.done")); skipped"
     continue
   fi
-  echo "== [$((i + 1))/${#stages[@]}] $stage (budget ${budget_min[$stage]} min; about $left min left by the budgets); log: $state/$stage.log"
+  echo "== [$((i + 1))/${#stages[@]}] $stage (last recorded ${minutes[$stage]:-0} min; about $left min left by the recorded times); log: $state/$stage.log"
   t0=$(date +%s)
   if ! run_stage "$stage" > "$state/$stage.log" 2>&1; then
     echo "Stage $stage failed; its log: $state/$stage.log (rerun this script to resume)." >&2

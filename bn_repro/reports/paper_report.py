@@ -9,44 +9,12 @@ each summary file records, on the hardware it names. READMEs quote this report r
 retype its numbers.
 """
 
-import json
 import pathlib
 import sys
 
 from bn_repro.reports.claims import CLAIMS, NOT_TESTABLE, Claim
 from bn_repro.reports.provenance import PROVENANCE_FILE, row_key
-
-# Stage of scripts/reproduce_all.sh -> (its budget in minutes, its summary files).
-STAGES = {
-  'figure1': (3, ('mnist/summary.json',)),
-  'regime_map': (15, ('studies/fig1_regimes/summary.json',)),
-  'inception_proxy': (60, ('inception_small/summary.json',)),
-  'ics_probes': (
-    30,
-    tuple(f'studies/{s}/summary.json' for s in ('noisy_bn', 'ics_measure', 'loss_landscape')),
-  ),
-  'studies': (
-    60,
-    tuple(
-      f'studies/{s}/summary.json'
-      for s in (
-        'stats_in_gradient',
-        'inference_statistics',
-        'where_to_normalize',
-        'bias_redundancy',
-        'nonlinearity_grid',
-        'learning_rates',
-        'weight_norm',
-        'group_size',
-      )
-    ),
-  ),
-}
-
-
-def _load(results: pathlib.Path, relative: str) -> dict | None:
-  path = results / relative
-  return json.loads(path.read_text()) if path.exists() else None
+from bn_repro.reports.stages import STAGES, load_summary, stage_seconds
 
 
 def _rule_fixed(row: dict | None) -> str:
@@ -59,7 +27,7 @@ def _row(results: pathlib.Path, claim: Claim, fixed: dict) -> str:
   if claim.summary is None:
     ours, verdict, source = '—', NOT_TESTABLE, '—'
   else:
-    summary = _load(results, claim.summary)
+    summary = load_summary(results, claim.summary)
     source = f'[{claim.summary}]({claim.summary})'
     if summary is None or summary.get('smoke'):
       ours, verdict = '—', 'not run'
@@ -72,40 +40,29 @@ def _row(results: pathlib.Path, claim: Claim, fixed: dict) -> str:
   )
 
 
-def _stage_seconds(summary: dict) -> float | None:
-  """The summary's command's wall time, plus the training time of calibration attempts that
-  ran before it (the Inception proxy's failed ones: their runs are not this command's)."""
-  earlier = sum(
-    a.get('wall_time_s') or 0.0 for a in summary.get('calibration', []) if not a['passed']
-  )
-  for key in ('end_to_end_wall_time_s', 'wall_time_s'):
-    if summary.get(key) is not None:
-      return float(summary[key]) + earlier
-  return None
-
-
 def _stages(results: pathlib.Path) -> list[str]:
   lines = [
-    '| stage | budget | recorded wall time | from |',
+    '| stage | recorded wall time | arithmetic floor on 2 cores | from |',
     '|---|---|---|---|',
   ]
   total = 0.0
-  for stage, (budget, files) in STAGES.items():
-    seconds = [(f, _stage_seconds(s)) for f in files if (s := _load(results, f)) is not None]
+  for stage, (floor, files) in STAGES.items():
+    seconds = [(f, stage_seconds(s)) for f in files if (s := load_summary(results, f)) is not None]
     recorded = [t for _, t in seconds if t is not None]
     missing = len(files) - len(recorded)
     minutes = sum(recorded) / 60
     total += minutes
     note = f' ({missing} of {len(files)} files record none)' if missing else ''
     cell = f'{minutes:.1f} min{note}' if recorded else '—'
-    lines.append(f'| {stage} | {budget} min | {cell} | {len(files)} summary file(s) |')
+    floor_cell = '—' if floor is None else f'{floor} min'
+    lines.append(f'| {stage} | {cell} | {floor_cell} | {len(files)} summary file(s) |')
   lines.append(f'| total | | {total:.1f} min | |')
   return lines
 
 
 def render(results: pathlib.Path) -> str:
   """The report's Markdown for the summary files under `results`."""
-  fixed = _load(results, PROVENANCE_FILE) or {}
+  fixed = load_summary(results, PROVENANCE_FILE) or {}
   lines = [
     "# What reproduces: the paper's claims against our evidence",
     '',
