@@ -52,12 +52,26 @@ def git_commit() -> str:
 
 
 def hardware_description() -> str:
-  """E.g. '2 x cpu (x86_64, 2 cores)' or '8 x NVIDIA H100 80GB HBM3'."""
+  """E.g. '1 x cpu (x86_64, 2 cores, Intel(R) Xeon(R) Processor)' or '8 x NVIDIA H100 80GB
+  HBM3'. The CPU model matters: XLA:CPU compiles for the host's instruction set, and results
+  can differ in their last digits from one CPU model to another."""
   devices = jax.devices()
   kind = devices[0].device_kind
   if devices[0].platform == 'cpu':
-    kind = f'cpu ({platform.machine()}, {os.cpu_count()} cores)'
+    model = _cpu_model()
+    kind = f'cpu ({platform.machine()}, {os.cpu_count()} cores{", " + model if model else ""})'
   return f'{len(devices)} x {kind}'
+
+
+def _cpu_model() -> str:
+  """The CPU's model name from /proc/cpuinfo ('' where there is none)."""
+  try:
+    lines = pathlib.Path('/proc/cpuinfo').read_text().splitlines()
+  except OSError:
+    return ''
+  return next(
+    (line.split(':', 1)[1].strip() for line in lines if line.startswith('model name')), ''
+  )
 
 
 def pasteable_command() -> str:
