@@ -66,16 +66,8 @@ accuracy of a converged Inception; a 1.6-epoch proxy judged an early-training le
   Inception-arm runs before any BN arm has run (every attempt is recorded in the summary's
   `calibration`); then the design is frozen. If the gate fails on the final runs, the BN-x
   rows of the report read "not testable with this proxy", never "not reproduced".
-  Attempt 1 (base LR 0.01, the earlier proxy's, seeds 0 and 1): gains of 2.1 and 1.1
-  points, training accuracy 0.89-0.90 with the LR already at 1/45 of its start: the rate
-  decayed before the model fit the subset. Attempt 2 raised the base LR to 0.03 (study 6:
-  Inception trains at a constant 0.05 in every seed, collapses at 0.3), T unchanged: gains
-  of 2.3 and 1.0 points, training accuracy 0.91-0.93, the curve still rising at the lower
-  rate (more passes over the data, not a higher rate, are missing). Attempt 3 halves the
-  subset to 5,000 images (51 epochs in T, the issue's "smaller subset at the same step
-  count"), base LR 0.03. Lengthening T to 16,000 instead was measured too costly here: the
-  stage's other runs would take about 1.7 h more on 2 cores (117,000 steps at about 19
-  steps/s for two runs).
+  The base LR (0.03) and the subset (5,000) are calibrated values; every attempt, what it
+  changed and why, is the summary's `calibration` (results/inception_small/README.md).
 - A 300-step pilot of BN-x30 at its rate runs before the BN-x30 arms: if it diverges, the
   table says "x30 not testable at this base rate" and the arms are not run.
 - Seeds: 3 of inception, bn_baseline, bn_x5, bn_x30; 2 of each sigmoid arm. BN-Baseline

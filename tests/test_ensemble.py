@@ -199,13 +199,17 @@ def test_ensemble_of_seeds_side_by_side_and_another_schedule_reads_only_what_it_
     '--config.num_seeds=2',
     '--checkpoint=latest',
   ]
-  run = subprocess.run(
-    [*common, f'--workdirs={tmp_path / "pair"},{tmp_path / "decayed"}'],
-    cwd=REPO_ROOT,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
+
+  def ensemble(workdirs: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+      [*common, f'--workdirs={workdirs}'],
+      cwd=REPO_ROOT,
+      capture_output=True,
+      text=True,
+      timeout=600,
+    )
+
+  run = ensemble(f'{tmp_path / "pair"},{tmp_path / "decayed"}')
   assert run.returncode == 0, run.stderr[-3000:]
   lines = run.stdout.strip().splitlines()
   assert [line.split(':')[0] for line in lines[:3]] == [
@@ -215,13 +219,7 @@ def test_ensemble_of_seeds_side_by_side_and_another_schedule_reads_only_what_it_
   ]
   assert lines[3].startswith('ensemble of 3 (latest checkpoints') and len(lines) == 5
   assert 'INFO' not in run.stderr and 'orbax' not in run.stderr.lower()
-  missing = subprocess.run(
-    [*common, f'--workdirs={tmp_path / "no_such_run"}'],
-    cwd=REPO_ROOT,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
+  missing = ensemble(str(tmp_path / 'no_such_run'))
   assert missing.returncode == 1
   assert missing.stderr.strip().splitlines()[-1] == (
     f'FATAL: {tmp_path / "no_such_run" / "checkpoints"} holds no checkpoint (--checkpoint=latest).'
