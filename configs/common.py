@@ -77,9 +77,11 @@ def batch_norm_config(group_size: object) -> ml_collections.ConfigDict:
   # gradient, the flawed scheme of the paper's Sec. 2 (ablations only).
   config.stop_gradient = 'none'
   # Noisy BN (Santurkar et al. 2018): n_mu, n_sigma of the shifting noise added after BN in
-  # training (bn_repro/models/batch_norm.py); 0: none.
+  # training (bn_repro/models/batch_norm.py); 0: none. noise_redraw 'step' redraws each
+  # unit's noise mean and std every step (theirs), 'fixed' draws them once (the control).
   config.noise_mean = 0.0
   config.noise_std = 0.0
+  config.noise_redraw = 'step'
   return config
 
 

@@ -102,3 +102,37 @@ def test_training_steps_feed_the_noise_to_the_bn_noisy_mlp():
     for k in (jax.random.key(6), jax.random.key(7))
   ]
   np.testing.assert_array_equal(*clean_out)
+
+
+def test_fixed_noise_draws_its_parameters_once_per_unit_at_initialization():
+  """The control: the same mu_j and sigma_j at every step (kept in batch_stats), fresh
+  per-example draws; different initialization keys give different parameters."""
+  x = _input((4000, 3))
+  module = BatchNorm(noise_mean=N_MU, noise_std=N_SIGMA, noise_redraw='fixed')
+  variables = module.init(jax.random.key(0), x, use_running_average=False)
+  fixed = np.asarray(variables['batch_stats']['fixed_noise'])
+  assert fixed.shape == (2, 3)
+  assert np.all(np.abs(fixed[0]) <= N_MU) and np.all((fixed[1] >= 0) & (fixed[1] <= N_SIGMA))
+  plain = _apply(BatchNorm(), x)
+  draws = []
+  for step in range(3):
+    y, updates = module.apply(
+      variables,
+      x,
+      use_running_average=False,
+      mutable=['batch_stats'],
+      rngs={NOISE_STREAM: jax.random.key(step)},
+    )
+    np.testing.assert_array_equal(updates['batch_stats']['fixed_noise'], fixed)
+    m = np.asarray(y, np.float64) - plain
+    np.testing.assert_allclose(m.mean(0), fixed[0], atol=4 * N_SIGMA / np.sqrt(len(m)))
+    np.testing.assert_allclose(m.std(0), fixed[1], rtol=0.08, atol=0.02)
+    draws.append(m)
+  assert not np.allclose(draws[0], draws[1])  # The per-example draws are fresh.
+  other = module.init(jax.random.key(1), x, use_running_average=False)['batch_stats']
+  assert not np.allclose(other['fixed_noise'], fixed)
+
+
+def test_unknown_noise_redraw_is_refused_by_name():
+  with pytest.raises(ValueError, match="noise_redraw='daily'"):
+    _apply(BatchNorm(noise_mean=N_MU, noise_redraw='daily'), _input((8, 2)))

@@ -73,3 +73,45 @@ def test_landscape_on_a_quadratic_equals_the_hand_derived_values():
   assert out['loss_variation'] == pytest.approx(max(losses) - min(losses), rel=1e-5)
   assert out['gradient_predictiveness'] == pytest.approx(0.1 * np.linalg.norm(a @ g), rel=1e-5)
   assert out['beta_smoothness'] == pytest.approx(np.linalg.norm(a @ g) / np.linalg.norm(g), 1e-5)
+  g_norm = np.linalg.norm(g)
+  assert out['gradient_norm'] == pytest.approx(g_norm, rel=1e-5)
+  assert out['normalized_loss_variation'] == pytest.approx(
+    (max(losses) - min(losses)) / (0.1 * g_norm**2), rel=1e-5
+  )
+  assert out['relative_gradient_change'] == pytest.approx(
+    0.1 * np.linalg.norm(a @ g) / g_norm, rel=1e-5
+  )
+
+
+def _scale_free_loss(params):
+  """A loss of W / ||W|| only (as a layer followed by BN): invariant to W's scale."""
+  w = params['layer']['kernel']
+  u = w / jnp.linalg.norm(w)
+  return jnp.sum(jnp.sin(3.0 * u) * jnp.arange(1.0, u.size + 1).reshape(u.shape)) + jnp.sum(
+    params['other']['kernel'] ** 2
+  )
+
+
+def test_scale_invariant_beta_on_a_quadratic_and_under_rescaling():
+  a = np.diag([1.0, 4.0, 9.0])
+  w = np.array([[1.0], [-1.0], [0.5]])
+  etas = (0.01, 0.05)
+  params = {'layer': {'kernel': jnp.asarray(w)}, 'other': {'kernel': jnp.ones((2,))}}
+
+  def quadratic(p):
+    return 0.5 * jnp.sum(p['layer']['kernel'] * (a @ p['layer']['kernel']))
+
+  g = a @ w
+  beta = np.linalg.norm(a @ g) / np.linalg.norm(g)  # Exact for a quadratic, every step size.
+  out = probes.scale_invariant_beta(quadratic, params, etas, ['layer'])
+  assert out[0] == pytest.approx(beta * np.sum(w**2), rel=1e-5)
+  # A loss of W / ||W||: rescaling W leaves beta ||W||^2 unchanged (step sizes scaled by
+  # c^2, as the gradient shrinks by c and the distance to move grows by c), while raw beta
+  # falls by c^2.
+  c = 10.0
+  scaled = {**params, 'layer': {'kernel': c * params['layer']['kernel']}}
+  small = probes.scale_invariant_beta(_scale_free_loss, params, etas, ['layer'])
+  large = probes.scale_invariant_beta(
+    _scale_free_loss, scaled, tuple(e * c**2 for e in etas), ['layer']
+  )
+  np.testing.assert_allclose(large, small, rtol=1e-3)

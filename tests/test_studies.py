@@ -166,25 +166,67 @@ def santurkar_runs(tmp_path_factory):
   return tmp_path_factory.mktemp('santurkar')
 
 
-@pytest.mark.parametrize('name', ['ics_measure', 'loss_landscape'])
-def test_santurkar_probe_studies_write_their_verdicts(santurkar_runs, name):
-  record = _run_smoke_study(name, santurkar_runs)
-  assert isinstance(record['santurkar_claim_holds'], bool)
-  verdicts = [
-    r['bn_reduces_ics' if name == 'ics_measure' else 'bn_smoother'] for r in record['rows']
-  ]
-  assert verdicts and all(isinstance(v, bool) for v in verdicts)
-  for row in record['rows']:
-    for arm in ('baseline', 'bn'):
-      values = np.concatenate([np.ravel(v) for v in row[arm].values()])
-      assert len(values) and np.all(np.isfinite(values))
-  shared = sorted(p.name for p in (santurkar_runs / 'runs' / 'santurkar_mlp').iterdir())
-  assert 'bn_lr2' in shared and 'baseline_lr0.5' in shared
+def test_santurkar_ics_study_gives_a_verdict_per_measure(santurkar_runs):
+  record = _run_smoke_study('ics_measure', santurkar_runs)
+  assert record['santurkar_claim'] in ('holds', 'does not hold', 'mixed')
+  assert set(record['claim_holds_by_measure']) == {'l2', 'relative_l2', 'cosine'}
+  layers = record['measures']['l2']['later']['2']
+  assert len(layers) >= 2  # dense1.. and the logits layer.
+  assert record['num_cells'] == 2 * 2 * len(layers) == len(record['cells'])  # windows x rates
+  for measure in ('l2', 'relative_l2', 'cosine', 'gradient_norm'):
+    for window in ('early', 'later'):
+      for layers in record['measures'][measure][window].values():
+        for arms in layers.values():
+          values = np.array([arms['baseline'], arms['bn']])
+          assert values.shape == (2, santurkar_arms.NUM_SEEDS) and np.all(np.isfinite(values))
+  assert isinstance(record['earlier_reading']['santurkar_claim_holds'], bool)
+  shared = santurkar_runs / 'runs' / santurkar_arms.SHARED_DIRECTORY
+  assert {'bn_lr2', 'baseline_lr0.5'} <= {p.name for p in (shared / 'mlp').iterdir()}
+  assert {'bn_lr2', 'baseline_lr0.5'} <= {p.name for p in (shared / 'mlp_early').iterdir()}
+
+
+def test_santurkar_landscape_study_reports_every_measure_per_seed(santurkar_runs):
+  record = _run_smoke_study('loss_landscape', santurkar_runs)
+  assert record['santurkar_claim'] in ('holds', 'does not hold', 'mixed')
+  measures = record['measures']
+  assert set(measures) == {
+    'loss_variation',
+    'gradient_predictiveness',
+    'beta_smoothness',
+    'normalized_loss_variation',
+    'relative_gradient_change',
+    'scale_invariant_beta',
+  }
+  for name, settings in measures.items():
+    expected = {'0.5', '2'} | ({'proxy_0.01'} if name != 'scale_invariant_beta' else set())
+    assert set(settings) == expected, name
+    for setting, arms in settings.items():
+      assert set(arms) == {'baseline', 'bn'}
+      seeds = 1 if setting == 'proxy_0.01' else 3  # Smoke: one proxy seed.
+      assert all(len(v) == seeds and np.all(np.isfinite(v)) for v in arms.values())
+  cells = record['verdicts']['scale_invariant_beta']['cells']
+  assert len(cells) == 4 and all(c['seeds'] == 3 for c in cells)
+
+
+def test_noisy_bn_study_attributes_the_cost_with_its_control(santurkar_runs):
+  record = _run_smoke_study('noisy_bn', santurkar_runs)
+  proxy = record['inception_proxy']
+  assert set(proxy['measures']) == {'baseline', 'bn', 'bn_noisy', 'bn_noisy_fixed'}
+  for arm, m in proxy['measures'].items():
+    assert len(m['population']) == len(m['running']) == 1, arm  # Smoke: one proxy seed.
+  mlp = record['mlp']
+  assert set(mlp) == {'0.05', '0.2', '0.5', '2'}
+  assert {'bn_noisy_0.3', 'bn_noisy_0.1'} <= set(mlp['0.2']['measures'])
+  for setting in [*mlp.values(), proxy]:
+    share = setting['shift_share_of_cost']
+    assert (share is None) == (setting['cost_attributed_to'] is None)
+    for verdict in setting['verdicts'].values():
+      assert isinstance(verdict['population']['about_as_well_as_bn'], bool)
 
 
 def test_probes_run_on_the_initialization_and_every_checkpoint(tmp_path):
   context = StudyContext('probe_check', tmp_path / 'runs', tmp_path / 'out', smoke=True)
-  ((config, arm),) = santurkar_arms.train_mlp_arms(context, ['bn'], [0.5]).values()
+  ((config, arm),) = santurkar_arms.train(context, mlp=[('bn', 0.5)]).mlp.values()
 
   def probe(loss_fn, params):
     return {'loss': loss_fn(params), 'kernel_sum': jnp.sum(params['dense0']['kernel'])}

@@ -17,6 +17,17 @@ Landscape (Sec. 3.1, Figure 4): with g = dL/dw at w and step sizes eta_1..eta_n,
 - loss variation = max_j L(w - eta_j g) - min_j L(w - eta_j g);
 - gradient predictiveness = max_j ||g - dL/dw(w - eta_j g)||_2 (smaller: more predictive);
 - effective beta-smoothness = max_j ||g - dL/dw(w - eta_j g)||_2 / ||eta_j g||_2.
+
+These are absolute: they shrink with ||g|| as training progresses and carry the units of
+the parameters. Their normalized companions (ours, not Santurkar et al.'s):
+- normalized loss variation = loss variation / (eta_n ||g||^2), the range of the loss in
+  units of the first-order decrease a step of the largest size eta_n predicts;
+- relative gradient change = gradient predictiveness / ||g||;
+- scale-invariant beta of layer l: moving only W_l along its own gradient g_l,
+  beta_l = max_j ||g_l - g_l(W_l - eta_j g_l)|| / (eta_j ||g_l||), times ||W_l||^2. A loss
+  invariant to the scale of W_l (W_l feeds BN: L(cW_l) = L(W_l)) has g_l(cW) = g_l(W) / c and
+  curvature ~ 1/c^2, so beta_l ||W_l||^2 does not change when W_l is rescaled; in raw
+  parameters a BN layer's beta would fall as its weights grow.
 """
 
 from collections.abc import Callable, Sequence
@@ -77,6 +88,7 @@ def landscape_along_gradient(
   gradient (module docstring), with the loss at each step size `(n,)`."""
   loss, g = jax.value_and_grad(loss_fn)(params)
   g_norm = _norm(g)
+  largest = max(step_sizes)
   losses, changes, ratios = [], [], []
   for eta in step_sizes:
     moved = jax.tree.map(lambda p, d, eta=eta: p - eta * d, params, g)
@@ -86,10 +98,33 @@ def landscape_along_gradient(
     changes.append(change)
     ratios.append(change / (eta * g_norm))
   losses = jnp.stack(losses)
+  variation, predictiveness = losses.max() - losses.min(), jnp.stack(changes).max()
   return {
     'loss': loss,
     'losses': losses,
-    'loss_variation': losses.max() - losses.min(),
-    'gradient_predictiveness': jnp.stack(changes).max(),
+    'gradient_norm': g_norm,
+    'loss_variation': variation,
+    'gradient_predictiveness': predictiveness,
     'beta_smoothness': jnp.stack(ratios).max(),
+    'normalized_loss_variation': variation / (largest * g_norm**2),
+    'relative_gradient_change': predictiveness / g_norm,
   }
+
+
+def scale_invariant_beta(
+  loss_fn: Loss, params: Params, step_sizes: Sequence[float], layers: Sequence[str]
+) -> jax.Array:
+  """beta_l ||W_l||^2 of each layer in `layers` (module docstring) `(len(layers),)`: W_l is
+  `params[l]['kernel']`, moved alone along its own gradient by each of `step_sizes`."""
+  grads = jax.grad(loss_fn)(params)
+  values = []
+  for name in layers:
+    kernel, g = params[name]['kernel'], grads[name]['kernel']
+    g_norm = jnp.linalg.norm(g.ravel())
+    ratios = []
+    for eta in step_sizes:
+      moved = {**params, name: {**params[name], 'kernel': kernel - eta * g}}
+      change = jnp.linalg.norm((jax.grad(loss_fn)(moved)[name]['kernel'] - g).ravel())
+      ratios.append(change / (eta * g_norm))
+    values.append(jnp.stack(ratios).max() * jnp.sum(jnp.square(kernel)))
+  return jnp.stack(values)

@@ -33,6 +33,13 @@ time step" (the summary in shared/PAPER.md, Sec. 5). The noise is drawn from the
 `bn_noise` random stream (`apply(..., rngs={'bn_noise': key})`, which training steps
 pass); without that stream, in inference (running statistics) and at initialization,
 no noise is added.
+
+The fixed-noise control (`noise_redraw='fixed'`) draws mu_j and sigma_j once, at
+initialization, from the same uniform distributions and keeps them (in `batch_stats` as
+`fixed_noise`, `(2, C)`, never updated): each unit's output distribution is moved once
+and then holds still, while the per-example draws m_ij stay fresh at every step. Against
+'step' (the redrawn parameters above) it separates the cost of the shift from the cost of
+the noise.
 """
 
 import math
@@ -83,6 +90,8 @@ class BatchNorm(nn.Module):
       'mean_and_variance': treat those batch statistics as constants in the backward
       pass, the flawed scheme of the paper's Sec. 2 example (for ablations only).
     noise_mean, noise_std: n_mu and n_sigma of noisy BN (module docstring); 0: no noise.
+    noise_redraw: 'step' (Santurkar et al.'s noisy BN: mu_j, sigma_j redrawn every step) or
+      'fixed' (drawn once at initialization: the control without a shift).
     bias_init, scale_init: initializers of beta (zeros) and gamma (ones).
   """
 
@@ -99,6 +108,7 @@ class BatchNorm(nn.Module):
   fast_variance: bool = False
   noise_mean: float = 0.0
   noise_std: float = 0.0
+  noise_redraw: str = 'step'
   bias_init: nn.initializers.Initializer = nn.initializers.zeros
   scale_init: nn.initializers.Initializer = nn.initializers.ones
 
@@ -108,6 +118,10 @@ class BatchNorm(nn.Module):
     if self.stop_gradient not in STOP_GRADIENT_MODES:
       raise ValueError(
         f'BatchNorm stop_gradient={self.stop_gradient!r}; expected one of {STOP_GRADIENT_MODES}.'
+      )
+    if self.noise_redraw not in NOISE_REDRAW_MODES:
+      raise ValueError(
+        f'BatchNorm noise_redraw={self.noise_redraw!r}; expected one of {NOISE_REDRAW_MODES}.'
       )
     use_running_average = nn.merge_param(
       'use_running_average', self.use_running_average, use_running_average
@@ -119,6 +133,7 @@ class BatchNorm(nn.Module):
 
     ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, feature_shape, jnp.float32)
     ra_var = self.variable('batch_stats', 'var', jnp.ones, feature_shape, jnp.float32)
+    fixed_noise = self._fixed_noise_parameters(feature_shape)
 
     # Initialization runs outside the device mesh, where no axis is bound.
     axis_name = None if self.is_initializing() else self.axis_name
@@ -155,17 +170,40 @@ class BatchNorm(nn.Module):
       ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * unbiased_var
     y = y.reshape(x.shape)
     if (self.noise_mean or self.noise_std) and self.has_rng(NOISE_STREAM):
-      y = y + self._shift_noise(y.shape, feature_axes)
+      y = y + self._shift_noise(y.shape, feature_axes, fixed_noise)
     return y.astype(x.dtype)
 
-  def _shift_noise(self, shape: tuple[int, ...], feature_axes: tuple[int, ...]) -> jax.Array:
-    """Noisy BN's m `(shape)`: N(mu_j, sigma_j^2) per element, mu and sigma drawn per
-    feature from U(-n_mu, n_mu) and U(0, n_sigma) by this call (module docstring)."""
-    feature_shape = tuple(shape[a] for a in feature_axes)
-    mean_key, std_key, noise_key = jax.random.split(self.make_rng(NOISE_STREAM), 3)
+  def _noise_parameters(
+    self, mean_key: jax.Array, std_key: jax.Array, feature_shape: tuple[int, ...]
+  ) -> jax.Array:
+    """`(2, *feature_shape)`: mu ~ U(-n_mu, n_mu) and sigma ~ U(0, n_sigma) per feature."""
     n_mu = self.noise_mean
     mu = jax.random.uniform(mean_key, feature_shape, minval=-n_mu, maxval=n_mu)
-    sigma = jax.random.uniform(std_key, feature_shape, maxval=self.noise_std)
+    return jnp.stack([mu, jax.random.uniform(std_key, feature_shape, maxval=self.noise_std)])
+
+  def _fixed_noise_parameters(self, feature_shape: tuple[int, ...]) -> jax.Array | None:
+    """The control's mu and sigma `(2, *feature_shape)`, drawn at initialization from the
+    'params' stream; None unless `noise_redraw='fixed'` with noise."""
+    if self.noise_redraw != 'fixed' or not (self.noise_mean or self.noise_std):
+      return None
+    fixed = self.variable(
+      'batch_stats',
+      'fixed_noise',
+      lambda: self._noise_parameters(*jax.random.split(self.make_rng('params')), feature_shape),
+    )
+    return fixed.value
+
+  def _shift_noise(
+    self, shape: tuple[int, ...], feature_axes: tuple[int, ...], fixed: jax.Array | None
+  ) -> jax.Array:
+    """Noisy BN's m `(shape)`: N(mu_j, sigma_j^2) per element, mu and sigma per feature
+    either `fixed` or drawn from U(-n_mu, n_mu) and U(0, n_sigma) by this call (module
+    docstring)."""
+    feature_shape = tuple(shape[a] for a in feature_axes)
+    mean_key, std_key, noise_key = jax.random.split(self.make_rng(NOISE_STREAM), 3)
+    if fixed is None:
+      fixed = self._noise_parameters(mean_key, std_key, feature_shape)
+    mu, sigma = fixed[0], fixed[1]
     ndim = len(shape)
     return _broadcast(mu, ndim, feature_axes) + _broadcast(
       sigma, ndim, feature_axes
@@ -244,6 +282,7 @@ class BatchNorm(nn.Module):
 
 # The random stream noisy BN draws from (`rngs={NOISE_STREAM: key}` in `apply`).
 NOISE_STREAM = 'bn_noise'
+NOISE_REDRAW_MODES = ('step', 'fixed')
 
 # stop_gradient mode -> the batch statistics it treats as constants in the backward pass.
 _STOPPED_STATISTICS = {'none': (), 'mean': ('mean',), 'mean_and_variance': ('mean', 'variance')}

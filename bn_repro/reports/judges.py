@@ -265,6 +265,27 @@ def population_statistics(summary: dict) -> tuple[str, str]:
 
 
 def noisy_bn(summary: dict) -> tuple[str, str]:
+  """Study 10: noisy BN (n = 1) against BN with noise-free population statistics."""
+  settings = {f'MLP lr {k}': v for k, v in summary['mlp'].items()}
+  settings['Inception proxy'] = summary['inception_proxy']
+  gaps, held, shares = [], 0, []
+  for name, setting in settings.items():
+    verdict = setting['verdicts']['bn_noisy']['population']
+    held += verdict['about_as_well_as_bn']
+    gaps.append(f'{name} {100 * verdict["noisy_minus_bn"]:+.2f}')
+    if (share := setting['shift_share_of_cost']) is not None:
+      shares.append(f'{name} {share:.2f}')
+  ours = (
+    f'noisy BN minus BN, test accuracy with noise-free population statistics, points (3 '
+    f'seeds): {", ".join(gaps)}; within the tolerance in {held} of {len(settings)}; the '
+    f"shift's share of the cost where there is one (fixed-noise control): "
+    f'{", ".join(shares) or "none"}'
+  )
+  return ours, _count_verdict(held, len(settings))
+
+
+def noisy_bn_running_averages(summary: dict) -> tuple[str, str]:
+  """Study 10's earlier design (its summary format): running averages at test time."""
   rows = {f'MLP lr {k}': v for k, v in summary['mlp'].items()}
   rows['Inception proxy'] = summary['inception_proxy']
   held = [name for name, row in rows.items() if row['noisy_about_as_well_as_bn']]
@@ -279,8 +300,32 @@ def noisy_bn(summary: dict) -> tuple[str, str]:
   return ours, _count_verdict(len(held), len(rows))
 
 
+def santurkar_by_measure(summary: dict) -> tuple[str, str]:
+  """Studies 11 and 12: a verdict per measure, the claim 'holds', 'mixed' or 'does not
+  hold' over them (each summary carries its own rule's verdicts)."""
+  if 'claim_holds_by_measure' in summary:
+    counts, cells = summary['cells_where_bn_has_less_ics'], summary['num_cells']
+    parts = [
+      f'{name}: less ICS with BN in {counts[name]} of {cells} cells'
+      for name in summary['claim_holds_by_measure']
+    ]
+  else:
+    parts = []
+    for name, verdict in summary['verdicts'].items():
+      smoother = sum(c['bn_smoother'] for c in verdict['cells'])
+      effects = ', '.join(f'{c["log10_ratio_median"]:+.2f}' for c in verdict['cells'])
+      parts.append(
+        f'{name}: BN smoother in {smoother} of {len(verdict["cells"])} cells '
+        f'(log10 BN/baseline {effects})'
+      )
+  claim = summary['santurkar_claim']
+  verdict = {'holds': REPRODUCED, 'mixed': PARTLY}.get(claim, NOT_REPRODUCED)
+  return f'{"; ".join(parts)}; the claim {claim} (3 seeds)', verdict
+
+
 def santurkar_study(summary: dict) -> tuple[str, str]:
-  """Studies 11 and 12, whose summaries carry their own rule's verdict."""
+  """Studies 11 and 12's earlier designs (their summary format), whose summaries carry their
+  own rule's verdict."""
   if 'pairs' in summary:
     reduced = summary['pairs_where_bn_reduces_ics']
     detail = f'BN reduces ICS in {reduced} of {summary["pairs"]} (learning rate, layer) pairs'

@@ -5,17 +5,24 @@ the change of its gradient caused by the update of the layers below it on the sa
 ‖G_i - G'_i‖_2 and cos(G_i, G'_i) (`bn_repro.analysis.optimization_probes`), and find it is
 not smaller with BN, often larger.
 
-Design, fixed before any run of this study:
+Design, fixed before the runs of this design:
 - MNIST MLP arms baseline, bn and bn_noisy (`bn_repro.studies.santurkar_arms`, shared with
   studies 10 and 12) at learning rates 0.5 and 2.0 (the two Figure 1 settings of
-  `scripts/reproduce_mnist.sh`), 3 seeds, 10,000 steps.
-- Probe: at step 0 and every 1,000 steps, per seed, on a training batch of 60: ICS of
-  dense1, dense2 (the hidden layers with layers below them) and the logits layer, the
-  lower layers taking the plain SGD step of the arm's learning rate.
-- Rule: BN REDUCES ICS at a (learning rate, layer) if, in at least 2 of 3 seeds, BN's median
-  over the probe steps 1,000-10,000 of ‖G - G'‖ is below the baseline's (same seed) AND its
-  median cosine is above the baseline's. Santurkar's claim "BN does not reduce ICS" holds if
-  BN reduces it in at most half of the (learning rate, layer) pairs.
+  `scripts/reproduce_mnist.sh`), 3 seeds side by side, 10,000 steps.
+- Probe: per seed, on a training batch of 60, ICS of dense1, dense2 (the hidden layers with
+  layers below them) and the logits layer, the lower layers taking the plain SGD step of
+  the arm's learning rate; at step 0, every 50 steps to 500 (the early window, from
+  500-step runs of the same config, seeds and batches) and every 1,000 steps to 10,000 (the
+  later window).
+- Measures, each its own verdict: ‖G - G'‖ (L2, absolute: it grows with the gradient),
+  the relative change ‖G - G'‖ / ‖G‖, and cos(G, G'). ‖G‖ is reported too.
+- Rule per measure: in a cell (window, learning rate, layer) BN has LESS ICS if, in at least
+  2 of 3 seeds, BN's median over the window's probe steps is better than the baseline's
+  (same seed): lower L2 or relative change, higher cosine. Santurkar's "BN does not reduce
+  ICS" holds by a measure if BN has less ICS in at most half of the 12 cells. Overall: the
+  claim holds if it holds by all three measures, does not hold if by none, mixed otherwise.
+- The earlier reading (BN reduces ICS at a (rate, layer) only if L2 lower AND cosine higher
+  in 2 of 3 seeds over steps 1,000-10,000) is computed too and reported beside it.
 Nothing here is tuned after seeing the outcome.
 """
 
@@ -32,11 +39,19 @@ from bn_repro.studies.common import StudyContext
 
 LEARNING_RATES = (0.5, 2.0)
 VARIANTS = ('baseline', 'bn', 'bn_noisy')
+WINDOWS = ('early', 'later')
 SEEDS_REQUIRED = 2
+# Measure -> (label, True if smaller means less ICS).
+MEASURES = {
+  'l2': ("‖G - G'‖", True),
+  'relative_l2': ("‖G - G'‖ / ‖G‖", True),
+  'cosine': ("cos(G, G')", False),
+}
 RULE = (
-  "BN reduces ICS at a (learning rate, layer) if, in at least 2 of 3 seeds, BN's median over "
-  "steps 1,000-10,000 of ‖G - G'‖ is below the baseline's and its median cosine above; "
-  "Santurkar's 'BN does not reduce ICS' holds if that happens in at most half of the pairs."
+  'Per measure (L2, relative L2, cosine), BN has less ICS in a (window, learning rate, layer) '
+  "cell if in at least 2 of 3 seeds its median over the window beats the baseline's; "
+  "Santurkar's 'BN does not reduce ICS' holds by a measure if that happens in at most half of "
+  'the cells; overall: holds by all three measures, not by any, or mixed.'
 )
 
 
@@ -48,80 +63,131 @@ def _probed_layers(config) -> list[str]:
 def _ics_probe(learning_rate: float, layers: list[str]):
   def probe(loss_fn, params):
     groups = santurkar_arms.layer_groups(params)
-    return internal_covariate_shift(loss_fn, params, learning_rate, layers, groups)
+    out = internal_covariate_shift(loss_fn, params, learning_rate, layers, groups)
+    return {**out, 'relative_l2': out['l2'] / out['gradient_norm']}
 
   return probe
 
 
-def _medians(trajectory: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-  """Per seed and layer `(S, L)`: the median over the probe steps after step 0."""
+def _window_medians(trajectory: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Per seed and layer `(S, L)`: each measure's median over the probe steps after step 0."""
   later = trajectory['steps'] > 0
-  return {k: np.median(trajectory[k][later], axis=0) for k in ('l2', 'cosine')}
+  names = (*MEASURES, 'gradient_norm')
+  return {k: np.median(trajectory[k][later], axis=0) for k in names}
+
+
+def _less_ics(bn: np.ndarray, baseline: np.ndarray, smaller_is_less: bool) -> np.ndarray:
+  return bn < baseline if smaller_is_less else bn > baseline
+
+
+def _verdict(cells_with_less: int, cells: int) -> bool:
+  return cells_with_less <= cells / 2
 
 
 def run(context: StudyContext) -> None:
   started = time.perf_counter()
-  arms = santurkar_arms.train_mlp_arms(context, VARIANTS, LEARNING_RATES)
-  layers = _probed_layers(next(iter(arms.values()))[0])
+  keys = [(v, lr) for v in VARIANTS for lr in LEARNING_RATES]
+  trained = santurkar_arms.train(context, mlp=keys, early=keys)
+  windows = {'early': trained.early, 'later': trained.mlp}
+  layers = _probed_layers(next(iter(trained.mlp.values()))[0])
   trajectories = {
-    key: santurkar_arms.probe_trajectories(config, arm, _ics_probe(key[1], layers))
+    (window, *key): santurkar_arms.probe_trajectories(config, arm, _ics_probe(key[1], layers))
+    for window, arms in windows.items()
     for key, (config, arm) in arms.items()
     if arm.diverged_at is None
   }
-  rows, pairs_reduced = [], 0
-  for lr in LEARNING_RATES:
-    medians = {v: _medians(trajectories[v, lr]) for v in VARIANTS if (v, lr) in trajectories}
-    for i, layer in enumerate(layers):
-      reduced = None
-      if 'baseline' in medians and 'bn' in medians:
-        lower = medians['bn']['l2'][:, i] < medians['baseline']['l2'][:, i]
-        closer = medians['bn']['cosine'][:, i] > medians['baseline']['cosine'][:, i]
-        reduced = bool(np.sum(lower & closer) >= SEEDS_REQUIRED)
-        pairs_reduced += reduced
-      rows.append(
-        {
-          'learning_rate': lr,
-          'layer': layer,
-          'bn_reduces_ics': reduced,
-          **{
-            v: {
-              'l2': [float(x) for x in m['l2'][:, i]],
-              'cosine': [float(x) for x in m['cosine'][:, i]],
-            }
-            for v, m in medians.items()
-          },
+  medians = {key: _window_medians(t) for key, t in trajectories.items()}
+  measures, cells, counts = {}, [], dict.fromkeys(MEASURES, 0)
+  for name in (*MEASURES, 'gradient_norm'):
+    measures[name] = {
+      window: {
+        f'{lr:g}': {
+          layer: {
+            v: [float(x) for x in medians[window, v, lr][name][:, i]]
+            for v in VARIANTS
+            if (window, v, lr) in medians
+          }
+          for i, layer in enumerate(layers)
         }
-      )
-  claim_holds = pairs_reduced <= len(rows) / 2
-  figure = _figure(trajectories, layers)
-  table = _table(rows, pairs_reduced, claim_holds)
+        for lr in LEARNING_RATES
+      }
+      for window in WINDOWS
+    }
+  for window in WINDOWS:
+    for lr in LEARNING_RATES:
+      for i, layer in enumerate(layers):
+        cell = {'window': window, 'learning_rate': lr, 'layer': layer}
+        for name, (_, smaller) in MEASURES.items():
+          pair = [medians.get((window, v, lr)) for v in ('bn', 'baseline')]
+          less = None
+          if all(m is not None for m in pair):
+            seeds = _less_ics(pair[0][name][:, i], pair[1][name][:, i], smaller)
+            less = bool(np.sum(seeds) >= SEEDS_REQUIRED)
+            counts[name] += less
+          cell[name] = less
+        cells.append(cell)
+  holds = {name: _verdict(counts[name], len(cells)) for name in MEASURES}
+  overall = (
+    'holds' if all(holds.values()) else ('does not hold' if not any(holds.values()) else 'mixed')
+  )
+  earlier = _earlier_reading(medians, layers)
   summary = {
     'rule': RULE,
-    'rows': rows,
-    'pairs_where_bn_reduces_ics': pairs_reduced,
-    'pairs': len(rows),
-    'santurkar_claim_holds': claim_holds,
+    'cells': cells,
+    'cells_where_bn_has_less_ics': counts,
+    'num_cells': len(cells),
+    'claim_holds_by_measure': holds,
+    'santurkar_claim': overall,
+    'measures': measures,
+    'earlier_reading': earlier,
   }
-  write_results(context, figure, table, summary, started, MNIST_DATA)
+  table = _table(measures, cells, counts, holds, overall, earlier, layers)
+  write_results(context, _figure(trajectories, layers), table, summary, started, MNIST_DATA)
+
+
+def _earlier_reading(medians: dict, layers: list[str]) -> dict:
+  """The earlier design's rule on these runs: L2 lower AND cosine higher in 2 of 3 seeds
+  over steps 1,000-10,000, claim holds if at most half of the (rate, layer) pairs."""
+  reduced = 0
+  for lr in LEARNING_RATES:
+    bn, base = medians[('later', 'bn', lr)], medians[('later', 'baseline', lr)]
+    for i in range(len(layers)):
+      both = (bn['l2'][:, i] < base['l2'][:, i]) & (bn['cosine'][:, i] > base['cosine'][:, i])
+      reduced += bool(np.sum(both) >= SEEDS_REQUIRED)
+  pairs = len(LEARNING_RATES) * len(layers)
+  return {
+    'pairs_where_bn_reduces_ics': reduced,
+    'pairs': pairs,
+    'santurkar_claim_holds': reduced <= pairs / 2,
+  }
 
 
 def _figure(trajectories: dict, layers: list[str]) -> object:
-  figure, axes = plt.subplots(len(LEARNING_RATES), 2, figsize=(11, 3.6 * len(LEARNING_RATES)))
+  figure, axes = plt.subplots(
+    len(LEARNING_RATES), len(MEASURES), figsize=(5 * len(MEASURES), 3.8 * len(LEARNING_RATES))
+  )
   colors = {'baseline': 'tab:blue', 'bn': 'tab:red', 'bn_noisy': 'tab:green'}
   layer = len(layers) - 2  # The last hidden layer (dense2 in the paper's network).
   for row, lr in enumerate(LEARNING_RATES):
-    for col, key in enumerate(('l2', 'cosine')):
+    for col, (key, (label, _)) in enumerate(MEASURES.items()):
       ax = axes[row, col]
       for variant in VARIANTS:
-        if (variant, lr) not in trajectories:
+        parts = [trajectories.get((w, variant, lr)) for w in WINDOWS]
+        if any(p is None for p in parts):
           continue
-        t = trajectories[variant, lr]
-        median, low, high = santurkar_arms.seed_band(t[key][:, :, layer])
-        ax.plot(t['steps'], median, 'o-', ms=3, color=colors[variant], label=variant)
-        ax.fill_between(t['steps'], low, high, color=colors[variant], alpha=0.25)
-      label = "‖G - G'‖" if key == 'l2' else "cos(G, G')"
-      ax.set(title=f'lr {lr:g}: {label}, layer {layers[layer]}', xlabel='step')
-      if key == 'l2':
+        early, later = parts
+        steps = np.concatenate(
+          [early['steps'], later['steps'][later['steps'] > early['steps'][-1]]]
+        )
+        values = np.concatenate(
+          [early[key][:, :, layer], later[key][later['steps'] > early['steps'][-1], :, layer]]
+        )
+        median, low, high = santurkar_arms.seed_band(values)
+        ax.plot(steps, median, 'o-', ms=3, color=colors[variant], label=variant)
+        ax.fill_between(steps, low, high, color=colors[variant], alpha=0.25)
+      ax.set(title=f'lr {lr:g}: {label}, {layers[layer]}', xlabel='step (symlog)')
+      ax.set_xscale('symlog', linthresh=50)
+      if key != 'cosine':
         ax.set_yscale('log')
   axes[0, 0].legend(fontsize=8)
   figure.suptitle("Study 11: Santurkar et al.'s ICS (median and min-max of 3 seeds)")
@@ -129,38 +195,48 @@ def _figure(trajectories: dict, layers: list[str]) -> object:
   return figure
 
 
-def _cell(row: dict, variant: str, key: str) -> str:
-  if variant not in row:
+def _cell(values: list[float] | None) -> str:
+  if not values:
     return '—'
-  values = row[variant][key]
   return f'{np.median(values):.3g} ({min(values):.3g}-{max(values):.3g})'
 
 
-_VERDICT = {None: '—', True: 'yes', False: 'no'}
+_YES_NO = {None: '—', True: 'yes', False: 'no'}
 
 
-def _table(rows: list[dict], pairs_reduced: int, claim_holds: bool) -> list[str]:
+def _table(measures, cells, counts, holds, overall, earlier, layers) -> list[str]:
   lines = [
-    "ICS per layer: median over steps 1,000-10,000 of ‖G - G'‖ and cos(G, G'), median over "
-    '3 seeds (range in brackets). MNIST MLP, SGD batch 60, 10,000 steps; probe batch 60.',
+    'ICS per layer: median over the window of each measure, median over 3 seeds (range in '
+    'brackets). Windows: early = steps 50-500, later = 1,000-10,000. MNIST MLP, SGD batch '
+    '60; probe batch 60.',
     '',
     f'Rule: {RULE}',
     '',
-    "| lr | layer | ‖G - G'‖: baseline | BN | noisy BN | cosine: baseline | BN | noisy BN "
-    '| BN reduces ICS |',
-    '|---|---|---|---|---|---|---|---|---|',
   ]
-  for row in rows:
-    lines.append(
-      f'| {row["learning_rate"]:g} | {row["layer"]} | '
-      + ' | '.join(_cell(row, v, 'l2') for v in VARIANTS)
-      + ' | '
-      + ' | '.join(_cell(row, v, 'cosine') for v in VARIANTS)
-      + f' | {_VERDICT[row["bn_reduces_ics"]]} |'
-    )
+  for name, (label, _) in MEASURES.items():
+    lines += [
+      f"{label}: BN has less ICS in {counts[name]} of {len(cells)} cells; Santurkar's claim "
+      f'{"holds" if holds[name] else "does not hold"} by this measure.',
+      '',
+      '| window | lr | layer | baseline | BN | noisy BN | ‖G‖ baseline | ‖G‖ BN | BN less ICS |',
+      '|---|---|---|---|---|---|---|---|---|',
+    ]
+    for cell in cells:
+      window, lr, layer = cell['window'], f'{cell["learning_rate"]:g}', cell['layer']
+      values = measures[name][window][lr][layer]
+      norms = measures['gradient_norm'][window][lr][layer]
+      lines.append(
+        f'| {window} | {lr} | {layer} | '
+        + ' | '.join(_cell(values.get(v)) for v in VARIANTS)
+        + f' | {_cell(norms.get("baseline"))} | {_cell(norms.get("bn"))} | '
+        + f'{_YES_NO[cell[name]]} |'
+      )
+    lines.append('')
   lines += [
+    f"Overall (all three measures): Santurkar's claim {overall} here.",
     '',
-    f"BN reduces ICS in {pairs_reduced} of {len(rows)} (learning rate, layer) pairs: Santurkar's "
-    f'claim {"holds" if claim_holds else "does not hold"} here.',
+    f'Earlier reading (L2 lower AND cosine higher, steps 1,000-10,000): BN reduces ICS in '
+    f'{earlier["pairs_where_bn_reduces_ics"]} of {earlier["pairs"]} (learning rate, layer) '
+    f'pairs; the claim {"holds" if earlier["santurkar_claim_holds"] else "does not hold"}.',
   ]
   return lines

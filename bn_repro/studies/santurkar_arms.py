@@ -1,14 +1,23 @@
 """What studies 10-12 (Santurkar et al. 2018's tests of the paper's explanation) share.
 
-The MNIST MLP arms (`configs/mnist.py`: baseline, bn, bn_noisy) at a learning rate, each
-3 seeds side by side, train once into `WORKDIR/santurkar_mlp/VARIANT_lrLR` with a checkpoint
-every PROBE_EVERY steps kept, and every study of the three reuses the arms another already
-trained. `probe_trajectories` then evaluates a probe of `bn_repro.analysis.optimization_probes`
-on the saved states: at step 0 (the initialization) and at every checkpoint, per seed, on a
-training batch of 60 drawn for that (step, seed), BN in training mode (batch statistics
-inside the gradient) and, for noisy BN, one fixed draw of its noise per probe.
+Arms, each trained once into `WORKDIR/santurkar/...` with its checkpoints kept, and reused by
+every study of the three that needs it (`train`):
+- `mlp/ARM_lrLR`: the MNIST MLP (`configs/mnist.py`) arm ARM of `MLP_ARMS` at a constant
+  learning rate, 3 seeds side by side, NUM_STEPS steps, a checkpoint every PROBE_EVERY,
+  population statistics (Algorithm 2, 100 batches, no noise: `population_stats`) at the end;
+- `mlp_early/ARM_lrLR`: the same config, seeds and batches for the first EARLY_STEPS steps
+  with a checkpoint every EARLY_PROBE_EVERY (the early phase the grid above skips);
+- `proxy/ARM_seedS`: the Inception proxy (`configs/inception.py:bn_baseline,small` as the
+  studies train it) arm ARM of `PROXY_ARMS`, seeds 0, 1, 2 as separate runs, PROXY_STEPS
+  steps at constant LR 0.01, a checkpoint every PROXY_PROBE_EVERY.
+`probe_trajectories` evaluates a probe of `bn_repro.analysis.optimization_probes` on the saved
+states: at step 0 (the initialization) and at every checkpoint of the grid, per seed, on a
+training batch of the config's batch size drawn for that (step, seed), BN in training mode
+(batch statistics inside the gradient) and, for noisy BN, one fixed draw of its noise per
+probe.
 """
 
+import dataclasses
 import pathlib
 import re
 from collections.abc import Callable, Sequence
@@ -21,39 +30,124 @@ from bn_repro.studies.common import Arm, StudyContext, initial_network, train_ar
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.steps import cross_entropy_loss, model_rngs, seed_state
 
-SHARED_DIRECTORY = 'santurkar_mlp'
+SHARED_DIRECTORY = 'santurkar'
 NUM_SEEDS = 3
 NUM_STEPS = 10_000
 PROBE_EVERY = 1_000
-PROBE_BATCH = 60
+EARLY_STEPS = 500
+EARLY_PROBE_EVERY = 50
+POPULATION_BATCHES = 100
+PROXY_STEPS = 3_000
+PROXY_PROBE_EVERY = 500
+PROXY_EVAL_EVERY = 1_000
+PROXY_SEEDS = (0, 1, 2)
+PROXY_LEARNING_RATE = 0.01  # The studies' constant proxy rate (`common.StudyContext.config`).
+
+
+def _noise(magnitude: float) -> dict[str, float]:
+  return {'model__bn__noise_mean': magnitude, 'model__bn__noise_std': magnitude}
+
+
+FIXED_NOISE = {'model__bn__noise_redraw': 'fixed'}
+# Arm -> (configs/mnist.py variant, fields): noisy BN at n_mu = n_sigma = 1 (the variant's),
+# 0.3 and 0.1, and the control with its noise parameters drawn once (`batch_norm`).
+MLP_ARMS = {
+  'baseline': ('baseline', {}),
+  'bn': ('bn', {}),
+  'bn_noisy': ('bn_noisy', {}),
+  'bn_noisy_0.3': ('bn_noisy', _noise(0.3)),
+  'bn_noisy_0.1': ('bn_noisy', _noise(0.1)),
+  'bn_noisy_fixed': ('bn_noisy', FIXED_NOISE),
+}
+# Arm -> fields over configs/inception.py:bn_baseline,small: no normalization (conv biases
+# back, GoogLeNet's g(Wu + b)), BN, noisy BN at 1 and its fixed-noise control.
+PROXY_ARMS = {
+  'baseline': {'model__normalization': 'none', 'model__conv_bias': True},
+  'bn': {},
+  'bn_noisy': _noise(1.0),
+  'bn_noisy_fixed': {**_noise(1.0), **FIXED_NOISE},
+}
 
 Probe = Callable[[Callable, dict], dict[str, jax.Array]]
+Trained = tuple[ml_collections.ConfigDict, Arm]
+
+
+@dataclasses.dataclass
+class SanturkarArms:
+  """What `train` returns: `mlp` and `early` {(arm, learning rate): (config, Arm)}, `proxy`
+  {arm: [(config, Arm) of each seed in PROXY_SEEDS (the first only in smoke mode)]}."""
+
+  mlp: dict[tuple[str, float], Trained]
+  early: dict[tuple[str, float], Trained]
+  proxy: dict[str, list[Trained]]
 
 
 def arm_name(variant: str, learning_rate: float) -> str:
   return f'{variant}_lr{learning_rate:g}'
 
 
-def train_mlp_arms(
-  context: StudyContext, variants: Sequence[str], learning_rates: Sequence[float]
-) -> dict[tuple[str, float], tuple[ml_collections.ConfigDict, Arm]]:
-  """Trains (or reuses) the MLP arms {(variant, learning rate): (config, arm)}."""
-  configs = {
-    (variant, lr): context.config(
-      f'configs/mnist.py:{variant}',
-      num_steps=context.steps(NUM_STEPS),
-      num_seeds=NUM_SEEDS,
-      optimizer__learning_rate=lr,
-      checkpoint_every=10 if context.smoke else PROBE_EVERY,
-      keep_checkpoints=NUM_STEPS // PROBE_EVERY + 1,
-    )
-    for variant in variants
-    for lr in learning_rates
-  }
-  arms = train_arms(
-    context, {arm_name(*key): config for key, config in configs.items()}, SHARED_DIRECTORY
+def _mlp_config(
+  context: StudyContext, arm: str, learning_rate: float, early: bool
+) -> ml_collections.ConfigDict:
+  variant, fields = MLP_ARMS[arm]
+  steps, every = (EARLY_STEPS, EARLY_PROBE_EVERY) if early else (NUM_STEPS, PROBE_EVERY)
+  grid = (
+    {} if context.smoke else {'checkpoint_every': every, 'keep_checkpoints': steps // every + 1}
   )
-  return {key: (config, arms[arm_name(*key)]) for key, config in configs.items()}
+  if early and not context.smoke:
+    grid |= {'log_every': every, 'steps_per_call': every, 'eval_every': steps}
+  return context.config(
+    f'configs/mnist.py:{variant}',
+    num_steps=context.steps(steps),
+    num_seeds=NUM_SEEDS,
+    optimizer__learning_rate=learning_rate,
+    population_stats__num_batches=0 if early else POPULATION_BATCHES,
+    **grid,
+    **fields,
+  )
+
+
+def _proxy_config(context: StudyContext, arm: str, seed: int) -> ml_collections.ConfigDict:
+  return context.config(
+    'configs/inception.py:bn_baseline,small',
+    num_steps=context.steps(PROXY_STEPS),
+    eval_every=context.steps(PROXY_EVAL_EVERY),
+    checkpoint_every=10 if context.smoke else PROXY_PROBE_EVERY,
+    keep_checkpoints=PROXY_STEPS // PROXY_PROBE_EVERY + 1,
+    population_stats__num_batches=POPULATION_BATCHES,
+    seed=seed,
+    **PROXY_ARMS[arm],
+  )
+
+
+def train(
+  context: StudyContext,
+  mlp: Sequence[tuple[str, float]] = (),
+  early: Sequence[tuple[str, float]] = (),
+  proxy: Sequence[str] = (),
+) -> SanturkarArms:
+  """Trains (or reuses) the arms a study needs, in one pool (the long proxy runs first):
+  `mlp` and `early` (arm, learning rate) pairs of MLP_ARMS, `proxy` arms of PROXY_ARMS."""
+  proxy_seeds = PROXY_SEEDS[:1] if context.smoke else PROXY_SEEDS  # Smoke: one proxy seed.
+  configs = {
+    **{
+      f'proxy/{arm}_seed{seed}': _proxy_config(context, arm, seed)
+      for arm in proxy
+      for seed in proxy_seeds
+    },
+    **{f'mlp/{arm_name(*key)}': _mlp_config(context, *key, early=False) for key in mlp},
+    **{f'mlp_early/{arm_name(*key)}': _mlp_config(context, *key, early=True) for key in early},
+  }
+  arms = train_arms(context, configs, SHARED_DIRECTORY)
+
+  def trained(name: str) -> Trained:
+    return configs[name], arms[name]
+
+  return SanturkarArms(
+    mlp={key: trained(f'mlp/{arm_name(*key)}') for key in mlp},
+    early={key: trained(f'mlp_early/{arm_name(*key)}') for key in early},
+    proxy={arm: [trained(f'proxy/{arm}_seed{seed}') for seed in proxy_seeds] for arm in proxy},
+  )
 
 
 def probe_trajectories(
@@ -96,8 +190,8 @@ def probe_trajectories(
     per_seed = []
     for seed in range(config.num_seeds):
       run = seed_state(state, seed, config.num_seeds)
-      draw = np.random.default_rng([step, seed])
-      index = np.sort(draw.choice(len(dataset.train_labels), PROBE_BATCH, replace=False))
+      draw = np.random.default_rng([step, config.seed + seed])
+      index = np.sort(draw.choice(len(dataset.train_labels), config.batch_size, replace=False))
       images = preprocess(dataset.train_images[index])
       key = jax.random.key(draw.integers(2**31))
       result = evaluate(run.params, run.batch_stats, images, dataset.train_labels[index], key)
