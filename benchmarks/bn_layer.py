@@ -1,4 +1,4 @@
-r"""The BN layer alone, forward + backward: bn_repro vs flax.linen.BatchNorm vs PyTorch (issue #6).
+r"""The BN layer alone, forward + backward: bn_repro vs flax.linen.BatchNorm vs PyTorch.
 
   .venv/bin/pip install -r requirements-bench.txt
   .venv/bin/python -m benchmarks.bn_layer [--repeats=20]

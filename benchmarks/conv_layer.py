@@ -1,5 +1,5 @@
 r"""One convolution, forward + backward: XLA:CPU (jax) vs PyTorch (oneDNN), to locate the
-BN-Inception step gap (issue #6).
+BN-Inception step gap.
 
   .venv/bin/pip install -r requirements-bench.txt
   .venv/bin/python -m benchmarks.conv_layer [--repeats=10]

@@ -1,4 +1,4 @@
-r"""The MNIST training step (batch 60), bn_repro against PyTorch in one process (issue #6).
+r"""The MNIST training step (batch 60), bn_repro against PyTorch in one process.
 
   .venv/bin/pip install -r requirements-bench.txt
   .venv/bin/python -m benchmarks.mnist_vs_torch [--steps=500] [--repeats=5]
@@ -25,8 +25,8 @@ from absl import app, flags
 from benchmarks.roofline import matmul_flops, measure_matmul_peak, time_step_matmuls
 from benchmarks.timing import TrainingBench
 from benchmarks.torch_mlp import TorchMLP, make_sgd_step
+from bn_repro.distributed import replicated_to_host
 from bn_repro.training.config_files import load_config
-from bn_repro.training.sharding import replicated_to_host
 
 _STEPS = flags.DEFINE_integer('steps', 500, 'Steps per timed run (and per bn_repro host call).')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed runs per implementation; the best counts.')

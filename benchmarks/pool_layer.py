@@ -1,4 +1,4 @@
-r"""BN-Inception's pooling layers, forward + backward: bn_repro vs flax vs PyTorch (issue #6).
+r"""BN-Inception's pooling layers, forward + backward: bn_repro vs flax vs PyTorch.
 
   .venv/bin/pip install -r requirements-bench.txt
   .venv/bin/python -m benchmarks.pool_layer [--repeats=10]

@@ -11,9 +11,9 @@ from jax.sharding import PartitionSpec as P
 from bn_repro import models
 from bn_repro.data import transforms
 from bn_repro.data.pipeline import InMemoryTrainInput
-from bn_repro.training.sharding import AXIS
+from bn_repro.distributed import AXIS, create_mesh
 from bn_repro.training.state import create_train_state
-from bn_repro.training.steps import create_mesh, make_train_chunk_fn
+from bn_repro.training.steps import make_train_chunk_fn
 
 
 class TrainingBench:

@@ -21,7 +21,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from bn_repro.training.sharding import AXIS, gathered_to_host, put_global
+from bn_repro.distributed import AXIS, gathered_to_host, put_global
 from bn_repro.training.steps import TrainState, mean_probabilities_over_crops
 
 CHECKPOINTS = {
@@ -150,10 +150,10 @@ def main(argv: Sequence[str]) -> None:
   from bn_repro.data import transforms
   from bn_repro.data.offline import DataIntegrityError
   from bn_repro.data.pipeline import create_inputs
+  from bn_repro.distributed import create_mesh
   from bn_repro.training.config_checks import validate_config
   from bn_repro.training.config_files import override
   from bn_repro.training.state import create_train_state
-  from bn_repro.training.steps import create_mesh
 
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax's INFO lines are not the result.

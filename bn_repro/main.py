@@ -24,6 +24,7 @@ from ml_collections import config_flags
 from bn_repro.data.datasets import SubsetSizeError
 from bn_repro.data.imagenet import ImageNetNotPreparedError
 from bn_repro.data.offline import DataIntegrityError
+from bn_repro.distributed import DeviceCountError
 from bn_repro.training import config_docs, console, train
 from bn_repro.training.checkpointing import CheckpointStructureError
 from bn_repro.training.compilation_cache import enable_compilation_cache
@@ -31,7 +32,6 @@ from bn_repro.training.config_checks import InvalidConfigError, validate_config
 from bn_repro.training.config_files import REPO_ROOT, load_config
 from bn_repro.training.diagnostics import TrainingDivergedError
 from bn_repro.training.preemption import PreemptedError
-from bn_repro.training.steps import DeviceCountError
 from bn_repro.training.workdir import WorkdirError
 
 _CONFIG = config_flags.DEFINE_config_file(

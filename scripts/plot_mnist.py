@@ -14,8 +14,8 @@ import time
 from absl import app, flags
 
 from bn_repro.analysis import unit_drift
+from bn_repro.records import read_metrics
 from bn_repro.reports import figure1
-from bn_repro.training.records import read_metrics
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/mnist', 'Folder with SETTING/{baseline,bn}/.')
 _SETTINGS = flags.DEFINE_list('settings', ['lr2', 'lr0.5'], 'Setting folders, primary first.')

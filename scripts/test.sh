@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Runs the test suite (and ruff) in the project's virtualenv, creating it if needed.
+# Runs the test suite (and ruff) in the project's virtualenv, creating it if needed: both
+# tiers, the unit tier and the end-to-end tier (subprocesses, kills, servers, studies; the
+# modules tests/conftest.py names), as CI does.
+#   scripts/test.sh --fast     # the unit tier alone
 # Extra arguments go to pytest, e.g. scripts/test.sh -k layers. Slow tests: scripts/test.sh -m slow
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +11,14 @@ help_requested "$0" "$@" && exit 0
 source scripts/setup_venv.sh
 "$VENV_PYTHON" -m ruff check .
 "$VENV_PYTHON" -m ruff format --check --quiet .
-marker=(-m "not slow")
-for arg in "$@"; do [ "$arg" = "-m" ] && marker=(); done
-exec "$VENV_PYTHON" -m pytest -q "${marker[@]}" "$@"
+tier="not slow"
+args=()
+for arg in "$@"; do
+  case "$arg" in
+    --fast) tier="not slow and not e2e" ;;
+    *) args+=("$arg") ;;
+  esac
+done
+marker=(-m "$tier")
+for arg in "${args[@]}"; do [ "$arg" = "-m" ] && marker=(); done
+exec "$VENV_PYTHON" -m pytest -q "${marker[@]}" "${args[@]}"

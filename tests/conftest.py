@@ -26,6 +26,31 @@ jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+# The end-to-end tier (`scripts/test.sh` runs it after the unit tier; `--fast` skips it):
+# modules whose tests train in subprocesses, kill and resume runs, start servers or run
+# studies. Everything else is the unit tier.
+END_TO_END_MODULES = frozenset(
+  {
+    'test_device_check',
+    'test_ensemble',
+    'test_first_hour',
+    'test_machinery',
+    'test_multiprocess',
+    'test_preemption',
+    'test_run_safety',
+    'test_setup_and_fetch',
+    'test_studies',
+    'test_tensorboard_server',
+    'test_train',
+  }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+  for item in items:
+    if item.module.__name__.rsplit('.', 1)[-1] in END_TO_END_MODULES:
+      item.add_marker(pytest.mark.e2e)
+
 
 def store_synthetic_mnist(data_dir: pathlib.Path) -> pathlib.Path:
   """Stores small SYNTHETIC data (test-only) as TFDS `mnist` 3.0.1 in `data_dir`."""

@@ -10,8 +10,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from bn_repro.data.ordering import padded_batches
+from bn_repro.distributed import create_mesh
 from bn_repro.ensemble import evaluate_ensemble, make_predict_fn
-from bn_repro.training.steps import TrainState, create_mesh
+from bn_repro.training.steps import TrainState
 
 
 class FixedLogits(nn.Module):

@@ -121,8 +121,9 @@ def test_multi_crop_eval_averages_class_probabilities():
 
   from bn_repro import models
   from bn_repro.data.ordering import padded_batches
+  from bn_repro.distributed import create_mesh
   from bn_repro.training.evaluate import Evaluator
-  from bn_repro.training.steps import create_mesh, make_eval_fn
+  from bn_repro.training.steps import make_eval_fn
 
   config = load_config('configs/mnist.py:bn,smoke')
   model = models.create_model(config.model, 10, axis_name='batch')

@@ -1,4 +1,5 @@
-"""The package's shape: the README's layout table matches the tree, no import loops, and
+"""The package's shape: the README's layout table matches the tree, no import loops, imports
+that run only downward (ground floor: records, distributed), and
 functions and modules stay small enough to hold in mind (80 and 400 lines)."""
 
 import ast
@@ -65,6 +66,37 @@ def test_no_import_loops_in_bn_repro():
   modules = _modules()
   graph = {name: _imports(path, modules) - {name} for name, path in modules.items()}
   assert _cycle(graph) is None
+
+
+# Floors, lowest first: a module imports only from its own floor or the floors below it.
+FLOORS = (
+  ('bn_repro.records', 'bn_repro.distributed'),
+  ('bn_repro.models', 'bn_repro.data', 'bn_repro.analysis'),
+  ('bn_repro.training',),
+  ('bn_repro.reports', 'bn_repro.studies', 'bn_repro.ensemble', 'bn_repro.main'),
+)
+
+
+def _floor(module: str) -> int | None:
+  for level, prefixes in enumerate(FLOORS):
+    if any(module == p or module.startswith(p + '.') for p in prefixes):
+      return level
+  return None
+
+
+def test_imports_run_downward():
+  modules = _modules()
+  upward = [
+    f'{name} -> {dependency}'
+    for name, path in modules.items()
+    if (level := _floor(name)) is not None
+    for dependency in _imports(path, modules)
+    if (_floor(dependency) or 0) > level
+  ]
+  assert not upward, f'imports that run upward: {upward}'
+  assert all(_floor(name) is not None for name in modules if name != 'bn_repro'), [
+    name for name in modules if name != 'bn_repro' and _floor(name) is None
+  ]
 
 
 def test_functions_and_modules_stay_small():

@@ -34,7 +34,7 @@ def test_ics_of_a_two_layer_linear_net_equals_the_closed_form():
   g2_after = (x @ w1_new).T @ (x @ w1_new @ w2 - y)  # W2's gradient after W1's step.
   params = {'dense0': {'kernel': jnp.asarray(w1)}, 'dense1': {'kernel': jnp.asarray(w2)}}
   out = probes.internal_covariate_shift(
-    functools.partial(_linear_loss, x=x, y=y),
+    jax.value_and_grad(functools.partial(_linear_loss, x=x, y=y)),
     params,
     lr,
     ['dense0', 'dense1'],
@@ -51,7 +51,7 @@ def test_ics_of_a_two_layer_linear_net_equals_the_closed_form():
 def test_ics_is_jittable_and_the_same_under_jit():
   w1, w2, x, y = _two_layer_problem()
   params = {'dense0': {'kernel': jnp.asarray(w1)}, 'dense1': {'kernel': jnp.asarray(w2)}}
-  loss = functools.partial(_linear_loss, x=x, y=y)
+  loss = jax.value_and_grad(functools.partial(_linear_loss, x=x, y=y))
   layers = ('dense0', 'dense1')
   eager = probes.internal_covariate_shift(loss, params, 0.01, layers, layers)
   jitted = jax.jit(probes.internal_covariate_shift, static_argnums=(0, 3, 4))(
@@ -65,7 +65,9 @@ def test_landscape_on_a_quadratic_equals_the_hand_derived_values():
   w = np.array([1.0, -1.0, 0.5])
   etas = (0.01, 0.05, 0.1)
   params = {'w': jnp.asarray(w)}
-  out = probes.landscape_along_gradient(lambda p: 0.5 * p['w'] @ a @ p['w'], params, etas)
+  out = probes.landscape_along_gradient(
+    jax.value_and_grad(lambda p: 0.5 * p['w'] @ a @ p['w']), params, etas
+  )
   g = a @ w
   losses = [0.5 * (w - e * g) @ a @ (w - e * g) for e in etas]
   # g - g(w - eta g) = eta A g, so the ratio is ||A g|| / ||g|| at every step size.
@@ -103,15 +105,14 @@ def test_scale_invariant_beta_on_a_quadratic_and_under_rescaling():
 
   g = a @ w
   beta = np.linalg.norm(a @ g) / np.linalg.norm(g)  # Exact for a quadratic, every step size.
-  out = probes.scale_invariant_beta(quadratic, params, etas, ['layer'])
+  out = probes.scale_invariant_beta(jax.value_and_grad(quadratic), params, etas, ['layer'])
   assert out[0] == pytest.approx(beta * np.sum(w**2), rel=1e-5)
   # A loss of W / ||W||: rescaling W leaves beta ||W||^2 unchanged (step sizes scaled by
   # c^2, as the gradient shrinks by c and the distance to move grows by c), while raw beta
   # falls by c^2.
   c = 10.0
   scaled = {**params, 'layer': {'kernel': c * params['layer']['kernel']}}
-  small = probes.scale_invariant_beta(_scale_free_loss, params, etas, ['layer'])
-  large = probes.scale_invariant_beta(
-    _scale_free_loss, scaled, tuple(e * c**2 for e in etas), ['layer']
-  )
+  scale_free = jax.value_and_grad(_scale_free_loss)
+  small = probes.scale_invariant_beta(scale_free, params, etas, ['layer'])
+  large = probes.scale_invariant_beta(scale_free, scaled, tuple(e * c**2 for e in etas), ['layer'])
   np.testing.assert_allclose(large, small, rtol=1e-3)

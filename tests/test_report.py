@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from bn_repro import records
 from bn_repro.reports import figure1, inception_table, paper_report
-from bn_repro.training import records
 from bn_repro.training.tensorboard import SummaryWriter, read_scalars
 
 

@@ -208,15 +208,20 @@ def test_santurkar_landscape_study_reports_every_measure_per_seed(santurkar_runs
   assert len(cells) == 4 and all(c['seeds'] == 3 for c in cells)
 
 
-def test_noisy_bn_study_attributes_the_cost_with_its_control(santurkar_runs):
+def test_noisy_bn_study_attributes_the_cost_with_its_control(santurkar_runs, monkeypatch):
+  # Smoke: the rates the other Santurkar studies trained, the sweep at one of them.
+  noisy_bn = load_study('noisy_bn')
+  monkeypatch.setattr(noisy_bn, 'LEARNING_RATES', (0.5, 2.0))
+  monkeypatch.setattr(noisy_bn, 'SWEEP_RATES', (2.0,))
   record = _run_smoke_study('noisy_bn', santurkar_runs)
   proxy = record['inception_proxy']
   assert set(proxy['measures']) == {'baseline', 'bn', 'bn_noisy', 'bn_noisy_fixed'}
   for arm, m in proxy['measures'].items():
     assert len(m['population']) == len(m['running']) == 1, arm  # Smoke: one proxy seed.
   mlp = record['mlp']
-  assert set(mlp) == {'0.05', '0.2', '0.5', '2'}
-  assert {'bn_noisy_0.3', 'bn_noisy_0.1'} <= set(mlp['0.2']['measures'])
+  assert set(mlp) == {'0.5', '2'}
+  assert {'bn_noisy_0.3', 'bn_noisy_0.1'} <= set(mlp['2']['measures'])
+  assert set(mlp['0.5']['measures']) == {'baseline', 'bn', 'bn_noisy', 'bn_noisy_fixed'}
   for setting in [*mlp.values(), proxy]:
     share = setting['shift_share_of_cost']
     assert (share is None) == (setting['cost_attributed_to'] is None)
@@ -228,8 +233,8 @@ def test_probes_run_on_the_initialization_and_every_checkpoint(tmp_path):
   context = StudyContext('probe_check', tmp_path / 'runs', tmp_path / 'out', smoke=True)
   ((config, arm),) = santurkar_arms.train(context, mlp=[('bn', 0.5)]).mlp.values()
 
-  def probe(loss_fn, params):
-    return {'loss': loss_fn(params), 'kernel_sum': jnp.sum(params['dense0']['kernel'])}
+  def probe(value_and_grad, params):
+    return {'loss': value_and_grad(params)[0], 'kernel_sum': jnp.sum(params['dense0']['kernel'])}
 
   trajectory = santurkar_arms.probe_trajectories(config, arm, probe)
   np.testing.assert_array_equal(trajectory['steps'], [0, 10, 20])

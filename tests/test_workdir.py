@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-from bn_repro.training import records, tensorboard, workdir
+from bn_repro import records
+from bn_repro.training import tensorboard, workdir
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.steps import TrainState
 

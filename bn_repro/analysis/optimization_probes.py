@@ -1,9 +1,11 @@
 """Santurkar et al. (2018), "How Does Batch Normalization Help Optimization?", Sec. 2.2
 and 3.1: internal covariate shift (ICS) measured through gradients, and the smoothness of
-the loss landscape along the gradient. Pure functions of a loss; jit them with the loss.
+the loss landscape along the gradient, as pure functions of a loss's value and gradient.
 
-`loss_fn(params) -> scalar` is the training loss on one fixed batch (for BN networks in
-training mode, batch statistics inside the gradient). `layers` names the network's layers
+`value_and_grad(params) -> (loss, grads)` gives the training loss on one fixed batch (for
+BN networks in training mode, batch statistics inside the gradient) and its gradient, e.g.
+`jax.value_and_grad(loss_fn)`. The probes call it at several points: jit it once and call a
+probe eagerly (one compiled gradient), or jit the whole probe. `layers` names the network's layers
 from input to output, each a top-level key of `params`; layer i's weight W_i is
 `params[layers[i]]['kernel']`, and "the layers below layer i" are every top-level group
 listed before it in `groups` (e.g. an MLP's dense0, bn0, dense1, bn1, ...).
@@ -36,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 Params = dict
-Loss = Callable[[Params], jax.Array]
+ValueAndGrad = Callable[[Params], tuple[jax.Array, Params]]
 
 
 def _norm(tree: object) -> jax.Array:
@@ -44,7 +46,7 @@ def _norm(tree: object) -> jax.Array:
 
 
 def internal_covariate_shift(
-  loss_fn: Loss,
+  value_and_grad: ValueAndGrad,
   params: Params,
   learning_rate: float | jax.Array,
   layers: Sequence[str],
@@ -53,7 +55,7 @@ def internal_covariate_shift(
   """Santurkar et al.'s ICS of each layer in `layers` (module docstring).
 
   Args:
-    loss_fn: the loss on one batch, a function of `params` only.
+    value_and_grad: the loss on one batch and its gradient, functions of `params` only.
     params: every trainable parameter, top-level groups named in `groups`.
     learning_rate: of the plain SGD step the layers below take.
     layers: the layers whose weight gradients are compared, input to output.
@@ -63,7 +65,7 @@ def internal_covariate_shift(
     {'l2': (len(layers),) ||G_i - G'_i||, 'cosine': (len(layers),) cos(G_i, G'_i),
      'gradient_norm': (len(layers),) ||G_i||}.
   """
-  grads = jax.grad(loss_fn)(params)
+  grads = value_and_grad(params)[1]
   l2, cosine, norm = [], [], []
   for name in layers:
     below = groups[: groups.index(name)]
@@ -74,7 +76,7 @@ def internal_covariate_shift(
       for key, value in params.items()
     }
     before = grads[name]['kernel']
-    after = jax.grad(loss_fn)(updated)[name]['kernel']
+    after = value_and_grad(updated)[1][name]['kernel']
     l2.append(jnp.linalg.norm((before - after).ravel()))
     norm.append(jnp.linalg.norm(before.ravel()))
     cosine.append(jnp.vdot(before, after) / (norm[-1] * jnp.linalg.norm(after.ravel())))
@@ -82,17 +84,17 @@ def internal_covariate_shift(
 
 
 def landscape_along_gradient(
-  loss_fn: Loss, params: Params, step_sizes: Sequence[float]
+  value_and_grad: ValueAndGrad, params: Params, step_sizes: Sequence[float]
 ) -> dict[str, jax.Array]:
   """Loss variation, gradient predictiveness and effective beta-smoothness along the
   gradient (module docstring), with the loss at each step size `(n,)`."""
-  loss, g = jax.value_and_grad(loss_fn)(params)
+  loss, g = value_and_grad(params)
   g_norm = _norm(g)
   largest = max(step_sizes)
   losses, changes, ratios = [], [], []
   for eta in step_sizes:
     moved = jax.tree.map(lambda p, d, eta=eta: p - eta * d, params, g)
-    moved_loss, moved_g = jax.value_and_grad(loss_fn)(moved)
+    moved_loss, moved_g = value_and_grad(moved)
     change = _norm(jax.tree.map(jnp.subtract, g, moved_g))
     losses.append(moved_loss)
     changes.append(change)
@@ -112,11 +114,14 @@ def landscape_along_gradient(
 
 
 def scale_invariant_beta(
-  loss_fn: Loss, params: Params, step_sizes: Sequence[float], layers: Sequence[str]
+  value_and_grad: ValueAndGrad,
+  params: Params,
+  step_sizes: Sequence[float],
+  layers: Sequence[str],
 ) -> jax.Array:
   """beta_l ||W_l||^2 of each layer in `layers` (module docstring) `(len(layers),)`: W_l is
   `params[l]['kernel']`, moved alone along its own gradient by each of `step_sizes`."""
-  grads = jax.grad(loss_fn)(params)
+  grads = value_and_grad(params)[1]
   values = []
   for name in layers:
     kernel, g = params[name]['kernel'], grads[name]['kernel']
@@ -124,7 +129,7 @@ def scale_invariant_beta(
     ratios = []
     for eta in step_sizes:
       moved = {**params, name: {**params[name], 'kernel': kernel - eta * g}}
-      change = jnp.linalg.norm((jax.grad(loss_fn)(moved)[name]['kernel'] - g).ravel())
+      change = jnp.linalg.norm((value_and_grad(moved)[1][name]['kernel'] - g).ravel())
       ratios.append(change / (eta * g_norm))
     values.append(jnp.stack(ratios).max() * jnp.sum(jnp.square(kernel)))
   return jnp.stack(values)

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bn_repro.training import records
+from bn_repro import records
 
 RECORDS_FILE = 'unit_percentiles.jsonl'
 PERCENTILES = (15, 50, 85)

@@ -16,7 +16,7 @@ import zipfile
 
 import numpy as np
 
-from bn_repro.training.records import write_atomically
+from bn_repro.records import write_atomically
 
 CACHE_FOLDER = 'bn_repro_arrays'
 _KEYS = ('train_images', 'train_labels', 'test_images', 'test_labels', 'num_classes')

@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from bn_repro.data import datasets, ordering
-from bn_repro.training.sharding import AXIS, put_global, put_process_local
+from bn_repro.distributed import AXIS, put_global, put_process_local
 
 if TYPE_CHECKING:
   import ml_collections

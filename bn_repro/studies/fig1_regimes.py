@@ -33,11 +33,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bn_repro.analysis import unit_drift
+from bn_repro.records import read_metrics
 from bn_repro.reports import figure1
 from bn_repro.reports.formatting import MNIST_DATA, fmt
 from bn_repro.reports.study_results import write_results
 from bn_repro.studies.common import StudyContext, train_arms
-from bn_repro.training.records import read_metrics
 
 LEARNING_RATES = (0.05, 0.2, 0.5, 2.0)
 INIT_STDS = (0.01, 0.1, 1.0)

@@ -61,9 +61,9 @@ def _probed_layers(config) -> list[str]:
 
 
 def _ics_probe(learning_rate: float, layers: list[str]):
-  def probe(loss_fn, params):
+  def probe(value_and_grad, params):
     groups = santurkar_arms.layer_groups(params)
-    out = internal_covariate_shift(loss_fn, params, learning_rate, layers, groups)
+    out = internal_covariate_shift(value_and_grad, params, learning_rate, layers, groups)
     return {**out, 'relative_l2': out['l2'] / out['gradient_norm']}
 
   return probe

@@ -71,11 +71,11 @@ RULE = (
 
 
 def _landscape_probe(step_sizes: tuple[float, ...], hidden_layers: list[str] | None):
-  def probe(loss_fn, params):
-    result = landscape_along_gradient(loss_fn, params, step_sizes)
+  def probe(value_and_grad, params):
+    result = landscape_along_gradient(value_and_grad, params, step_sizes)
     out = {name: result[name] for name in MEASURES if name in result}
     if hidden_layers:
-      betas = scale_invariant_beta(loss_fn, params, step_sizes, hidden_layers)
+      betas = scale_invariant_beta(value_and_grad, params, step_sizes, hidden_layers)
       out['scale_invariant_beta'] = jnp.median(betas)
     return out
 

@@ -18,6 +18,7 @@ probe.
 """
 
 import dataclasses
+import functools
 import pathlib
 import re
 from collections.abc import Callable, Sequence
@@ -153,8 +154,9 @@ def train(
 def probe_trajectories(
   config: ml_collections.ConfigDict, arm: Arm, probe: Probe
 ) -> dict[str, np.ndarray]:
-  """`probe(loss_fn, params)` at step 0 and at every step of the probe grid (the multiples
-  of `config.checkpoint_every` up to `config.num_steps`), per seed.
+  """`probe(value_and_grad, params)` at step 0 and at every step of the probe grid (the
+  multiples of `config.checkpoint_every` up to `config.num_steps`), per seed: the loss's
+  gradient is compiled once, the probe runs eagerly around it.
 
   Returns {'steps': (T,), NAME: (T, S, ...)} for each output NAME of the probe.
 
@@ -165,7 +167,7 @@ def probe_trajectories(
   model, dataset, preprocess = network.model, network.dataset, network.preprocess
 
   @jax.jit
-  def evaluate(params, batch_stats, images, labels, key):
+  def value_and_grad(params, batch_stats, images, labels, key):
     def loss_fn(p):
       logits, _ = model.apply(
         {'params': p, 'batch_stats': batch_stats},
@@ -176,7 +178,7 @@ def probe_trajectories(
       )
       return cross_entropy_loss(logits, labels)
 
-    return probe(loss_fn, params)
+    return jax.value_and_grad(loss_fn)(params)
 
   checkpointer = Checkpointer(arm.workdir / 'checkpoints', read_only=True)
   try:
@@ -194,7 +196,14 @@ def probe_trajectories(
       index = np.sort(draw.choice(len(dataset.train_labels), config.batch_size, replace=False))
       images = preprocess(dataset.train_images[index])
       key = jax.random.key(draw.integers(2**31))
-      result = evaluate(run.params, run.batch_stats, images, dataset.train_labels[index], key)
+      batch = functools.partial(
+        value_and_grad,
+        batch_stats=run.batch_stats,
+        images=images,
+        labels=dataset.train_labels[index],
+        key=key,
+      )
+      result = probe(batch, run.params)
       per_seed.append(jax.tree.map(np.asarray, result))
     values.append(per_seed)
   checkpointer.close()

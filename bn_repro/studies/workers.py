@@ -44,8 +44,8 @@ def _program(config: ml_collections.ConfigDict) -> str:
 
 
 # One core per program: XLA:CPU's second thread adds little to an MLP step, a second
-# program on the other core nearly doubles the steps per second (study 9 took 36.8 instead
-# of 71.4 minutes, results/studies/README.md). scripts/common.sh sets the same flags.
+# program on the other core nearly doubles the steps per second (measured in
+# benchmarks/README.md). scripts/common.sh sets the same flags.
 SINGLE_THREADED_XLA_FLAGS = '--xla_cpu_multi_thread_eigen=false'
 
 
@@ -53,10 +53,8 @@ def worker_cores(jobs: int) -> list[int | None]:
   """The core each of `jobs` workers is pinned to, or None (not pinned) for every worker
   where the platform cannot pin or there are fewer cores than workers.
 
-  Pinned, two single-threaded MNIST arms side by side ran 10,000 steps in 24.2-25.3 s,
-  against 28.1-28.5 s left to the scheduler and 24.5 s for one arm alone (2-core machine,
-  benchmarks/README.md): unpinned, each process's helper threads and host work interrupt
-  the other's XLA program.
+  Unpinned, each process's helper threads and host work interrupt the other's XLA program
+  (pinned against unpinned on the 2-core machine: benchmarks/README.md).
   """
   cores = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []
   if len(cores) < jobs:

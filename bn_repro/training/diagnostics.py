@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-from bn_repro.training.sharding import replicated_to_host
+from bn_repro.distributed import replicated_to_host
 
 
 class TrainingDivergedError(FloatingPointError):

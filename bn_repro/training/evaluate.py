@@ -14,7 +14,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from bn_repro.training.sharding import gathered_to_host, put_global, replicated_to_host
+from bn_repro.distributed import gathered_to_host, put_global, replicated_to_host
 from bn_repro.training.steps import TrainState
 
 

@@ -8,11 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from bn_repro.analysis import unit_drift
+from bn_repro.distributed import replicated_to_host
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.evaluate import Evaluator, preactivation_percentiles
 from bn_repro.training.faults import kill_point
 from bn_repro.training.setup import Run
-from bn_repro.training.sharding import replicated_to_host
 from bn_repro.training.steps import TrainState, seed_states
 
 

@@ -13,8 +13,8 @@ import sys
 import jax
 
 from bn_repro.models import xla_cpu
+from bn_repro.records import write_atomically
 from bn_repro.training.config_files import REPO_ROOT
-from bn_repro.training.records import write_atomically
 
 PACKAGES = (
   'jax',

@@ -13,26 +13,21 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from bn_repro import models
+from bn_repro import models, records
 from bn_repro.analysis import unit_drift
 from bn_repro.analysis.population_stats import population_statistics_fn
 from bn_repro.data import datasets, transforms
 from bn_repro.data.pipeline import TrainInput, create_inputs
+from bn_repro.distributed import AXIS, create_mesh, put_global
 from bn_repro.models import normalization as norm_lib
-from bn_repro.training import optim, records
+from bn_repro.training import optim
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.config_checks import validate_config
 from bn_repro.training.dashboards import Dashboards
 from bn_repro.training.evaluate import Evaluator
 from bn_repro.training.run_info import write_run_info
-from bn_repro.training.sharding import AXIS, put_global
 from bn_repro.training.state import create_train_state, init_batch
-from bn_repro.training.steps import (
-  TrainState,
-  create_mesh,
-  make_eval_fn,
-  make_train_chunk_fn,
-)
+from bn_repro.training.steps import TrainState, make_eval_fn, make_train_chunk_fn
 from bn_repro.training.tensorboard import SummaryWriter, truncate_events
 from bn_repro.training.workdir import (
   WorkdirLock,

@@ -25,36 +25,14 @@ from jax.sharding import PartitionSpec as P
 
 from bn_repro.data import transforms
 from bn_repro.data.pipeline import TrainInput
+from bn_repro.distributed import AXIS
 from bn_repro.models.batch_norm import NOISE_STREAM
-from bn_repro.training.sharding import AXIS
 
 
 class TrainState(train_state.TrainState):
   """Flax TrainState plus the BN running statistics (`batch_stats` collection)."""
 
   batch_stats: Any
-
-
-class DeviceCountError(ValueError):
-  """`config.num_devices` asks for more devices than the job has."""
-
-
-def create_mesh(num_devices: int | None = None) -> Mesh:
-  """A 1-D mesh named `batch` over the first `num_devices` devices (all if None)."""
-  devices = jax.devices()
-  if num_devices is None:
-    num_devices = len(devices)
-  if not 1 <= num_devices <= len(devices):
-    raise DeviceCountError(
-      f'num_devices={num_devices}, but {len(devices)} {devices[0].platform} device(s) are '
-      'available; set --config.num_devices to at most that (unset: all of them).'
-    )
-  return jax.make_mesh(
-    (num_devices,),
-    (AXIS,),
-    devices=devices[:num_devices],
-    axis_types=(jax.sharding.AxisType.Explicit,),
-  )
 
 
 def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from bn_repro.training import records
+from bn_repro import records
 
 EVENT_FILE_PATTERN = 'events.out.tfevents.*'
 _REWRITE_PREFIX = '.rewrite.'  # Temporary files of `truncate_events`: no reader matches them.
@@ -27,7 +27,7 @@ _LEGACY_PARTIAL_SUFFIX = '.partial'  # Earlier versions' temporaries, which the 
 
 class SummaryWriter:
   """Writes summaries to event files in `logdir`, and the scalars, the same values, to
-  `logdir/metrics.jsonl` (`bn_repro.training.records`) if `metrics_file`; a no-op unless
+  `logdir/metrics.jsonl` (`bn_repro.records`) if `metrics_file`; a no-op unless
   `enabled`.
 
   In a multi-process job only process 0 writes (`enabled=False` elsewhere).

@@ -19,13 +19,13 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from bn_repro.distributed import replicated_to_host
 from bn_repro.training.diagnostics import TrainingDivergedError, first_nonfinite, parameter_norms
 from bn_repro.training.faults import kill_point
 from bn_repro.training.periodic import periodic_evaluation
 from bn_repro.training.preemption import PreemptedError, StopRequest
 from bn_repro.training.progress import Progress
 from bn_repro.training.setup import Run, set_up
-from bn_repro.training.sharding import replicated_to_host
 from bn_repro.training.steps import TrainState, seed_state
 
 
@@ -83,8 +83,11 @@ def _train(run: Run, stop: StopRequest) -> dict[str, float]:
   eval_metrics: dict[str, float] = {}
   progress = Progress(step, config.num_steps)
   if step < config.num_steps:
-    estimate = _COMPILE_ESTIMATES.get(config.model.name, '')
-    logging.info('Compiling the training step and running it from step %d%s...', step, estimate)
+    logging.info(
+      'Compiling the training step and running it from step %d (a config new to this '
+      "machine's compilation cache compiles for a while; later runs of it load it)...",
+      step,
+    )
   evaluated = dict(run.logged.get('eval/accuracy', []))
   if (
     step and _evaluation_due(config, step) and (step not in evaluated or run.reevaluate_final_step)
@@ -140,10 +143,6 @@ def _train(run: Run, stop: StopRequest) -> dict[str, float]:
     'Finished at step %d; parameter fingerprint (sum of |params|) %.10e', step, fingerprint
   )
   return eval_metrics
-
-
-# Measured on a 2-core CPU (the first run of a config; the compilation cache serves later ones).
-_COMPILE_ESTIMATES = {'inception': ' (about 1-2 min on a 2-core CPU the first time, then cached)'}
 
 
 def _parameter_norms(state: TrainState, num_seeds: int) -> dict[str, float]:

@@ -20,8 +20,8 @@ import pathlib
 import shutil
 import socket
 
+from bn_repro import records
 from bn_repro.analysis import unit_drift
-from bn_repro.training import records
 
 # Dotted names (or prefixes ending in '.') of fields that may differ on resume: scheduling...
 SCHEDULING_FIELDS = frozenset(

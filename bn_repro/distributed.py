@@ -1,4 +1,5 @@
-"""Moving arrays between the host and the device mesh, in one process or many.
+"""The device mesh of data parallelism, and moving arrays between the host and it, in one
+process or many.
 
 With `jax.distributed` a mesh spans the devices of several processes, and an
 array is global: each process holds only its devices' shards. Host data that every
@@ -11,9 +12,31 @@ process both reduce to `jax.device_put`.
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding
+from jax.sharding import Mesh, NamedSharding
 
 AXIS = 'batch'  # The mesh axis of data parallelism (the pmap programming model's name).
+
+
+class DeviceCountError(ValueError):
+  """`config.num_devices` asks for more devices than the job has."""
+
+
+def create_mesh(num_devices: int | None = None) -> Mesh:
+  """A 1-D mesh named `batch` over the first `num_devices` devices (all if None)."""
+  devices = jax.devices()
+  if num_devices is None:
+    num_devices = len(devices)
+  if not 1 <= num_devices <= len(devices):
+    raise DeviceCountError(
+      f'num_devices={num_devices}, but {len(devices)} {devices[0].platform} device(s) are '
+      'available; set --config.num_devices to at most that (unset: all of them).'
+    )
+  return jax.make_mesh(
+    (num_devices,),
+    (AXIS,),
+    devices=devices[:num_devices],
+    axis_types=(jax.sharding.AxisType.Explicit,),
+  )
 
 
 def put_global(tree: object, sharding: NamedSharding) -> object:
