@@ -21,7 +21,7 @@ import torch
 from absl import app, flags
 
 from benchmarks.timing import best_milliseconds, run_jax
-from bn_repro.models.batch_norm import BatchNorm
+from bn_repro.nn.batch_norm import BatchNorm
 
 _REPEATS = flags.DEFINE_integer('repeats', 20, 'Timed calls per implementation; the best counts.')
 SHAPES = {'conv (32, 28, 28, 256)': (32, 28, 28, 256), 'dense (1024, 1024)': (1024, 1024)}

@@ -7,7 +7,7 @@ BN-Inception step gap.
 Shapes from BN-Inception at 224x224, batch 32 (the stem's 7x7/2 and 3x3, inception_3a's 3x3
 and 1x1, a 14x14 3x3), SYNTHETIC float32 data (timing only); the gradient of
 sum(conv(x) * r) with respect to x and the kernel. jax: NHWC/HWIO `lax.conv_general_dilated`
-as XLA runs it, and `bn_repro.models.xla_cpu.conv_general_dilated` (1x1 as a matmul; on CPU, large
+as XLA runs it, and `bn_repro.nn.xla_cpu.conv_general_dilated` (1x1 as a matmul; on CPU, large
 convolutions' kernel gradients in chunks of 4 examples), checked equal to it; torch:
 `conv2d` in channels-last and in NCHW memory formats. Milliseconds per call (best of
 --repeats) and GFLOP/s of bn_repro's.
@@ -21,7 +21,7 @@ from absl import app, flags
 from jax import lax
 
 from benchmarks.timing import best_milliseconds, run_jax
-from bn_repro.models import xla_cpu
+from bn_repro.nn import xla_cpu
 
 _REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed calls per implementation; the best counts.')
 # name -> (batch, height, width, in channels, out channels, kernel, stride)

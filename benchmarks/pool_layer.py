@@ -5,7 +5,7 @@ r"""BN-Inception's pooling layers, forward + backward: bn_repro vs flax vs PyTor
 
 Shapes of BN-Inception at 224x224, batch 32 (the two stem max-pools 3x3/2, an inception
 module's 3x3/1 max-pool and its 3x3/1 average pool), SYNTHETIC float32 data (timing only);
-the gradient of sum(pool(x) * r) with respect to x. Max-pool: `bn_repro.models.xla_cpu.max_pool`
+the gradient of sum(pool(x) * r) with respect to x. Max-pool: `bn_repro.nn.xla_cpu.max_pool`
 (custom VJP), `flax.linen.max_pool` (XLA's select-and-scatter) and torch `max_pool2d` in
 channels-last; the gradients are checked equal first. Average pool (SAME, padding
 excluded from the count, as in the model's `_pool`): `flax.linen.avg_pool` vs torch
@@ -20,7 +20,7 @@ from absl import app, flags
 from flax import linen as nn
 
 from benchmarks.timing import best_milliseconds, run_jax
-from bn_repro.models.xla_cpu import max_pool
+from bn_repro.nn.xla_cpu import max_pool
 
 _REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed calls per implementation; the best counts.')
 # name -> (kind, batch, height, width, channels, stride)

@@ -34,7 +34,7 @@ def base_config(variant: str) -> ml_collections.ConfigDict:
   config.num_devices = config_dict.placeholder(int)  # None: all local devices.
   config.log_param_norms = False  # Log params/LAYER/NAME L2 norms with the train metrics.
   # Algorithm 2: inference statistics recomputed over the first K training batches
-  # (bn_repro/analysis/population_stats.py); 0: off. The final state with them is saved in
+  # (bn_repro/nn/population_stats.py); 0: off. The final state with them is saved in
   # WORKDIR/population_checkpoint and evaluated as eval_population/*; with every_eval,
   # at every evaluation too (the moving-average vs population gap during training).
   config.population_stats = ml_collections.ConfigDict()
@@ -65,7 +65,7 @@ def input_config(
 
 def batch_norm_config(group_size: object) -> ml_collections.ConfigDict:
   """`config.model.bn`: the fields of every BatchNorm layer
-  (bn_repro/models/batch_norm.py), one to one."""
+  (bn_repro/nn/batch_norm.py), one to one."""
   config = ml_collections.ConfigDict()
   config.momentum = 0.99  # Of the running averages used at test time.
   config.epsilon = 1e-5
@@ -77,7 +77,7 @@ def batch_norm_config(group_size: object) -> ml_collections.ConfigDict:
   # gradient, the flawed scheme of the paper's Sec. 2 (ablations only).
   config.stop_gradient = 'none'
   # Noisy BN (Santurkar et al. 2018): n_mu, n_sigma of the shifting noise added after BN in
-  # training (bn_repro/models/batch_norm.py); 0: none. noise_redraw 'step' redraws each
+  # training (bn_repro/nn/batch_norm.py); 0: none. noise_redraw 'step' redraws each
   # unit's noise mean and std every step (theirs), 'fixed' draws them once (the control).
   config.noise_mean = 0.0
   config.noise_std = 0.0

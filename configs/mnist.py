@@ -44,7 +44,7 @@ from ml_collections import config_dict
 from bn_repro.training import optim
 from configs import common
 
-# Variant -> model.normalization (bn_repro/models/normalization.py).
+# Variant -> model.normalization (bn_repro/nn/normalization.py).
 NORMALIZATION = {
   'baseline': 'none',
   'bn': 'batch',

@@ -8,9 +8,9 @@ import pytest
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from bn_repro.models import xla_cpu
-from bn_repro.models.batch_norm import BatchNorm
-from bn_repro.models.xla_cpu import conv_general_dilated, max_pool
+from bn_repro.nn import xla_cpu
+from bn_repro.nn.batch_norm import BatchNorm
+from bn_repro.nn.xla_cpu import conv_general_dilated, max_pool
 from tests.numpy_bn import bn_backward, bn_forward
 
 EPS = 1e-5

@@ -143,3 +143,39 @@ def test_stop_gradient_statistics_reach_the_model():
     grads['mean']['bn0']['bias'] * np.ones(4),
     rtol=1e-5,
   )
+
+
+def test_a_new_normalizer_is_its_layer_and_one_registry_entry(monkeypatch):
+  """Registering a kind (here flax's LayerNorm, a stand-in for any new layer module) makes
+  it a `model.normalization` choice of the MLP and of the config checks, with no other
+  change: its layer follows each hidden linear layer, and the loop learns from the entry
+  that it keeps no running statistics."""
+  import flax.linen as nn
+
+  from bn_repro.nn import normalization as norm_lib
+  from bn_repro.training.config_checks import validate_config
+  from bn_repro.training.config_files import load_config, override
+
+  def layer_norm(bn, batch_statistics, axis_name):
+    del bn, batch_statistics, axis_name  # LayerNorm has no batch statistics or fields here.
+    return nn.LayerNorm
+
+  monkeypatch.setitem(norm_lib.NORMS, 'layer', norm_lib.Norm(layer_norm))
+  config = override(load_config('configs/mnist.py:bn,smoke'), model__normalization='layer')
+  validate_config(config, 1)
+  model = MLP(
+    hidden_sizes=(5, 4), num_classes=3, nonlinearity='sigmoid', normalization='layer', init_std=0.5
+  )
+  x = np.random.default_rng(0).normal(size=(6, 7)).astype(np.float32)
+  variables = model.init(jax.random.key(0), x, train=True)
+  assert 'batch_stats' not in variables
+  assert set(variables['params']) == {'dense0', 'bn0', 'dense1', 'bn1', 'logits'}
+  _, state = model.apply(variables, x, train=True, mutable=['intermediates'])
+  (pre0,) = state['intermediates']['preactivation0']
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables['params'])
+  u = x @ p['dense0']['kernel']  # No bias before a normalizer.
+  expected = (u - u.mean(1, keepdims=True)) / np.sqrt(u.var(1, keepdims=True) + 1e-6)
+  np.testing.assert_allclose(pre0, expected * p['bn0']['scale'] + p['bn0']['bias'], atol=1e-5)
+  assert not norm_lib.get_norm('layer').running_statistics
+  with pytest.raises(ValueError, match="Unknown normalization 'group'"):
+    norm_lib.get_norm('group')

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 from bn_repro import models
-from bn_repro.analysis.population_stats import compute_population_statistics
+from bn_repro.nn.population_stats import compute_population_statistics
 from bn_repro.training.config_files import load_config
 from bn_repro.training.state import create_train_state
 

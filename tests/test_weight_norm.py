@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bn_repro.models.batch_norm import BatchNorm
-from bn_repro.models.weight_norm import WeightNormConv, WeightNormDense
+from bn_repro.nn.batch_norm import BatchNorm
+from bn_repro.nn.weight_norm import WeightNormConv, WeightNormDense
 
 
 def _dense_params(rng, n_in, n_out):

@@ -1,7 +1,7 @@
 """Model registry: name -> Flax module class, built from `config.model`.
 
 Every field of `config.model` but `name` is a field of the model class of that name, and
-`config.model.bn` holds `bn_repro.models.batch_norm.BatchNorm` fields one to one (the model
+`config.model.bn` holds `bn_repro.nn.batch_norm.BatchNorm` fields one to one (the model
 hands them to every BN layer it builds): a new BN option is a new `BatchNorm` field and its
 default in the config, nothing in between.
 """

@@ -33,9 +33,9 @@ import jax
 import jax.numpy as jnp
 from flax.core import FrozenDict
 
-from bn_repro.models import normalization as norm_lib
-from bn_repro.models import xla_cpu
 from bn_repro.models.nonlinearities import get_nonlinearity
+from bn_repro.nn import normalization as norm_lib
+from bn_repro.nn import xla_cpu
 
 STEMS = ('plain', 'separable', 'small')
 _KERNEL_INIT = nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
@@ -65,7 +65,7 @@ class ConvUnit(nn.Module):
   features: int
   kernel: int
   stride: int
-  normalization: str  # A name in bn_repro.models.normalization.NORMALIZATIONS.
+  normalization: str  # A kind in bn_repro.nn.normalization.NORMS.
   norm: functools.partial | None  # BatchNorm with its settings, or None for no BN.
   nonlinearity: str
   conv_bias: bool
@@ -77,7 +77,7 @@ class ConvUnit(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel, stride = self.kernel, self.stride
     if self.depthwise_multiplier:  # TF-slim's separable_conv2d: depthwise, then 1x1; no
-      if norm_lib.uses_weight_norm(self.normalization):  # normalization in between.
+      if norm_lib.get_norm(self.normalization).weight_norm:  # normalization in between.
         raise ValueError("The 'separable' stem has no weight-normalized form; use another stem.")
       x = nn.Conv(
         x.shape[-1] * self.depthwise_multiplier,
@@ -94,8 +94,7 @@ class ConvUnit(nn.Module):
     x = norm_lib.linear_layer(
       self.normalization,
       self.features,
-      # WN's b is part of its reparameterization (set by the data-dependent init).
-      use_bias=self.conv_bias or self.normalization == 'weight',
+      use_bias=self.conv_bias,  # WN alone keeps b whatever this says (its init sets it).
       kernel_init=_KERNEL_INIT,
       kernel_size=(kernel, kernel),
       strides=stride,
@@ -164,14 +163,14 @@ class BNInception(nn.Module):
     num_classes: classifier outputs (1000 for ImageNet).
     nonlinearity: 'relu' (the paper), 'sigmoid' (BN-x5-Sigmoid), 'tanh', ...
     normalization: 'batch' (BN before every nonlinearity), 'none' (Inception), or
-      another of `bn_repro.models.normalization.NORMALIZATIONS` (the WN study).
+      another kind of `bn_repro.nn.normalization.NORMS` (the WN study).
     dropout_rate: before the classifier (Inception: 0.4; the BN variants remove it).
     lrn: local response normalization after the stem convolutions (Inception only).
     stem, pool_proj_4cd, conv_bias: the table's readings (module docstring).
     width: multiplier on every convolution's channels (1.0 = the paper's).
     compute_dtype: 'float32', or 'bfloat16' for mixed precision (convolutions and
       activations; parameters, BN statistics and logits stay float32).
-    bn: fields of every `bn_repro.models.batch_norm.BatchNorm` (`config.model.bn`).
+    bn: fields of every `bn_repro.nn.batch_norm.BatchNorm` (`config.model.bn`).
     axis_name: the data-parallel mesh axis, passed to BatchNorm.
   """
 
@@ -206,8 +205,7 @@ class BNInception(nn.Module):
       )
     if self.stem not in STEMS:
       raise ValueError(f'Unknown stem {self.stem!r}; expected one of {STEMS}.')
-    norm_lib.check_normalization(self.normalization)
-    norm = norm_lib.batch_norm_factory(
+    norm = norm_lib.make_norm(
       self.normalization,
       self.bn,
       batch_statistics=train if batch_statistics is None else batch_statistics,

@@ -4,7 +4,7 @@ Three hidden layers of 100 units, y = g(Wu + b), and a 10-way softmax layer. In
 the BN variant every hidden layer computes g(BN(Wu)): the bias b is dropped
 because BN's mean subtraction cancels it and beta takes its role (Sec. 3.2).
 The normalization studies vary this: the normalization kind
-(`bn_repro.models.normalization`), BN on the layer input u instead of Wu
+(`bn_repro.nn.normalization`), BN on the layer input u instead of Wu
 (`bn_position='input'`), a redundant pre-BN bias, and BN statistics held out of
 the gradient (the Sec. 2 example).
 """
@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax.core import FrozenDict
 
-from bn_repro.models import normalization as norm_lib
 from bn_repro.models.nonlinearities import get_nonlinearity
+from bn_repro.nn import normalization as norm_lib
 
 BN_POSITIONS = ('preactivation', 'input')
 
@@ -29,13 +29,13 @@ class MLP(nn.Module):
     hidden_sizes: units per hidden layer (the paper: 100, 100, 100).
     num_classes: output units (10 for MNIST).
     nonlinearity: a name in `bn_repro.models.nonlinearities.NONLINEARITIES`.
-    normalization: a name in `bn_repro.models.normalization.NORMALIZATIONS`.
+    normalization: a kind in `bn_repro.nn.normalization.NORMS`.
     init_std: std of the Gaussian initialization of every unnormalized weight
       matrix; the paper says only "small random Gaussian values".
     bn_position: 'preactivation' (BN on Wu, the paper's choice) or 'input' (BN on
       u, the previous layer's output, Sec. 3.2's rejected alternative; then W u keeps b).
     pre_bn_bias: keep the bias b in BN(Wu + b), which BN's centring makes redundant.
-    bn: fields of every `bn_repro.models.batch_norm.BatchNorm` (`config.model.bn`).
+    bn: fields of every `bn_repro.nn.batch_norm.BatchNorm` (`config.model.bn`).
     axis_name: the data-parallel mesh axis, passed to BatchNorm.
   """
 
@@ -61,7 +61,7 @@ class MLP(nn.Module):
     The input of each hidden layer's nonlinearity, shape `(N, units)`, is sown
     into the `intermediates` collection as `preactivationI` (Figure 1(b, c)).
     """
-    norm_lib.check_normalization(self.normalization)
+    norm_lib.get_norm(self.normalization)  # An unknown kind fails here, naming it.
     if x.ndim not in (2, 4):
       raise ValueError(
         f'MLP input shape {x.shape}: expected images (N, H, W, C) or vectors (N, D).'
@@ -70,7 +70,7 @@ class MLP(nn.Module):
       raise ValueError(f'Unknown bn_position {self.bn_position!r}; expected one of {BN_POSITIONS}.')
     g = get_nonlinearity(self.nonlinearity)
     kernel_init = nn.initializers.normal(stddev=self.init_std)
-    bn = norm_lib.batch_norm_factory(
+    bn = norm_lib.make_norm(
       self.normalization,
       self.bn,
       batch_statistics=train if batch_statistics is None else batch_statistics,

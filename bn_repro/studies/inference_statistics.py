@@ -4,7 +4,7 @@ One BN network (`configs/mnist.py:bn`) is evaluated on the test set with
 (a) mini-batch statistics at several evaluation batch sizes, (b) the exponential
 moving averages at several momenta, (c) population statistics recomputed after
 training over K training batches with the unbiased m/(m-1) variance (Algorithm 2,
-`bn_repro.analysis.population_stats`), and with the biased variance for contrast. During
+`bn_repro.nn.population_stats`), and with the biased variance for contrast. During
 training, the trainer's `population_stats.every_eval` logs the population-statistic
 accuracy next to the moving-average one. The momentum of the moving averages does
 not touch training (only inference reads them), so the momentum arms retrain the
@@ -19,7 +19,7 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bn_repro.analysis.population_stats import population_statistics_fn
+from bn_repro.nn.population_stats import population_statistics_fn
 from bn_repro.reports.formatting import MNIST_DATA, fmt_seeds, seed_summary
 from bn_repro.reports.study_results import plot_over_seeds, write_results
 from bn_repro.studies.common import (

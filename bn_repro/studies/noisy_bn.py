@@ -1,7 +1,7 @@
 """Study 10: does BN still help when its outputs' distributions are made unstable on purpose?
 
 Santurkar et al. (2018, Sec. 2.1, Fig. 2) add noise after every BN layer whose mean and
-spread per unit are redrawn at every step ("noisy BN", `bn_repro.models.batch_norm`), a
+spread per unit are redrawn at every step ("noisy BN", `bn_repro.nn.batch_norm`), a
 covariate shift larger than any the plain network has, and find it trains about as well as
 BN. The paper's explanation (BN helps by reducing internal covariate shift) predicts it
 should not. Their appendix gives the exact form of their noise; the public material this

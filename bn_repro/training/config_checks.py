@@ -6,10 +6,10 @@ from bn_repro.data.datasets import STREAMING_DATASETS
 from bn_repro.data.ordering import SHUFFLES
 from bn_repro.data.transforms import PREPROCESSORS
 from bn_repro.models import COMPUTE_DTYPES
-from bn_repro.models.batch_norm import STOP_GRADIENT_MODES
 from bn_repro.models.mlp import BN_POSITIONS
 from bn_repro.models.nonlinearities import NONLINEARITIES
-from bn_repro.models.normalization import NORMALIZATIONS, uses_batch_norm
+from bn_repro.nn.batch_norm import NOISE_REDRAW_MODES, STOP_GRADIENT_MODES
+from bn_repro.nn.normalization import NORMS
 from bn_repro.training.optim import SCHEDULES
 
 
@@ -65,7 +65,8 @@ def _check_batch_norm(config: ml_collections.ConfigDict, num_devices: int) -> No
       f'model.bn.group_size={group_size} must divide the per-device batch of '
       f'{per_device} examples.',
     )
-  if uses_batch_norm(config.model.normalization):
+  norm = NORMS.get(config.model.normalization)  # An unknown kind is refused below.
+  if norm is not None and norm.running_statistics:
     examples = config.batch_size if group_size is None else group_size
     require(
       examples >= 2,
@@ -147,8 +148,8 @@ def _check_choices(config: ml_collections.ConfigDict) -> None:
     require(value in choices, f'{field}={value!r}; expected one of {choices}.')
   normalization = config.model.normalization
   require(
-    normalization in NORMALIZATIONS,
-    f'model.normalization={normalization!r}; expected one of {NORMALIZATIONS}.',
+    normalization in NORMS,
+    f'model.normalization={normalization!r}; expected one of {tuple(NORMS)}.',
   )
   require(
     config.population_stats.num_batches >= 0,
@@ -164,11 +165,17 @@ def _check_choices(config: ml_collections.ConfigDict) -> None:
     require(
       position in BN_POSITIONS, f'model.bn_position={position!r}; expected one of {BN_POSITIONS}.'
     )
+    on_input = tuple(kind for kind, norm in NORMS.items() if norm.may_sit_on_input)
     require(
-      position == 'preactivation' or normalization in ('batch', 'mean_only_batch'),
-      f"model.bn_position='input' needs model.normalization 'batch' or 'mean_only_batch', "
+      position == 'preactivation' or normalization in on_input,
+      f"model.bn_position='input' needs a model.normalization in {on_input}, "
       f'not {normalization!r}.',
     )
+  noise_redraw = config.model.bn.noise_redraw
+  require(
+    noise_redraw in NOISE_REDRAW_MODES,
+    f'model.bn.noise_redraw={noise_redraw!r}; expected one of {NOISE_REDRAW_MODES}.',
+  )
   stop_gradient = config.model.bn.stop_gradient
   require(
     stop_gradient in STOP_GRADIENT_MODES,

@@ -12,7 +12,7 @@ import sys
 
 import jax
 
-from bn_repro.models import xla_cpu
+from bn_repro.nn import xla_cpu
 from bn_repro.records import write_atomically
 from bn_repro.training.config_files import REPO_ROOT
 
@@ -95,7 +95,7 @@ def collect_run_info() -> dict[str, object]:
     'packages': versions,
     'command': pasteable_command(),
     'backend': jax.default_backend(),
-    # The exact re-expressions of slow XLA:CPU paths this run used (bn_repro/models/xla_cpu.py).
+    # The exact re-expressions of slow XLA:CPU paths this run used (bn_repro/nn/xla_cpu.py).
     'xla_cpu_kernels': {
       'pointwise_convolution_as_matmul': True,
       'stride_phase_max_pool_gradient': True,

@@ -15,11 +15,11 @@ from jax.sharding import PartitionSpec as P
 
 from bn_repro import models, records
 from bn_repro.analysis import unit_drift
-from bn_repro.analysis.population_stats import population_statistics_fn
 from bn_repro.data import datasets, transforms
 from bn_repro.data.pipeline import TrainInput, create_inputs
 from bn_repro.distributed import AXIS, create_mesh, put_global
-from bn_repro.models import normalization as norm_lib
+from bn_repro.nn import normalization as norm_lib
+from bn_repro.nn.population_stats import population_statistics_fn
 from bn_repro.training import optim
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.config_checks import validate_config
@@ -180,7 +180,7 @@ def population_stats_fn(
   for 100 ImageNet batches of 32 at 224x224).
   """
   num_batches = config.population_stats.num_batches
-  if not num_batches or not norm_lib.uses_batch_norm(config.model.normalization):
+  if not num_batches or not norm_lib.get_norm(config.model.normalization).running_statistics:
     return None
   if jax.process_count() > 1 and config.input.dataset in datasets.STREAMING_DATASETS:
     raise ValueError(

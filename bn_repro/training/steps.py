@@ -26,7 +26,7 @@ from jax.sharding import PartitionSpec as P
 from bn_repro.data import transforms
 from bn_repro.data.pipeline import TrainInput
 from bn_repro.distributed import AXIS
-from bn_repro.models.batch_norm import NOISE_STREAM
+from bn_repro.nn.batch_norm import NOISE_STREAM
 
 
 class TrainState(train_state.TrainState):

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from bn_repro.models.xla_cpu import conv_general_dilated
+from bn_repro.nn.xla_cpu import conv_general_dilated
 
 
 class _WeightNorm(nn.Module):

@@ -14,7 +14,7 @@ benchmarks/README.md (`benchmarks.conv_layer`, `benchmarks.pool_layer`).
 
 To delete this module when XLA:CPU catches up: run those two benchmarks; where the plain
 `lax.conv_general_dilated` / `flax.linen.max_pool` is as fast, build the layers with them
-(`bn_repro.models.normalization.linear_layer`, `bn_repro.models.inception`) and remove the
+(`bn_repro.nn.normalization.linear_layer`, `bn_repro.models.inception`) and remove the
 function here; tests/test_layers.py compares each function with its counterpart.
 """
 

@@ -26,7 +26,7 @@ def population_statistics_fn(model: nn.Module) -> Callable[[object, object, Iter
   `(K, m, ...)` array), and returns new `batch_stats` holding the population statistics.
   A forward pass in training mode with BN momentum 0 leaves each layer's stored
   statistics equal to that batch's mean and unbiased (m/(m-1)) variance
-  (`bn_repro.models.batch_norm.BatchNorm`; with a group size, the group averages), so
+  (`bn_repro.nn.batch_norm.BatchNorm`; with a group size, the group averages), so
   averaging them over the K batches is exactly Algorithm 2, steps 8-10. The K passes run
   in one program (a scan summing in batch order), not one call per batch.
   """

@@ -1,0 +1,156 @@
+"""The normalization registry: every kind a model offers (`config.model.normalization`), what
+the models and the training loop need to know of it, and the layers it builds.
+
+- 'none': y = g(W u + b), the paper's baselines.
+- 'batch': y = g(BN(W u)), Algorithm 1 on the pre-activation (Sec. 3.2).
+- 'mean_only_batch': y = g(gamma (W u - E[W u]) + beta): BN without the division
+  by the standard deviation (the paper's Sec. 2 example normalizes this way).
+- 'weight': weight normalization, y = g(W u + b) with w = s v/||v|| per output
+  unit (Salimans & Kingma 2016, eq. 2) and data-dependent initialization.
+- 'weight_mean_only_batch': WN followed by mean-only BN (Salimans & Kingma 2016,
+  Sec. 3): WN supplies the scale s, mean-only BN the centring and beta.
+
+A new normalizer is its layer module and one `NORMS` entry: its `layer` builds the
+normalization layer that follows each linear layer from the config's fields, and its flags
+tell the models (weight-normalized linear layers? a bias?) and the loop (running statistics
+for Algorithm 2? a data batch at initialization?) what they need. Nothing outside this
+registry compares normalization names.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from bn_repro.nn import xla_cpu
+from bn_repro.nn.batch_norm import BatchNorm
+from bn_repro.nn.weight_norm import WeightNormConv, WeightNormDense
+
+# (fields of config.model.bn, batch_statistics, axis_name) -> the layer, unbound, or None.
+LayerFactory = Callable[[Mapping[str, object], bool, str | None], functools.partial | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Norm:
+  """One normalization kind.
+
+  Attributes:
+    layer: builds the normalization layer after each linear layer (None: none).
+    weight_norm: the linear layers are weight-normalized (their own module, with a
+      data-dependent initialization).
+    running_statistics: its layers keep running statistics in `batch_stats` (Algorithm 2
+      can replace them with population statistics).
+    may_sit_on_input: it may normalize the layer input u instead of W u (the MLP's
+      `bn_position='input'`, Sec. 3.2's alternative).
+  """
+
+  layer: LayerFactory | None
+  weight_norm: bool = False
+  running_statistics: bool = False
+  may_sit_on_input: bool = False
+
+  @property
+  def needs_data_init(self) -> bool:
+    """Whether `init` needs a batch of real data (WN's data-dependent initialization)."""
+    return self.weight_norm
+
+  @property
+  def reparameterized_bias(self) -> bool:
+    """Whether the linear layers' bias b is part of the reparameterization (WN without BN,
+    whose b the data-dependent init sets), so a layer keeps it whatever the model asks."""
+    return self.weight_norm and self.layer is None
+
+
+def _batch_norm(*, mean_only: bool, use_scale: bool = True) -> LayerFactory:
+  """`BatchNorm` with the config's fields (`config.model.bn`: momentum, epsilon, group_size,
+  ...). `batch_statistics`: normalize with the mini-batch statistics and update the running
+  averages (Algorithm 1), else with the stored statistics (Algorithm 2, step 11)."""
+
+  def factory(bn: Mapping[str, object], batch_statistics: bool, axis_name: str | None):
+    return functools.partial(
+      BatchNorm,
+      use_running_average=not batch_statistics,
+      mean_only=mean_only,
+      use_scale=use_scale,
+      axis_name=axis_name,
+      **bn,
+    )
+
+  return factory
+
+
+NORMS: dict[str, Norm] = {
+  'none': Norm(layer=None),
+  'batch': Norm(_batch_norm(mean_only=False), running_statistics=True, may_sit_on_input=True),
+  'mean_only_batch': Norm(
+    _batch_norm(mean_only=True), running_statistics=True, may_sit_on_input=True
+  ),
+  'weight': Norm(layer=None, weight_norm=True),
+  # Mean-only BN under WN learns no gamma: WN's scale s plays that role.
+  'weight_mean_only_batch': Norm(
+    _batch_norm(mean_only=True, use_scale=False), weight_norm=True, running_statistics=True
+  ),
+}
+
+
+def get_norm(kind: str) -> Norm:
+  """The registry entry of `kind`.
+
+  Raises:
+    ValueError: `kind` is not registered, naming it and the registered kinds.
+  """
+  if kind not in NORMS:
+    raise ValueError(f'Unknown normalization {kind!r}; expected one of {tuple(NORMS)}.')
+  return NORMS[kind]
+
+
+def make_norm(
+  kind: str, bn: Mapping[str, object], *, batch_statistics: bool, axis_name: str | None
+) -> functools.partial | None:
+  """The normalization layer of `kind` with the config's fields `bn`, unbound (the models
+  name each instance), or None where `kind` has none."""
+  norm = get_norm(kind)
+  return None if norm.layer is None else norm.layer(bn, batch_statistics, axis_name)
+
+
+def linear_layer(
+  kind: str,
+  features: int,
+  *,
+  use_bias: bool,
+  kernel_init: nn.initializers.Initializer,
+  kernel_size: tuple[int, int] | None = None,
+  strides: int = 1,
+  dtype: jnp.dtype | None = None,
+  name: str | None = None,
+) -> nn.Module:
+  """A dense layer (`kernel_size=None`) or SAME-padded NHWC convolution for `kind`.
+
+  Weight-normalized layers draw their own direction v (N(0, 0.05^2)) and ignore
+  `kernel_init`; they always learn s, and b if `use_bias` (or where b is part of the
+  reparameterization), and compute in float32. `dtype` is the computation dtype of the plain
+  layers (None: the input's).
+  """
+  norm = get_norm(kind)
+  if norm.weight_norm:
+    use_bias = use_bias or norm.reparameterized_bias
+    if kernel_size is None:
+      return WeightNormDense(features, use_bias=use_bias, name=name)
+    return WeightNormConv(
+      features, kernel_size=kernel_size, strides=strides, use_bias=use_bias, name=name
+    )
+  if kernel_size is None:
+    return nn.Dense(features, use_bias=use_bias, kernel_init=kernel_init, dtype=dtype, name=name)
+  return nn.Conv(
+    features,
+    kernel_size,
+    strides=strides,
+    padding='SAME',
+    use_bias=use_bias,
+    kernel_init=kernel_init,
+    dtype=dtype,
+    conv_general_dilated=xla_cpu.conv_general_dilated,  # 1x1 convolutions as matmuls.
+    name=name,
+  )
