@@ -39,18 +39,14 @@ while read -r stage recorded; do minutes[$stage]=$recorded; done \
 # run_stage STAGE: runs every command of the stage, stopping at the first that fails (each
 # command checked explicitly: this runs under `if !`, where bash ignores `set -e`).
 run_stage() {
-  local study
+  local study names
   case "$1" in
     figure1) scripts/reproduce_mnist.sh || return ;;
-    regime_map) scripts/study.sh fig1_regimes || return ;;
     inception_proxy) scripts/reproduce_inception.sh --scale=small || return ;;
-    ics_probes)
-      for study in noisy_bn ics_measure loss_landscape; do
-        scripts/study.sh "$study" || return
-      done ;;
-    studies)
-      for study in stats_in_gradient inference_statistics where_to_normalize bias_redundancy \
-                   nonlinearity_grid learning_rates weight_norm group_size; do
+    regime_map | ics_probes | studies)  # Their studies, from the registry.
+      names=$("${PYTHON:-python3}" bn_repro/studies/__init__.py --stage="$1") || return
+      [ -n "$names" ] || { echo "No study is registered for stage $1." >&2; return 1; }
+      for study in $names; do
         scripts/study.sh "$study" || return
       done ;;
     report)

@@ -131,3 +131,20 @@ def test_readme_layout_table_matches_the_tree():
     package = path.parent.relative_to(REPO_ROOT).as_posix() + '/'
     named = relative in listed or (package in listed and f'`{path.name}`' in listed[package])
     assert named, f'{relative} is not in the README layout table'
+
+
+def test_every_study_is_one_module_and_one_record_the_readers_agree_on():
+  """The study registry is the one list: each record has its module, a row of the studies
+  README with its number, and its stage runs it (reproduce_all.sh and the report's stage
+  table read the stage's studies from the registry)."""
+  from bn_repro.reports.stages import STAGES
+  from bn_repro.studies import STUDIES, stage_studies
+
+  readme = (REPO_ROOT / 'results' / 'studies' / 'README.md').read_text()
+  for name, study in STUDIES.items():
+    assert (PACKAGE / 'studies' / f'{name}.py').exists(), name
+    assert re.search(rf'^\| {study.number} \| \[`{name}`\]', readme, re.M), name
+    assert f'studies/{name}/summary.json' in STAGES[study.stage][1], name
+    assert name in stage_studies(study.stage)
+  script = (REPO_ROOT / 'scripts' / 'reproduce_all.sh').read_text()
+  assert not [name for name in STUDIES if name in script.split('run_stage()')[1]]

@@ -36,8 +36,11 @@ def test_reproduce_all_fails_a_stage_when_any_of_its_studies_fails(tmp_path):
   (tmp_path / 'scripts').mkdir()
   for script in ('reproduce_all.sh', 'common.sh'):
     shutil.copy(REPO_ROOT / 'scripts' / script, tmp_path / 'scripts' / script)
+  for module in ('__init__.py', 'studies/__init__.py'):  # The study registry it reads.
+    (tmp_path / 'bn_repro' / module).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_ROOT / 'bn_repro' / module, tmp_path / 'bn_repro' / module)
   fake = tmp_path / 'scripts' / 'study.sh'
-  fake.write_text('#!/usr/bin/env bash\n[ "$1" = noisy_bn ] && exit 1\necho "study $1 done"\n')
+  fake.write_text('#!/usr/bin/env bash\n[ "$1" = ics_measure ] && exit 1\necho "study $1 done"\n')
   fake.chmod(0o755)
   result = subprocess.run(
     ['bash', 'scripts/reproduce_all.sh', '--stages=ics_probes,studies'],
@@ -49,6 +52,8 @@ def test_reproduce_all_fails_a_stage_when_any_of_its_studies_fails(tmp_path):
   assert result.returncode != 0
   assert 'All stages done' not in result.stdout
   assert 'Stage ics_probes failed' in result.stderr
+  log = (tmp_path / 'runs' / 'reproduce_all' / 'ics_probes.log').read_text()
+  assert 'study noisy_bn done' in log and 'loss_landscape' not in log  # Stopped at the failure.
   assert not list((tmp_path / 'runs' / 'reproduce_all').glob('*.done'))
 
 

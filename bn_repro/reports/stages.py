@@ -8,33 +8,23 @@ import json
 import pathlib
 import sys
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # Run as a script too.
+from bn_repro.studies import stage_studies  # noqa: E402  (standard library only)
+
+
+def _studies(stage: str) -> tuple[str, ...]:
+  return tuple(f'studies/{name}/summary.json' for name in stage_studies(stage))
+
+
 # Stage of scripts/reproduce_all.sh -> (the arithmetic floor of its fixed protocol on the
 # 2-core CPU in minutes, where benchmarks/README.md measured one, else None; its summary
 # files, whose recorded wall times are the stage's measured time).
 STAGES = {
   'figure1': (3, ('mnist/summary.json',)),
-  'regime_map': (22, ('studies/fig1_regimes/summary.json',)),
+  'regime_map': (22, _studies('regime_map')),
   'inception_proxy': (None, ('inception_small/summary.json',)),
-  'ics_probes': (
-    None,
-    tuple(f'studies/{s}/summary.json' for s in ('noisy_bn', 'ics_measure', 'loss_landscape')),
-  ),
-  'studies': (
-    None,
-    tuple(
-      f'studies/{s}/summary.json'
-      for s in (
-        'stats_in_gradient',
-        'inference_statistics',
-        'where_to_normalize',
-        'bias_redundancy',
-        'nonlinearity_grid',
-        'learning_rates',
-        'weight_norm',
-        'group_size',
-      )
-    ),
-  ),
+  'ics_probes': (None, _studies('ics_probes')),
+  'studies': (None, _studies('studies')),
 }
 
 

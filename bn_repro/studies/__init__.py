@@ -5,27 +5,52 @@ Each module trains its arms with the ordinary trainer and configs and exposes
 `run(context: bn_repro.studies.common.StudyContext)`. Modules are imported on demand
 (`load_study`), so importing this package loads no study and no plotting library, and
 needs nothing but the standard library (`scripts/study.sh` checks a study's name with it
-before creating the virtualenv).
+before creating the virtualenv, `scripts/reproduce_all.sh` and `reports/stages.py` read
+each stage's studies from it). A new study is its module and its record in STUDIES.
 """
 
+import dataclasses
 import importlib
 import types
 
-# Name -> what it asks, in the order of results/studies/README.md.
-STUDIES: dict[str, str] = {
-  'stats_in_gradient': "1. Sec. 2's bias example",
-  'inference_statistics': '2. Algorithm 2 vs moving averages',
-  'where_to_normalize': '3. BN on Wu vs on u',
-  'bias_redundancy': '4. BN(Wu + b) = BN(Wu)',
-  'nonlinearity_grid': '5. Nonlinearity x normalization',
-  'learning_rates': '6. Higher learning rates, weight scale',
-  'weight_norm': '7. WN vs BN',
-  'group_size': '8. Statistics batch size',
-  'fig1_regimes': "9. Where Figure 1's picture holds",
-  'noisy_bn': '10. BN with shifting noise (Santurkar et al.)',
-  'ics_measure': "11. Santurkar et al.'s ICS",
-  'loss_landscape': '12. Loss landscape along the gradient',
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  """One study's record: what `study.py`, `reproduce_all.sh`, the report's stage table and
+  the READMEs read. Its code is `bn_repro/studies/NAME.py`, its results
+  `results/studies/NAME/`.
+
+  Attributes:
+    number: its number in results/studies/README.md.
+    question: what it asks, in a few words.
+    stage: the `scripts/reproduce_all.sh` stage that runs it.
+  """
+
+  number: int
+  question: str
+  stage: str
+
+
+# Name -> record, in the order of results/studies/README.md (and of each stage's runs).
+STUDIES: dict[str, Study] = {
+  'stats_in_gradient': Study(1, "Sec. 2's bias example", 'studies'),
+  'inference_statistics': Study(2, 'Algorithm 2 vs moving averages', 'studies'),
+  'where_to_normalize': Study(3, 'BN on Wu vs on u', 'studies'),
+  'bias_redundancy': Study(4, 'BN(Wu + b) = BN(Wu)', 'studies'),
+  'nonlinearity_grid': Study(5, 'Nonlinearity x normalization', 'studies'),
+  'learning_rates': Study(6, 'Higher learning rates, weight scale', 'studies'),
+  'weight_norm': Study(7, 'WN vs BN', 'studies'),
+  'group_size': Study(8, 'Statistics batch size', 'studies'),
+  'fig1_regimes': Study(9, "Where Figure 1's picture holds", 'regime_map'),
+  'noisy_bn': Study(10, 'BN with shifting noise (Santurkar et al.)', 'ics_probes'),
+  'ics_measure': Study(11, "Santurkar et al.'s ICS", 'ics_probes'),
+  'loss_landscape': Study(12, 'Loss landscape along the gradient', 'ics_probes'),
 }
+
+
+def stage_studies(stage: str) -> list[str]:
+  """The studies `scripts/reproduce_all.sh`'s `stage` runs, in order."""
+  return [name for name, study in STUDIES.items() if study.stage == stage]
 
 
 def load_study(name: str) -> types.ModuleType:
@@ -42,9 +67,14 @@ def check_names(names: list[str]) -> str | None:
   return f'Expected one study name, one of {sorted(STUDIES)} or all; got {names}.'
 
 
-if __name__ == '__main__':  # python bn_repro/studies/__init__.py ARGS: exits 2 on a bad name.
+if __name__ == '__main__':
+  # python bn_repro/studies/__init__.py ARGS: exits 2 on a bad study name (study.sh);
+  # python bn_repro/studies/__init__.py --stage=STAGE: prints that stage's studies.
   import sys
 
+  if len(sys.argv) == 2 and sys.argv[1].startswith('--stage='):
+    print(' '.join(stage_studies(sys.argv[1].removeprefix('--stage='))))
+    sys.exit(0)
   problem = check_names([a for a in sys.argv[1:] if not a.startswith('-')])
   if problem:
     print(f'FATAL: {problem}', file=sys.stderr)
