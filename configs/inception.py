@@ -136,6 +136,52 @@ def _small_proxy(config: ml_collections.ConfigDict, variant: str, fast_decay: bo
   config.eval.extra_steps = PROXY_EVAL_STEPS
 
 
+def _set_model(
+  config: ml_collections.ConfigDict, variant: str, uses_bn: bool, changes_4_2_1: bool
+) -> None:
+  """`config.model`: BN-Inception (bn_repro/models/inception.py) for `variant`."""
+  config.model = ml_collections.ConfigDict()
+  config.model.name = 'inception'
+  config.model.nonlinearity = 'sigmoid' if variant.endswith('sigmoid') else 'relu'
+  config.model.normalization = 'batch' if uses_bn else 'none'
+  config.model.dropout_rate = 0.0 if changes_4_2_1 else 0.4
+  config.model.lrn = not changes_4_2_1
+  config.model.stem = 'plain'
+  config.model.pool_proj_4cd = 128
+  config.model.conv_bias = not uses_bn  # GoogLeNet's g(Wu + b); BN's beta replaces b.
+  config.model.width = 1.0
+  # 'bfloat16': mixed precision for accelerators (convolutions and activations in bfloat16;
+  # parameters, BN statistics, logits and the loss stay float32). The paper's runs: float32.
+  config.model.compute_dtype = 'float32'
+  config.model.bn = common.batch_norm_config(config_dict.FieldReference(32, field_type=int))
+
+
+def _smoke(config: ml_collections.ConfigDict, small_data: bool) -> None:
+  """The `smoke` option: a few steps of a tiny model, on the proxy's data (`small_data`)
+  or on the ImageNet pipeline at 32x32 (tests use mock data)."""
+  config.input.train_subset_size = None  # Whatever data the check has.
+  config.num_steps = 1
+  config.batch_size = 8
+  config.model.bn.group_size = 4
+  config.log_every = 1
+  config.steps_per_call = 1
+  config.eval_every = 1
+  config.checkpoint_every = 1
+  config.input.image_size = 32
+  config.input.shuffle_buffer = 16
+  config.model.width = 1 / 32
+  config.eval.batch_size = 8
+  config.eval.num_examples = None
+  config.eval.extra_steps = ()
+  if small_data:  # `small,smoke`: the proxy's data, offline, in seconds.
+    config.num_steps = 4
+    config.log_every = config.eval_every = config.checkpoint_every = 2
+    config.eval.batch_size = 100
+    config.eval.num_examples = 200
+  else:  # `smoke` alone: the ImageNet pipeline on 32x32 images (tests use mock data).
+    config.input.dataset = 'imagenet2012'
+
+
 def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   """Returns the locked config for `arg` = 'VARIANT[,small][,smoke]'."""
   variant, options = common.parse_variant(arg, 'configs/inception.py', VARIANTS, OPTIONS)
@@ -165,20 +211,7 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   config.input.shuffle_buffer = 16_384  # Examples in the tf.data shuffle buffer (ImageNet).
   config.input.image_size = 224
 
-  config.model = ml_collections.ConfigDict()
-  config.model.name = 'inception'
-  config.model.nonlinearity = 'sigmoid' if variant.endswith('sigmoid') else 'relu'
-  config.model.normalization = 'batch' if uses_bn else 'none'
-  config.model.dropout_rate = 0.0 if changes_4_2_1 else 0.4
-  config.model.lrn = not changes_4_2_1
-  config.model.stem = 'plain'
-  config.model.pool_proj_4cd = 128
-  config.model.conv_bias = not uses_bn  # GoogLeNet's g(Wu + b); BN's beta replaces b.
-  config.model.width = 1.0
-  # 'bfloat16': mixed precision for accelerators (convolutions and activations in bfloat16;
-  # parameters, BN statistics, logits and the loss stay float32). The paper's runs: float32.
-  config.model.compute_dtype = 'float32'
-  config.model.bn = common.batch_norm_config(config_dict.FieldReference(32, field_type=int))
+  _set_model(config, variant, uses_bn, changes_4_2_1)
 
   lr_multiple = {'bn_x5': 5.0, 'bn_x30': 30.0, 'bn_x5_sigmoid': 5.0}.get(variant, 1.0)
   config.optimizer = optim.optimizer_config(
@@ -203,27 +236,7 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   if small:
     _small_proxy(config, variant, changes_4_2_1)
   if 'smoke' in options:  # A few steps of a tiny model: a check that everything runs.
-    config.input.train_subset_size = None  # Whatever data the check has.
-    config.num_steps = 1
-    config.batch_size = 8
-    config.model.bn.group_size = 4
-    config.log_every = 1
-    config.steps_per_call = 1
-    config.eval_every = 1
-    config.checkpoint_every = 1
-    config.input.image_size = 32
-    config.input.shuffle_buffer = 16
-    config.model.width = 1 / 32
-    config.eval.batch_size = 8
-    config.eval.num_examples = None
-    config.eval.extra_steps = ()
-    if 'small' in options:  # `small,smoke`: the proxy's data, offline, in seconds.
-      config.num_steps = 4
-      config.log_every = config.eval_every = config.checkpoint_every = 2
-      config.eval.batch_size = 100
-      config.eval.num_examples = 200
-    else:  # `smoke` alone: the ImageNet pipeline on 32x32 images (tests use mock data).
-      config.input.dataset = 'imagenet2012'
+    _smoke(config, small_data='small' in options)
 
   config.lock()
   return config
