@@ -23,9 +23,9 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.timing import TrainingBench, time_training_steps
+from bn_repro.configuration.files import load_config, override
 from bn_repro.data.pipeline import InMemoryTrainInput
 from bn_repro.distributed import create_mesh
-from bn_repro.training.config_files import load_config, override
 
 _CPU = flags.DEFINE_bool('cpu', False, 'Toy sizes, for a machine without an accelerator.')
 

@@ -18,8 +18,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import app, flags
 
+from bn_repro.configuration.files import load_config, override
 from bn_repro.data.imagenet import ImageNet
-from bn_repro.training.config_files import load_config, override
 
 _BATCHES = flags.DEFINE_integer('batches', 50, 'Timed batches of 32 (after 5 warm-up ones).')
 _SIZE = flags.DEFINE_integer('image_size', 224, 'Output crop side in pixels.')

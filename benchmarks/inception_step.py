@@ -21,7 +21,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.timing import time_training_steps
-from bn_repro.training.config_files import load_config, override
+from bn_repro.configuration.files import load_config, override
 
 _BATCH = flags.DEFINE_integer('batch_size', 32, 'Examples per step (one BN group).')
 _STEPS = flags.DEFINE_integer('steps', 4, 'Timed steps per variant (in calls of 2).')

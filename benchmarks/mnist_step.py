@@ -14,7 +14,7 @@ from absl import app, flags
 
 from benchmarks.roofline import matmul_flops, measure_matmul_peak
 from benchmarks.timing import time_training_steps
-from bn_repro.training.config_files import load_config
+from bn_repro.configuration.files import load_config
 
 _STEPS_PER_CALL = flags.DEFINE_integer('steps_per_call', 500, 'Steps fused per host call.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per arm (the best is reported).')

@@ -25,8 +25,8 @@ from absl import app, flags
 from benchmarks.roofline import matmul_flops, measure_matmul_peak, time_step_matmuls
 from benchmarks.timing import TrainingBench
 from benchmarks.torch_mlp import TorchMLP, make_sgd_step
+from bn_repro.configuration.files import load_config
 from bn_repro.distributed import replicated_to_host
-from bn_repro.training.config_files import load_config
 
 _STEPS = flags.DEFINE_integer('steps', 500, 'Steps per timed run (and per bn_repro host call).')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed runs per implementation; the best counts.')

@@ -26,7 +26,7 @@ import jax
 from absl import app, flags
 
 from benchmarks.timing import TrainingBench
-from bn_repro.training.config_files import load_config, override
+from bn_repro.configuration.files import load_config, override
 
 _CONFIG = flags.DEFINE_string('config', 'configs/inception.py:bn_x5', 'Config file:variant.')
 _BATCH = flags.DEFINE_integer('batch_size', 16, 'Examples per step (one BN group).')

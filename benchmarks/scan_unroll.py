@@ -14,7 +14,7 @@ import jax
 from absl import app
 
 from benchmarks.timing import time_training_steps
-from bn_repro.training.config_files import load_config, override
+from bn_repro.configuration.files import load_config, override
 
 CASES = (
   ('configs/inception.py:bn_x5,small', (1, 2, 5), 40),

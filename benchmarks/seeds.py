@@ -14,7 +14,7 @@ from absl import app, flags
 
 from benchmarks.roofline import matmul_flops, measure_matmul_peak, time_step_matmuls
 from benchmarks.timing import time_training_steps
-from bn_repro.training.config_files import load_config, override
+from bn_repro.configuration.files import load_config, override
 
 _SEEDS = flags.DEFINE_integer('seeds', 5, 'Seeds trained side by side.')
 _STEPS_PER_CALL = flags.DEFINE_integer('steps_per_call', 500, 'Steps fused per host call.')

@@ -147,12 +147,12 @@ def main(argv: Sequence[str]) -> None:
   from absl import flags, logging
 
   from bn_repro import models
+  from bn_repro.configuration.checks import validate_config
+  from bn_repro.configuration.files import override
   from bn_repro.data import transforms
   from bn_repro.data.offline import DataIntegrityError
   from bn_repro.data.pipeline import create_inputs
   from bn_repro.distributed import create_mesh
-  from bn_repro.training.config_checks import validate_config
-  from bn_repro.training.config_files import override
   from bn_repro.training.state import create_train_state
 
   del argv

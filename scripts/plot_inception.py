@@ -21,9 +21,9 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
+from bn_repro.configuration.files import config_of_run, load_config_module, override
 from bn_repro.records import read_metrics
 from bn_repro.reports import inception_table
-from bn_repro.training.config_files import config_of_run, load_config_module, override
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/inception_small', 'Folder of variant runs.')
 _OUT = flags.DEFINE_string('out', 'results/inception_small', 'Where the figure and table go.')

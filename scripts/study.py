@@ -16,6 +16,8 @@ import time
 
 from absl import app, flags, logging
 
+from bn_repro.configuration.checks import InvalidConfigError
+from bn_repro.configuration.files import REPO_ROOT
 from bn_repro.data.offline import DataIntegrityError
 from bn_repro.studies import STUDIES, check_names, load_study
 from bn_repro.studies.common import StudyContext
@@ -23,8 +25,6 @@ from bn_repro.studies.pool import StudyStoppedError
 from bn_repro.training import console
 from bn_repro.training.checkpointing import CheckpointStructureError
 from bn_repro.training.compilation_cache import enable_compilation_cache
-from bn_repro.training.config_checks import InvalidConfigError
-from bn_repro.training.config_files import REPO_ROOT
 from bn_repro.training.preemption import PreemptedError
 from bn_repro.training.workdir import WorkdirError
 

@@ -14,8 +14,8 @@ import time
 
 from absl import app, flags
 
+from bn_repro.configuration.files import load_config, override
 from bn_repro.training import train
-from bn_repro.training.config_files import load_config, override
 from bn_repro.training.run_info import git_commit, hardware_description
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/mnist_lr_sweep', 'Where the runs go.')

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from bn_repro import models
+from bn_repro.configuration.checks import validate_config
+from bn_repro.configuration.files import REPO_ROOT, load_config, override
 from bn_repro.nn.batch_norm import BatchNorm
-from bn_repro.training.config_checks import validate_config
-from bn_repro.training.config_files import REPO_ROOT, load_config, override
 
 
 def test_variants_differ_only_in_normalization():

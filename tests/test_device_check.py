@@ -3,7 +3,7 @@
 
 import subprocess
 
-from bn_repro.training.config_files import REPO_ROOT
+from bn_repro.configuration.files import REPO_ROOT
 
 
 def test_device_check_cpu_path_prints_its_table_and_passes():

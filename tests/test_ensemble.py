@@ -114,9 +114,9 @@ def test_ensemble_command_on_checkpoints_of_real_runs(tmp_path, synthetic_mnist_
   import sys
 
   from bn_repro import models
+  from bn_repro.configuration.files import REPO_ROOT, override
   from bn_repro.data import datasets, transforms
   from bn_repro.training.checkpointing import Checkpointer
-  from bn_repro.training.config_files import REPO_ROOT, override
   from bn_repro.training.state import create_train_state
 
   common = [
@@ -150,7 +150,7 @@ def test_ensemble_command_on_checkpoints_of_real_runs(tmp_path, synthetic_mnist_
   assert result.returncode == 0, result.stderr[-3000:]
   metrics = json.loads(result.stdout.strip().splitlines()[-1])
 
-  from bn_repro.training.config_files import load_config
+  from bn_repro.configuration.files import load_config
 
   config = override(
     load_config('configs/mnist.py:bn,smoke'), input__tfds_data_dir=str(synthetic_mnist_tfds)
@@ -182,8 +182,8 @@ def test_ensemble_of_seeds_side_by_side_and_another_schedule_reads_only_what_it_
   import subprocess
   import sys
 
+  from bn_repro.configuration.files import REPO_ROOT, load_config, override
   from bn_repro.training import train
-  from bn_repro.training.config_files import REPO_ROOT, load_config, override
 
   data = {'input__tfds_data_dir': str(synthetic_mnist_tfds), 'num_devices': 1}
   base = load_config('configs/mnist.py:bn,smoke')

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from bn_repro.training import config_docs
-from bn_repro.training.config_files import REPO_ROOT, load_config
+from bn_repro.configuration import docs as config_docs
+from bn_repro.configuration.files import REPO_ROOT, load_config
 from bn_repro.training.train import describe_evaluation
 
 SMOKE = '--config=configs/mnist.py:bn,smoke'

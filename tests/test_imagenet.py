@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from bn_repro.configuration.files import load_config, override
 from bn_repro.data import imagenet
 from bn_repro.training import train
-from bn_repro.training.config_files import load_config, override
 from bn_repro.training.state import create_train_state
 from bn_repro.training.tensorboard import read_scalars
 

@@ -130,7 +130,7 @@ def test_bfloat16_compute_keeps_float32_state_and_matches_float32_loss():
   import optax
 
   from bn_repro import models
-  from bn_repro.training.config_files import load_config, override
+  from bn_repro.configuration.files import load_config, override
 
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.uniform(size=(8, 32, 32, 3)), jnp.float32)

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
+from bn_repro.configuration.files import config_of_run, load_config, override
 from bn_repro.data.datasets import InMemoryDataset, SubsetSizeError, class_balanced_subset
 from bn_repro.reports import claims, inception_table
-from bn_repro.training.config_files import config_of_run, load_config, override
 
 
 def _dataset(labels: list[int]) -> InMemoryDataset:

@@ -6,7 +6,7 @@ import ast
 import pathlib
 import re
 
-from bn_repro.training.config_files import REPO_ROOT
+from bn_repro.configuration.files import REPO_ROOT
 
 PACKAGE = REPO_ROOT / 'bn_repro'
 MAX_FUNCTION_LINES = 80
@@ -73,7 +73,7 @@ FLOORS = (
   ('bn_repro.records', 'bn_repro.distributed'),
   ('bn_repro.nn',),
   ('bn_repro.models', 'bn_repro.data', 'bn_repro.analysis'),
-  ('bn_repro.training',),
+  ('bn_repro.training', 'bn_repro.configuration'),
   ('bn_repro.reports', 'bn_repro.studies', 'bn_repro.ensemble', 'bn_repro.main'),
 )
 

@@ -22,11 +22,11 @@ import ml_collections
 import pytest
 
 import bn_repro
+from bn_repro.configuration.files import REPO_ROOT
 from bn_repro.data import offline
 from bn_repro.studies import pool, santurkar_arms, workers
 from bn_repro.training import run_info, workdir
 from bn_repro.training.checkpointing import Checkpointer
-from bn_repro.training.config_files import REPO_ROOT
 from tests import study_pool_fakes
 
 # --- Results are never silently wrong ------------------------------------------------------
@@ -428,8 +428,8 @@ def test_an_unwritable_workdir_is_one_line(tmp_path):
 def test_a_checkpoint_of_another_structure_is_one_line_with_a_flag_that_exists(
   tmp_path, synthetic_mnist_tfds
 ):
+  from bn_repro.configuration.files import load_config, override
   from bn_repro.training import train
-  from bn_repro.training.config_files import load_config, override
 
   data = [f'--config.input.tfds_data_dir={synthetic_mnist_tfds}', '--config.num_devices=1']
   config = override(

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
+from bn_repro.configuration.files import REPO_ROOT, load_config, override
 from bn_repro.training import train
-from bn_repro.training.config_files import REPO_ROOT, load_config, override
 from bn_repro.training.state import create_train_state
 
 TIMEOUT_S = 300  # Generous: CI machines may be loaded.

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bn_repro import models
+from bn_repro.configuration.files import load_config
 from bn_repro.nn.batch_norm import NOISE_STREAM, BatchNorm
-from bn_repro.training.config_files import load_config
 from bn_repro.training.steps import model_rngs
 
 N_MU, N_SIGMA = 0.7, 1.5

@@ -152,9 +152,9 @@ def test_a_new_normalizer_is_its_layer_and_one_registry_entry(monkeypatch):
   that it keeps no running statistics."""
   import flax.linen as nn
 
+  from bn_repro.configuration.checks import validate_config
+  from bn_repro.configuration.files import load_config, override
   from bn_repro.nn import normalization as norm_lib
-  from bn_repro.training.config_checks import validate_config
-  from bn_repro.training.config_files import load_config, override
 
   def layer_norm(bn, batch_statistics, axis_name):
     del bn, batch_statistics, axis_name  # LayerNorm has no batch statistics or fields here.

@@ -7,9 +7,9 @@ import numpy as np
 import optax
 import pytest
 
+from bn_repro.configuration.files import load_config, override
 from bn_repro.training import optim
 from bn_repro.training.checkpointing import Checkpointer, CheckpointStructureError
-from bn_repro.training.config_files import load_config, override
 from bn_repro.training.steps import TrainState
 
 

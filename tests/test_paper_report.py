@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from bn_repro.configuration.files import REPO_ROOT
 from bn_repro.reports import claims, judges, paper_report, statistics
-from bn_repro.training.config_files import REPO_ROOT
 
 
 def _fig1_summary(gap: float, std: float) -> dict:

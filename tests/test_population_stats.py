@@ -4,8 +4,8 @@ import jax
 import numpy as np
 
 from bn_repro import models
+from bn_repro.configuration.files import load_config
 from bn_repro.nn.population_stats import compute_population_statistics
-from bn_repro.training.config_files import load_config
 from bn_repro.training.state import create_train_state
 
 
@@ -36,7 +36,7 @@ def test_population_statistics_and_batch_accuracy_of_a_model_with_dropout():
   """bn_baseline keeps dropout 0.4 after the last BN layer: population statistics and
   batch-statistics accuracy must run without a dropout RNG and with dropout off, so they
   equal those of the same network with dropout_rate=0."""
-  from bn_repro.training.config_files import override
+  from bn_repro.configuration.files import override
   from bn_repro.training.evaluate import batch_statistics_accuracy
 
   config = load_config('configs/inception.py:bn_baseline,small')

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from bn_repro.training.config_files import REPO_ROOT
+from bn_repro.configuration.files import REPO_ROOT
 from bn_repro.training.tensorboard import read_scalars
 
 

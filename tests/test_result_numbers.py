@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from bn_repro.training.config_files import REPO_ROOT
+from bn_repro.configuration.files import REPO_ROOT
 
 NUMBER = re.compile(r'(?<![\w.])(\d+\.\d{3,}(?:e[-+]?\d+)?|\d+\.\d+e[-+]?\d+)(?![\w])')
 CONSTANTS = {

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
+from bn_repro.configuration.files import REPO_ROOT
 from bn_repro.training import tensorboard
-from bn_repro.training.config_files import REPO_ROOT
 from bn_repro.training.faults import ENV_VAR
 
 TIMEOUT_S = 600  # Generous: CI machines may be loaded.

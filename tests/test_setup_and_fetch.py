@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from bn_repro.configuration.files import REPO_ROOT
 from bn_repro.data import fashion_mnist_fetch, offline
-from bn_repro.training.config_files import REPO_ROOT
 
 TIMEOUT_S = 900
 

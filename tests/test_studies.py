@@ -8,11 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from bn_repro.configuration.files import load_config, override
 from bn_repro.data import datasets, ordering
 from bn_repro.studies import common, load_study, santurkar_arms, workers
 from bn_repro.studies.common import StudyContext, restore
 from bn_repro.training import train
-from bn_repro.training.config_files import load_config, override
 from bn_repro.training.evaluate import batch_statistics_accuracy
 from bn_repro.training.tensorboard import read_scalars
 

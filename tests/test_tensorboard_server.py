@@ -11,8 +11,8 @@ import urllib.request
 import numpy as np
 import pytest
 
+from bn_repro.configuration.files import load_config, override
 from bn_repro.training import train
-from bn_repro.training.config_files import load_config, override
 
 pytestmark = pytest.mark.usefixtures('mock_mnist')
 

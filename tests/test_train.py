@@ -9,12 +9,12 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from bn_repro import models, records
+from bn_repro.configuration.files import load_config, override
 from bn_repro.data import datasets, transforms
 from bn_repro.data.ordering import padded_batches
 from bn_repro.distributed import create_mesh
 from bn_repro.training import train
 from bn_repro.training.checkpointing import Checkpointer
-from bn_repro.training.config_files import load_config, override
 from bn_repro.training.evaluate import Evaluator, preactivation_percentiles
 from bn_repro.training.state import create_train_state
 from bn_repro.training.steps import make_eval_fn

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from bn_repro.analysis import unit_drift
+from bn_repro.configuration.files import load_config, override
 from bn_repro.training import train
 from bn_repro.training.checkpointing import Checkpointer
-from bn_repro.training.config_files import load_config, override
 from bn_repro.training.state import create_train_state
 
 

@@ -24,12 +24,12 @@ import numpy as np
 from absl import logging
 
 from bn_repro import models
+from bn_repro.configuration.files import load_config, override
 from bn_repro.data import datasets, transforms
 from bn_repro.records import read_metrics
 from bn_repro.studies import pool, workers
 from bn_repro.training import console, train
 from bn_repro.training.checkpointing import Checkpointer
-from bn_repro.training.config_files import load_config, override
 from bn_repro.training.diagnostics import TrainingDivergedError
 from bn_repro.training.state import create_train_state
 from bn_repro.training.steps import TrainState

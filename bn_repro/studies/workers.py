@@ -10,9 +10,9 @@ import sys
 
 import ml_collections
 
+from bn_repro.configuration.files import override
 from bn_repro.training import optim
 from bn_repro.training.compilation_cache import enable_compilation_cache
-from bn_repro.training.config_files import override
 
 
 def compile_once_order(arms: dict[str, ml_collections.ConfigDict]) -> list[str]:

@@ -12,9 +12,9 @@ import sys
 
 import jax
 
+from bn_repro.configuration.files import REPO_ROOT
 from bn_repro.nn import xla_cpu
 from bn_repro.records import write_atomically
-from bn_repro.training.config_files import REPO_ROOT
 
 PACKAGES = (
   'jax',

@@ -15,6 +15,7 @@ from jax.sharding import PartitionSpec as P
 
 from bn_repro import models, records
 from bn_repro.analysis import unit_drift
+from bn_repro.configuration.checks import validate_config
 from bn_repro.data import datasets, transforms
 from bn_repro.data.pipeline import TrainInput, create_inputs
 from bn_repro.distributed import AXIS, create_mesh, put_global
@@ -22,7 +23,6 @@ from bn_repro.nn import normalization as norm_lib
 from bn_repro.nn.population_stats import population_statistics_fn
 from bn_repro.training import optim
 from bn_repro.training.checkpointing import Checkpointer
-from bn_repro.training.config_checks import validate_config
 from bn_repro.training.dashboards import Dashboards
 from bn_repro.training.evaluate import Evaluator
 from bn_repro.training.run_info import write_run_info

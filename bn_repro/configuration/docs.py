@@ -12,7 +12,7 @@ import tokenize
 
 import ml_collections
 
-from bn_repro.training.config_files import REPO_ROOT, load_config_module
+from bn_repro.configuration.files import REPO_ROOT, load_config_module
 
 CONFIG_DIR = REPO_ROOT / 'configs'
 
