@@ -22,7 +22,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from bn_repro.distributed import AXIS, gathered_to_host, put_global
-from bn_repro.training.steps import TrainState, mean_probabilities_over_crops
+from bn_repro.training.state import TrainState
+from bn_repro.training.steps import mean_probabilities_over_crops
 
 CHECKPOINTS = {
   'latest': 'checkpoints',

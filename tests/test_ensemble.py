@@ -12,7 +12,7 @@ from jax.sharding import PartitionSpec as P
 from bn_repro.data.ordering import padded_batches
 from bn_repro.distributed import create_mesh
 from bn_repro.ensemble import evaluate_ensemble, make_predict_fn
-from bn_repro.training.steps import TrainState
+from bn_repro.training.state import TrainState
 
 
 class FixedLogits(nn.Module):

@@ -10,7 +10,7 @@ import pytest
 from bn_repro.configuration.files import load_config, override
 from bn_repro.training import optim
 from bn_repro.training.checkpointing import Checkpointer, CheckpointStructureError
-from bn_repro.training.steps import TrainState
+from bn_repro.training.state import TrainState
 
 
 @pytest.mark.parametrize('momentum', [0.0, 0.9])

@@ -88,7 +88,7 @@ def test_trainer_records_every_unit_per_seed_and_resume_keeps_them_whole(tmp_pat
     np.testing.assert_allclose(r['beta'], np.asarray(bn['bias'])[r['seed']], rtol=1e-6)
   # The values are the percentiles over the test set of each unit's input to its sigmoid.
   from bn_repro.data import datasets, transforms
-  from bn_repro.training.steps import seed_state
+  from bn_repro.training.seeds import seed_state
 
   dataset = datasets.load_dataset(config.input)
   x = transforms.get_preprocessor(config.input.preprocess)(dataset.test_images)

@@ -13,7 +13,7 @@ import pytest
 from bn_repro import records
 from bn_repro.training import tensorboard, workdir
 from bn_repro.training.checkpointing import Checkpointer
-from bn_repro.training.steps import TrainState
+from bn_repro.training.state import TrainState
 
 
 def test_a_held_workdir_is_refused_naming_its_holder(tmp_path):

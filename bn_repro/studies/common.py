@@ -31,8 +31,7 @@ from bn_repro.studies import pool, workers
 from bn_repro.training import console, train
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.diagnostics import TrainingDivergedError
-from bn_repro.training.state import create_train_state
-from bn_repro.training.steps import TrainState
+from bn_repro.training.state import TrainState, create_train_state
 
 Curve = list[tuple[int, float]]
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from bn_repro.studies.common import Arm, StudyContext, initial_network, train_arms
 from bn_repro.training.checkpointing import Checkpointer
-from bn_repro.training.steps import cross_entropy_loss, model_rngs, seed_state
+from bn_repro.training.seeds import seed_state
+from bn_repro.training.steps import cross_entropy_loss, model_rngs
 
 SHARED_DIRECTORY = 'santurkar'
 NUM_SEEDS = 3

@@ -4,7 +4,7 @@ import pathlib
 
 import orbax.checkpoint as ocp
 
-from bn_repro.training.steps import TrainState
+from bn_repro.training.state import TrainState
 
 
 class CheckpointStructureError(ValueError):

@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from bn_repro.distributed import gathered_to_host, put_global, replicated_to_host
-from bn_repro.training.steps import TrainState
+from bn_repro.training.state import TrainState
 
 
 class Evaluator:

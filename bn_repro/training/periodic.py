@@ -12,8 +12,9 @@ from bn_repro.distributed import replicated_to_host
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.evaluate import Evaluator, preactivation_percentiles
 from bn_repro.training.faults import kill_point
+from bn_repro.training.seeds import seed_states
 from bn_repro.training.setup import Run
-from bn_repro.training.steps import TrainState, seed_states
+from bn_repro.training.state import TrainState
 
 
 def periodic_evaluation(

@@ -26,8 +26,8 @@ from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.dashboards import Dashboards
 from bn_repro.training.evaluate import Evaluator
 from bn_repro.training.run_info import write_run_info
-from bn_repro.training.state import create_train_state, init_batch
-from bn_repro.training.steps import TrainState, make_eval_fn, make_train_chunk_fn
+from bn_repro.training.state import TrainState, create_train_state, init_batch
+from bn_repro.training.steps import make_eval_fn, make_train_chunk_fn
 from bn_repro.training.tensorboard import SummaryWriter, truncate_events
 from bn_repro.training.workdir import (
   WorkdirLock,

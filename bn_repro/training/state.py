@@ -1,19 +1,24 @@
 """The training state: parameters, BN statistics and optimizer state, and what `init` sees."""
 
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from flax.training import train_state
 from jax.experimental import multihost_utils
 
 from bn_repro.nn import normalization as norm_lib
 from bn_repro.training import optim
-from bn_repro.training.steps import (
-  TrainState,
-)
+
+
+class TrainState(train_state.TrainState):
+  """Flax TrainState plus the BN running statistics (`batch_stats` collection)."""
+
+  batch_stats: Any
 
 
 def create_train_state(
@@ -26,7 +31,7 @@ def create_train_state(
   and it sees any BN layers (mean-only BN after WN) normalize with that batch's statistics,
   as in training (Salimans & Kingma 2016, Sec. 3). With `config.num_seeds` = S > 1, the S
   runs seeded `seed`..`seed + S - 1` are stacked on a leading axis of every array but the
-  step (`bn_repro.training.steps.seed_axes`); a data-dependent init then takes one batch
+  step (`bn_repro.training.seeds.seed_axes`); a data-dependent init then takes one batch
   per run, `(S, n, H, W, C)`, each run's own (one `(n, H, W, C)` batch, as a template to
   restore checkpoints into, is shared by all).
   """

@@ -12,13 +12,11 @@ This module imports neither TensorFlow nor ml_collections.
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from flax.training import train_state
 from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
@@ -27,12 +25,8 @@ from bn_repro.data import transforms
 from bn_repro.data.pipeline import TrainInput
 from bn_repro.distributed import AXIS
 from bn_repro.nn.batch_norm import NOISE_STREAM
-
-
-class TrainState(train_state.TrainState):
-  """Flax TrainState plus the BN running statistics (`batch_stats` collection)."""
-
-  batch_stats: Any
+from bn_repro.training.seeds import seed_axes
+from bn_repro.training.state import TrainState
 
 
 def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -74,29 +68,6 @@ def model_rngs(key: jax.Array) -> dict[str, jax.Array]:
   """The random streams a training step's `apply` gets from the step's `key`: dropout's
   (the key itself, as before noisy BN existed) and noisy BN's (`batch_norm.NOISE_STREAM`)."""
   return {'dropout': key, NOISE_STREAM: jax.random.fold_in(key, 1)}
-
-
-def seed_axes(state: TrainState) -> TrainState:
-  """The vmap axes of a multi-seed TrainState: seeds lead every array but the step counter."""
-  return state.replace(step=None, params=0, opt_state=0, batch_stats=0)
-
-
-def seed_state(state: TrainState, index: int, num_seeds: int) -> TrainState:
-  """Run `index` of a multi-seed TrainState as a single-run state (`state` for one seed)."""
-  if num_seeds == 1:
-    return state
-
-  def take(tree):
-    return jax.tree.map(lambda x: x[index], tree)
-
-  return state.replace(
-    params=take(state.params), opt_state=take(state.opt_state), batch_stats=take(state.batch_stats)
-  )
-
-
-def seed_states(state: TrainState, num_seeds: int) -> list[TrainState]:
-  """The runs of a multi-seed TrainState as single-run states (`[state]` for one seed)."""
-  return [seed_state(state, i, num_seeds) for i in range(num_seeds)]
 
 
 def make_train_chunk_fn(

@@ -25,8 +25,9 @@ from bn_repro.training.faults import kill_point
 from bn_repro.training.periodic import periodic_evaluation
 from bn_repro.training.preemption import PreemptedError, StopRequest
 from bn_repro.training.progress import Progress
+from bn_repro.training.seeds import seed_state
 from bn_repro.training.setup import Run, set_up
-from bn_repro.training.steps import TrainState, seed_state
+from bn_repro.training.state import TrainState
 
 
 def _stop_agreed(stop: StopRequest) -> int | None:
