@@ -194,3 +194,41 @@ def test_provenance_says_from_git_whether_a_rule_came_before_or_after_its_result
   assert record['c | c']['when'] == 'before these runs, after earlier results'
   del later
   assert record['z | c']['when'] == 'not committed yet'
+
+
+def test_provenance_of_a_docstring_rule_moves_with_its_rule_section_only(tmp_path):
+  import subprocess
+
+  from bn_repro.reports import provenance
+
+  def commit(files, message):
+    for path, text in files.items():
+      (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+      (tmp_path / path).write_text(text)
+    env = {'GIT_AUTHOR_NAME': 't', 'GIT_AUTHOR_EMAIL': 't@t', 'GIT_COMMITTER_NAME': 't'}
+    env |= {'GIT_COMMITTER_EMAIL': 't@t', 'PATH': '/usr/bin:/bin'}
+    for args in (['add', '-A'], ['commit', '-qm', message], ['rev-parse', 'HEAD']):
+      out = subprocess.run(['git', *args], cwd=tmp_path, env=env, capture_output=True, text=True)
+    return out.stdout.strip()
+
+  def study(design, rule):
+    return f'"""Study.\n\n- Design: {design}\n- Rules: {rule}\n"""\n'
+
+  subprocess.run(['git', 'init', '-q'], cwd=tmp_path, check=True)
+  claims = 'class Claim:\n  def __init__(self, rule): self.rule = rule\n'
+  claims += "CLAIMS = (Claim('study s (its docstring)'),)\n"
+  fixed = commit(
+    {provenance.CLAIMS_FILE: claims, 'bn_repro/studies/s.py': study('in `a.b`', 'r1')}, 'rule'
+  )
+  commit({'results/s/summary.json': json.dumps({'commit': fixed})}, 'results')
+  commit({'bn_repro/studies/s.py': study('in `a.c`', 'r1')}, 'a module moved')
+
+  class Row:
+    where, claim, rule, summary = 'w', 'c', 'study s (its docstring)', 's/summary.json'
+
+  row = provenance.provenance(tmp_path, tmp_path / 'results', [Row()])['w | c']
+  assert (row['rule_commit'], row['when']) == (fixed, 'before the runs')
+  reworded = commit({'bn_repro/studies/s.py': study('in `a.c`', 'r2')}, 'the rule reworded')
+  row = provenance.provenance(tmp_path, tmp_path / 'results', [Row()])['w | c']
+  assert (row['rule_commit'], row['when']) == (reworded, 'after the results')
+  assert provenance.rule_section(study('d', 'r')) == '- Rules: r'

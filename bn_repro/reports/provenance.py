@@ -4,10 +4,12 @@ r"""When each claim's rule was fixed, read from git, for REPORT.md's provenance 
 
 For each row of `claims.CLAIMS` with a summary file: the commit from which
 `bn_repro/reports/claims.py` has held the row's rule in its present words (`rule_commit`;
-for a rule that is a study's docstring, the later of that and the docstring's), the
-commit the summary's numbers were produced at (`run_commit`, the summary's own `commit`),
-the oldest commit that added a summary file of the same claim (`first_results_commit`: a
-claim read on two summaries, or on a copy of an earlier design's, has one history), and
+for a rule that is a study's docstring, the later of that and the docstring's rule section,
+from its first line opening '- Rule' to its end: a module renamed in the design's prose
+does not move it), the commit the summary's numbers were produced at (`run_commit`, the
+summary's own `commit`), the oldest commit that added a summary file of the same claim
+(`first_results_commit`: a claim read on two summaries, or on a copy of an earlier
+design's, has one history), and
 `when`:
 - 'before the runs': the rule was committed before the numbers' code (an ancestor of it)
   and before the first results of the claim existed;
@@ -51,8 +53,14 @@ def _rules(source: str | None) -> dict[str, bool]:
   return {c.rule: True for c in namespace['CLAIMS']}
 
 
-def _docstring(source: str | None) -> str | None:
-  return None if source is None else ast.get_docstring(ast.parse(source))
+def rule_section(source: str | None) -> str | None:
+  """A study module's rules: its docstring from the first line opening '- Rule' to the end
+  (the whole docstring where no line does)."""
+  if source is None:
+    return None
+  lines = (ast.get_docstring(ast.parse(source)) or '').splitlines()
+  start = next((i for i, line in enumerate(lines) if line.startswith('- Rule')), 0)
+  return '\n'.join(lines[start:])
 
 
 def row_key(where: str, claim: str) -> str:
@@ -134,7 +142,7 @@ def _row(
   if rule and 'its docstring' in claim.rule:  # The rule's words are a study's docstring.
     module = f'bn_repro/studies/{pathlib.Path(claim.summary).parent.name}.py'
     rule = _newer(
-      repo, rule, unchanged_since(repo, module, lambda s: {'doc': _docstring(s)})['doc']
+      repo, rule, unchanged_since(repo, module, lambda s: {'doc': rule_section(s)})['doc']
     )
   if rule is None:
     when = 'not committed yet'
