@@ -61,6 +61,7 @@ NORMALIZED = {
 }
 MEASURES = {**ABSOLUTE, **NORMALIZED}
 PROXY_KEY = 'proxy_0.01'
+WINDOWS = ('early', 'later')  # Steps 50-500 and 1,000-10,000 (the MLP's checkpoints).
 SEEDS_REQUIRED = 2
 RULE = (
   'Per measure, BN is smoother in a (model, learning rate, window) cell if in at least 2 of 3 '
@@ -123,7 +124,7 @@ def run(context: StudyContext) -> None:
 
 def _summarize(medians: dict) -> dict:
   settings = [f'{lr:g}' for lr in LEARNING_RATES]
-  cells = [(w, s) for w in ('early', 'later') for s in settings] + [('later', PROXY_KEY)]
+  cells = [(w, s) for w in WINDOWS for s in settings] + [('later', PROXY_KEY)]
   measures = {'early': {}, 'later': {}}
   verdicts = {}
   for name in MEASURES:
@@ -184,8 +185,14 @@ def _figure(trajectories: dict) -> object:
   for row, setting in enumerate(settings):
     for col, name in enumerate(names):
       ax = axes[row, col]
+      title = 'proxy, lr 0.01' if setting == PROXY_KEY else f'MLP, lr {setting}'
+      ax.set_title(f'{title}: {MEASURES[name]}', fontsize=9)
+      if not any(name in trajectories.get((w, v, setting), {}) for w in WINDOWS for v in VARIANTS):
+        ax.text(0.5, 0.5, 'not measured for this model', ha='center', transform=ax.transAxes)
+        ax.set_axis_off()
+        continue
       for variant in VARIANTS:
-        parts = [trajectories.get((w, variant, setting)) for w in ('early', 'later')]
+        parts = [trajectories.get((w, variant, setting)) for w in WINDOWS]
         parts = [p for p in parts if p is not None and name in p]
         if not parts:
           continue
@@ -197,10 +204,9 @@ def _figure(trajectories: dict) -> object:
         median, low, high = santurkar_arms.seed_band(values[keep])
         ax.plot(steps[keep], median, 'o-', ms=3, color=colors[variant], label=variant)
         ax.fill_between(steps[keep], low, high, color=colors[variant], alpha=0.25)
-      title = 'proxy, lr 0.01' if setting == PROXY_KEY else f'MLP, lr {setting}'
-      ax.set_title(f'{title}: {MEASURES[name]}', fontsize=9)
       ax.set(xlabel='step (symlog)', yscale='log')
       ax.set_xscale('symlog', linthresh=50)
+      ax.set_xlim(left=0)
   axes[0, 0].legend(fontsize=8)
   figure.suptitle(
     'Study 12: the landscape along the gradient, step sizes '
