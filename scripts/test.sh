@@ -4,6 +4,8 @@
 # modules tests/conftest.py names), as CI does.
 #   scripts/test.sh --fast     # the unit tier alone
 # Extra arguments go to pytest, e.g. scripts/test.sh -k layers. Slow tests: scripts/test.sh -m slow
+# The test files run in parallel, one worker per core, each file's tests in one worker (they
+# share module fixtures); scripts/test.sh -n 0 runs them in this process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -21,4 +23,4 @@ for arg in "$@"; do
 done
 marker=(-m "$tier")
 for arg in "${args[@]}"; do [ "$arg" = "-m" ] && marker=(); done
-exec "$VENV_PYTHON" -m pytest -q "${marker[@]}" "${args[@]}"
+exec "$VENV_PYTHON" -m pytest -q -n auto --dist loadfile "${marker[@]}" "${args[@]}"
