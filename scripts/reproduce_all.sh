@@ -67,7 +67,9 @@ for i in "${!stages[@]}"; do
     echo "== [$((i + 1))/${#stages[@]}] $stage: done before ($(cat "$state/$stage.done")); skipped"
     continue
   fi
-  echo "== [$((i + 1))/${#stages[@]}] $stage (last recorded ${minutes[$stage]:-0} min; about $left min left by the recorded times); log: $state/$stage.log"
+  recorded="last recorded ${minutes[$stage]:-0} min"
+  [ "${minutes[$stage]:-0}" != 0 ] || recorded="no time recorded yet"
+  echo "== [$((i + 1))/${#stages[@]}] $stage ($recorded; about $left min left by the recorded times); log: $state/$stage.log"
   t0=$(date +%s)
   if ! run_stage "$stage" > "$state/$stage.log" 2>&1; then
     echo "Stage $stage failed; its log: $state/$stage.log (rerun this script to resume)." >&2

@@ -255,7 +255,7 @@ def _arms_table(arms: dict) -> list[str]:
   lines = [
     '| | ' + ' | '.join(names[a] for a in arms) + ' |',
     '|---|' + '---|' * len(arms),
-    row('final test accuracy', [fmt(arms[a]['final_test_accuracy']) for a in arms]),
+    row('final test accuracy', [_final_accuracy(arms[a]) for a in arms]),
   ]
   for step in REPORT_STEPS:
     if all(arm['test_accuracy_at'][str(step)] is None for arm in arms.values()):
@@ -287,11 +287,19 @@ def _arms_table(arms: dict) -> list[str]:
     lines.append(row(label, [drift(arms[a]) for a in arms]))
   lines.append(
     row(
-      'tracked unit: mean range of its 15/50/85th percentiles',
+      "tracked unit: mean range of its 15/50/85th percentiles (the first seed's)",
       [fmt(arms[a]['typical_unit_ranges']['mean'], '{:.3f}') for a in arms],
     )
   )
   return lines
+
+
+def _final_accuracy(arm: dict) -> str:
+  """The final test accuracy, seed mean ± the seeds' standard deviation (ddof 1, as at the
+  report steps) where there are several seeds."""
+  per_seed = arm.get('final_test_accuracy_per_seed') or []
+  mean = fmt(arm['final_test_accuracy'])
+  return mean if len(per_seed) < 2 else f'{mean} ± {np.std(per_seed, ddof=1):.4f}'
 
 
 def _summary_markdown(record: dict) -> str:

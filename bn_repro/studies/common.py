@@ -55,8 +55,8 @@ _SMALL_INCEPTION_IN_STUDIES = {
 _SMALL_INCEPTION_SMOKE = {
   'model__width': 1 / 32,
   'log_every': 10,
-  'eval_every': 10,
   'checkpoint_every': 10,
+  'eval__num_examples': 1_000,  # A tenth of the test set: a smoke run checks the plumbing.
 }
 
 
@@ -99,14 +99,13 @@ class StudyContext:
     whose smoke option would switch to ImageNet: that one is only narrowed. Studies
     train on one device (their batches of 32 or 60 do not split over every mesh).
     """
-    fields = {'num_devices': 1, **fields}
+    defaults = {'num_devices': 1}
     if spec.endswith(',small'):
-      fields = {**_SMALL_INCEPTION_IN_STUDIES, **fields}
-    if self.smoke and spec.endswith(',small'):
-      fields = {**_SMALL_INCEPTION_SMOKE, **fields}
+      defaults |= _SMALL_INCEPTION_IN_STUDIES
+      defaults |= _SMALL_INCEPTION_SMOKE if self.smoke else {}
     elif self.smoke:
       spec += ',smoke'
-    return override(load_config(spec), **fields)
+    return override(load_config(spec), **{**defaults, **fields})
 
 
 @dataclasses.dataclass
