@@ -83,22 +83,36 @@ DRIFT_RATIO = 1.5  # The earlier reading's margin, now for the spread as well.
 TUNED_CELLS = ((0.5, 0.1), (2.0, 0.1))  # (lr, init std): BN's and the baseline's best rates.
 
 
-def fig1bc_location_and_spread(summary: dict) -> tuple[str, str]:
-  def ratio(cell: dict, measure: str) -> float:
-    return cell['baseline'][measure]['median'] / cell['bn'][measure]['median']
+def drift_ratio(cell: dict, measure: str) -> float:
+  """Baseline / BN of a study-9 cell's median `measure` ('location_drift', 'spread_drift')."""
+  return cell['baseline'][measure]['median'] / cell['bn'][measure]['median']
 
+
+def fig1bc_cell(cell: dict) -> str:
+  """A study-9 cell by the location-and-spread rule: 'untrained' (an arm diverged or ends
+  below TRAINED_ACCURACY: excluded), 'holds' or 'does not hold'."""
+  arms = [cell[a] for a in ('baseline', 'bn')]
+  if any(arm.get('final_test_accuracy', 0.0) < TRAINED_ACCURACY for arm in arms):
+    return 'untrained'
+  location = sum(r > DRIFT_RATIO for r in cell['location_drift_ratio_by_seed']) >= 2
+  holds = location and drift_ratio(cell, 'spread_drift') > DRIFT_RATIO
+  return 'holds' if holds else 'does not hold'
+
+
+def fig1bc_location_and_spread(summary: dict) -> tuple[str, str]:
   trained, held, tuned = [], [], []
   for cell in summary['cells']:
-    if min(cell[a]['final_test_accuracy'] for a in ('baseline', 'bn')) < TRAINED_ACCURACY:
+    verdict = fig1bc_cell(cell)
+    if verdict == 'untrained':
       continue
     trained.append(cell)
-    location = sum(r > DRIFT_RATIO for r in cell['location_drift_ratio_by_seed']) >= 2
-    holds = location and ratio(cell, 'spread_drift') > DRIFT_RATIO
+    holds = verdict == 'holds'
     held += [cell] if holds else []
     if (cell['learning_rate'], cell['init_std']) in TUNED_CELLS:
       tuned.append(
         f'lr {cell["learning_rate"]:g}, init std {cell["init_std"]:g}: location ratio '
-        f'{ratio(cell, "location_drift"):.2f}, spread ratio {ratio(cell, "spread_drift"):.2f} '
+        f'{drift_ratio(cell, "location_drift"):.2f}, spread ratio '
+        f'{drift_ratio(cell, "spread_drift"):.2f} '
         f'({"holds" if holds else "does not hold"})'
       )
   untrained = len(summary['cells']) - len(trained)

@@ -70,19 +70,18 @@ def run(context: StudyContext) -> None:
     ):
       if curve:
         ax.plot(*zip(*curve, strict=True), **style, label=name)
-  axes[0].set(title='training loss (mean over seeds)', xlabel='step', yscale='log')
-  axes[1].set(
-    title='||b||, pre-BN biases of all hidden layers (each seed)', xlabel='step', yscale='log'
-  )
-  axes[2].set(
-    title='test accuracy (moving-average statistics, mean over seeds)',
-    xlabel='step',
-    ylim=(0.0, 1.0),
-  )
-  axes[2].legend(fontsize=8)
+  axes[0].set(title='training loss (seed mean)', xlabel='step', yscale='log')
+  axes[1].set(title='||b||, pre-BN biases, hidden layers (each seed)', xlabel='step', yscale='log')
+  axes[2].set(title='test accuracy (moving averages, seed mean)', xlabel='step', ylim=(0.0, 1.0))
+  for ax in axes:
+    ax.title.set_fontsize(10)
+  # One legend for the three panels (dashed: statistics held out of the gradient).
+  handles, labels = axes[0].get_legend_handles_labels()
+  figure.legend(handles, labels, loc='lower center', ncol=len(labels), fontsize=9)
   figure.suptitle(
     f'Study 1: statistics inside vs outside the gradient (Sec. 2), MNIST MLP, {NUM_SEEDS} seeds'
   )
+  figure.tight_layout(rect=(0, 0.08, 1, 0.95))
 
   table = [
     'MNIST MLP (3x100 sigmoid, batch 60, SGD lr 2.0) with a pre-BN bias b, '

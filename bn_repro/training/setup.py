@@ -82,6 +82,9 @@ def set_up(
   inputs = create_inputs(config, mesh)
   preprocess = transforms.get_preprocessor(config.input.preprocess, inputs.pixel_mean)
   model = models.create_model(config.model, inputs.num_classes, axis_name=AXIS)
+  # Flax's init runs op by op: on a config new to the compilation cache, BN-Inception's
+  # hundreds of small programs compile for a while, and nothing else would be printed.
+  logging.info('Initializing the parameters (seed %d)...', config.seed)
   state = create_train_state(config, model, init_batch(config, inputs, preprocess))
   state = put_global(state, NamedSharding(mesh, P()))
   checkpointer = Checkpointer(
