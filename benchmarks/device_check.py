@@ -36,7 +36,7 @@ def _inception(batch: int, size: int, dtype: str, width: float, steps: int = 2):
   return override(
     load_config('configs/inception.py:bn_x5'),
     batch_size=batch,
-    model__bn__group_size=min(batch, 32),
+    model__norm__group_size=min(batch, 32),
     steps_per_call=steps,
     input__image_size=size,
     input__distortion_strength=0.0,

@@ -37,7 +37,7 @@ def time_variant(variant: str) -> tuple[float, int]:
   config = override(
     load_config(f'configs/inception.py:{variant}'),
     batch_size=_BATCH.value,
-    model__bn__group_size=_BATCH.value,
+    model__norm__group_size=_BATCH.value,
     steps_per_call=2,
     input__image_size=_SIZE.value,
     input__distortion_strength=0.0,

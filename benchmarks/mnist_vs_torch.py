@@ -58,7 +58,7 @@ def _loss_gap(bench: TrainingBench, model: TorchMLP, config, images, labels) -> 
 
 
 def _torch_model(params: dict, config) -> TorchMLP:
-  return TorchMLP(params, len(config.model.hidden_sizes), config.model.normalization == 'batch')
+  return TorchMLP(params, len(config.model.hidden_sizes), config.model.norm.kind == 'batch')
 
 
 def main(argv: list[str]) -> None:

@@ -111,7 +111,7 @@ def main(argv: list[str]) -> None:
   config = load_config(_CONFIG.value)
   overrides = dict(batch_size=_BATCH.value, steps_per_call=_STEPS)
   if 'group_size' in config.model.get('bn', {}):
-    overrides['model__bn__group_size'] = _BATCH.value
+    overrides['model__norm__group_size'] = _BATCH.value
   if config.model.name == 'inception':
     overrides['input__distortion_strength'] = 0.0
   if config.input.dataset == 'imagenet2012':

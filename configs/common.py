@@ -3,7 +3,7 @@ fields, and the BN, evaluation and Algorithm 2 blocks.
 
 A config file (one per experiment family) calls `parse_variant` and `base_config`, then
 sets what its family changes. Every field is overridable from the command line
-(`--config.model.bn.momentum=0.9`).
+(`--config.model.norm.momentum=0.9`).
 """
 
 import ml_collections
@@ -63,10 +63,13 @@ def input_config(
   return config
 
 
-def batch_norm_config(group_size: object) -> ml_collections.ConfigDict:
-  """`config.model.bn`: the fields of every BatchNorm layer
-  (bn_repro/nn/batch_norm.py), one to one."""
+def norm_config(kind: str, group_size: object) -> ml_collections.ConfigDict:
+  """`config.model.norm`: the normalization `kind` and BatchNorm's fields
+  (bn_repro/nn/batch_norm.py), one to one; a kind reads the fields its layer has
+  (bn_repro/nn/normalization.py), so switching the kind keeps the paper's BN settings."""
   config = ml_collections.ConfigDict()
+  # A key of bn_repro.nn.normalization.NORMS: none, batch, mean_only_batch, weight, ...
+  config.kind = kind
   config.momentum = 0.99  # Of the running averages used at test time.
   config.epsilon = 1e-5
   config.group_size = group_size  # Examples per statistics group; None: the global batch.

@@ -143,7 +143,6 @@ def _set_model(
   config.model = ml_collections.ConfigDict()
   config.model.name = 'inception'
   config.model.nonlinearity = 'sigmoid' if variant.endswith('sigmoid') else 'relu'
-  config.model.normalization = 'batch' if uses_bn else 'none'
   config.model.dropout_rate = 0.0 if changes_4_2_1 else 0.4
   config.model.lrn = not changes_4_2_1
   config.model.stem = 'plain'
@@ -153,7 +152,9 @@ def _set_model(
   # 'bfloat16': mixed precision for accelerators (convolutions and activations in bfloat16;
   # parameters, BN statistics, logits and the loss stay float32). The paper's runs: float32.
   config.model.compute_dtype = 'float32'
-  config.model.bn = common.batch_norm_config(config_dict.FieldReference(32, field_type=int))
+  config.model.norm = common.norm_config(
+    'batch' if uses_bn else 'none', config_dict.FieldReference(32, field_type=int)
+  )
 
 
 def _smoke(config: ml_collections.ConfigDict, small_data: bool) -> None:
@@ -162,7 +163,7 @@ def _smoke(config: ml_collections.ConfigDict, small_data: bool) -> None:
   config.input.train_subset_size = None  # Whatever data the check has.
   config.num_steps = 1
   config.batch_size = 8
-  config.model.bn.group_size = 4
+  config.model.norm.group_size = 4
   config.log_every = 1
   config.steps_per_call = 1
   config.eval_every = 1

@@ -44,7 +44,7 @@ from ml_collections import config_dict
 from bn_repro.training import optim
 from configs import common
 
-# Variant -> model.normalization (bn_repro/nn/normalization.py).
+# Variant -> model.norm.kind (bn_repro/nn/normalization.py).
 NORMALIZATION = {
   'baseline': 'none',
   'bn': 'batch',
@@ -85,18 +85,17 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
   config.model.name = 'mlp'
   config.model.hidden_sizes = (100, 100, 100)
   config.model.nonlinearity = 'sigmoid'
-  config.model.normalization = NORMALIZATION[variant]
   config.model.init_std = 0.1
   # BN before the nonlinearity (the paper) or on the layer input u (Sec. 3.2's alternative).
   config.model.bn_position = 'input' if variant == 'bn_input' else 'preactivation'
   config.model.pre_bn_bias = variant in ('bn_bias', 'bn_stop_mean', 'bn_stop_mean_and_variance')
-  config.model.bn = common.batch_norm_config(config_dict.placeholder(int))
-  config.model.bn.stop_gradient = STOP_GRADIENT.get(variant, 'none')
+  config.model.norm = common.norm_config(NORMALIZATION[variant], config_dict.placeholder(int))
+  config.model.norm.stop_gradient = STOP_GRADIENT.get(variant, 'none')
   if variant == 'bn_noisy':
     # n_mu = n_sigma = 1: each unit's noise mean moves within +-1 and its std within 0..1
     # from step to step, shifts of the size of BN's unit-variance output they perturb.
-    config.model.bn.noise_mean = 1.0
-    config.model.bn.noise_std = 1.0
+    config.model.norm.noise_mean = 1.0
+    config.model.norm.noise_std = 1.0
 
   config.optimizer = optim.optimizer_config(learning_rate=2.0)
   config.schedule = optim.schedule_config('constant')

@@ -17,8 +17,8 @@ from bn_repro.nn.batch_norm import BatchNorm
 def test_variants_differ_only_in_normalization():
   baseline = load_config('configs/mnist.py:baseline').to_dict()
   bn = load_config('configs/mnist.py:bn').to_dict()
-  assert baseline['model'].pop('normalization') == 'none'
-  assert bn['model'].pop('normalization') == 'batch'
+  assert baseline['model']['norm'].pop('kind') == 'none'
+  assert bn['model']['norm'].pop('kind') == 'batch'
   assert baseline.pop('variant') == 'baseline' and bn.pop('variant') == 'bn'
   assert baseline == bn
   assert bn['batch_size'] == 60 and bn['num_steps'] == 50_000  # Paper Sec. 4.1.
@@ -42,10 +42,10 @@ def test_locked_config_rejects_unknown_fields():
   [
     ({'optimizer__learning_rate': -0.1}, 'learning_rate=-0.1 must be positive'),
     ({'batch_size': 62}, 'batch_size=62 is not divisible by the 4 devices'),
-    ({'model__bn__group_size': 4}, 'group_size=4 must divide the per-device batch of 15'),
-    ({'model__bn__group_size': 30}, 'group_size=30 must divide the per-device batch of 15'),
+    ({'model__norm__group_size': 4}, 'group_size=4 must divide the per-device batch of 15'),
+    ({'model__norm__group_size': 30}, 'group_size=30 must divide the per-device batch of 15'),
     ({'eval_every': 150}, 'eval_every=150 must be a positive multiple of log_every=100'),
-    ({'model__bn__group_size': 1}, r'group_size=1 .* at least 2 \(m counts the values'),
+    ({'model__norm__group_size': 1}, r'group_size=1 .* at least 2 \(m counts the values'),
     ({'keep_checkpoints': 0}, 'keep_checkpoints=0 must be at least 1'),
     ({'eval__batch_size': 1002}, 'eval.batch_size=1002 .* must be a positive multiple of 4'),
   ],
@@ -88,11 +88,11 @@ def test_unknown_compute_dtype_is_rejected_with_the_value():
   [
     (
       '--config.model.widths=3',
-      "Unknown config field 'model.widths'; valid fields of 'model': ['bn', 'bn_position', "
-      "'hidden_sizes',",
+      "Unknown config field 'model.widths'; valid fields of 'model': ['bn_position', "
+      "'hidden_sizes', 'init_std', 'name', 'nonlinearity', 'norm', 'pre_bn_bias'].",
     ),
     ('--config.optimizer.learning_rate=-0.5', 'optimizer.learning_rate=-0.5 must be positive'),
-    ('--config.model.bn.group_size=90', 'group_size=90 must divide the per-device batch of 60'),
+    ('--config.model.norm.group_size=90', 'group_size=90 must divide the per-device batch of 60'),
     ('--num_processes=2', '--num_processes/--process_id need --coordinator_address'),
     ('--config.model.nonlinearity=swish', "model.nonlinearity='swish'; expected one of"),
     ('--config.num_devices=20', 'num_devices=20, but 8 cpu device(s) are available'),
@@ -147,14 +147,16 @@ def test_a_bad_config_path_or_variant_is_one_line_naming_it(tmp_path, config_fla
 
 
 @pytest.mark.parametrize('spec', ['configs/mnist.py:bn', 'configs/inception.py:bn_x5,small'])
-def test_config_bn_fields_are_batch_norm_fields(spec):
-  """config.model.bn maps one to one onto BatchNorm's fields: a new BN option is a layer
-  field and its config default, nothing in between."""
-  assert set(load_config(spec).model.bn) <= {f.name for f in dataclasses.fields(BatchNorm)}
+def test_config_norm_fields_are_its_kind_and_batch_norm_fields(spec):
+  """config.model.norm is the kind and fields that map one to one onto BatchNorm's: a new BN
+  option is a layer field and its config default, nothing in between."""
+  fields = set(load_config(spec).model.norm)
+  assert 'kind' in fields
+  assert fields - {'kind'} <= {f.name for f in dataclasses.fields(BatchNorm)}
 
 
 def test_config_bn_fields_reach_the_layers():
-  config = override(load_config('configs/mnist.py:bn'), model__bn__momentum=0.25)
+  config = override(load_config('configs/mnist.py:bn'), model__norm__momentum=0.25)
   model = models.create_model(config.model, num_classes=10)
   x = np.random.default_rng(0).normal(size=(8, 784)).astype(np.float32)
   variables = model.init(jax.random.key(0), x, train=False)

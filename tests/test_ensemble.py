@@ -100,7 +100,7 @@ def test_models_reject_inputs_of_the_wrong_rank():
       jax.random.key(0), multi_crop, train=False
     )
   mlp = MLP(
-    hidden_sizes=(4,), num_classes=10, nonlinearity='sigmoid', normalization='none', init_std=0.1
+    hidden_sizes=(4,), num_classes=10, nonlinearity='sigmoid', norm={'kind': 'none'}, init_std=0.1
   )
   with pytest.raises(ValueError, match=r'MLP input shape \(2, 3, 28, 28, 1\)'):
     mlp.init(jax.random.key(0), multi_crop, train=False)

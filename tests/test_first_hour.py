@@ -59,7 +59,7 @@ def test_a_workdir_of_another_config_is_one_line_before_data(tmp_path):
   (tmp_path / 'config.json').write_text(other.to_json_best_effort(indent=2))
   (tmp_path / 'checkpoints').mkdir()  # What a run of that config left.
   result = _main(SMOKE, f'--workdir={tmp_path}')
-  _assert_one_fatal_line(result, 'model.normalization')
+  _assert_one_fatal_line(result, 'model.norm.kind')
   assert json.loads((tmp_path / 'config.json').read_text())['variant'] == 'baseline'
 
 
@@ -123,7 +123,7 @@ def test_list_with_a_config_shows_overridden_values_and_their_docs():
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
   assert '--config.seed=3' in lines
-  assert '--config.model.bn.momentum=0.99  # Of the running averages used at test time.' in lines
+  assert '--config.model.norm.momentum=0.99  # Of the running averages used at test time.' in lines
   assert len(lines) == len(config_docs._leaves(load_config('configs/mnist.py:bn')))
 
 

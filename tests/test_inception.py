@@ -61,7 +61,7 @@ def test_output_shapes_at_224_follow_the_table():
     # 7x7x3x8, then 1x1 to 64, one BN after both: no gamma/beta on the 24 depthwise maps).
     ({'pool_proj_4cd': 96, 'stem': 'separable'}, 11_188_288),
     # The no-BN Inception arm: biases, no gamma/beta.
-    ({'normalization': 'none', 'conv_bias': True}, 11_275_208),
+    ({'norm': {'kind': 'none'}, 'conv_bias': True}, 11_275_208),
   ],
 )
 def test_parameter_counts(fields, expected):
@@ -100,7 +100,7 @@ def test_full_size_network_trains_a_step_at_224():
   """The paper's network (plain stem, width 1) takes an SGD step on 224x224 images."""
   import optax
 
-  model = BNInception(num_classes=1000, bn={'group_size': 4})
+  model = BNInception(num_classes=1000, norm={'kind': 'batch', 'group_size': 4})
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.uniform(size=(4, 224, 224, 3)), jnp.float32)
   y = jnp.asarray(rng.integers(0, 1000, 4))
@@ -140,7 +140,7 @@ def test_bfloat16_compute_keeps_float32_state_and_matches_float32_loss():
     config = override(
       load_config('configs/inception.py:bn_x5,smoke'),
       model__compute_dtype=dtype,
-      model__bn__group_size=8,
+      model__norm__group_size=8,
       model__dropout_rate=0.0,
     )
     model = models.create_model(config.model, num_classes=10)

@@ -104,7 +104,7 @@ def _fingerprint_of_last_run(workdir, config):
 def test_overwrite_with_another_config_in_a_two_process_job(tmp_path, synthetic_mnist_tfds):
   """Process 0 clears the workdir before any process checks the saved config."""
   workdir = tmp_path / 'job'
-  for extra in ((), ('--config.model.bn.momentum=0.9', '--overwrite')):
+  for extra in ((), ('--config.model.norm.momentum=0.9', '--overwrite')):
     processes = _launch_job(workdir, synthetic_mnist_tfds, '--config.num_steps=10', *extra)
     outputs = _finish(processes)
     for process, output in zip(processes, outputs, strict=True):

@@ -85,7 +85,7 @@ def test_additive_noise_leaves_the_input_gradient_unchanged():
 
 def test_training_steps_feed_the_noise_to_the_bn_noisy_mlp():
   config = load_config('configs/mnist.py:bn_noisy,smoke')
-  assert (config.model.bn.noise_mean, config.model.bn.noise_std) == (1.0, 1.0)
+  assert (config.model.norm.noise_mean, config.model.norm.noise_std) == (1.0, 1.0)
   model = models.create_model(config.model, 10)
   x = jax.random.uniform(jax.random.key(5), (8, 28, 28, 1))
   variables = model.init(jax.random.key(0), x, train=False)

@@ -65,11 +65,10 @@ def test_mlp_forward_matches_the_formulas(normalization, position, pre_bn_bias):
     hidden_sizes=(7, 5),
     num_classes=3,
     nonlinearity='sigmoid',
-    normalization=normalization,
+    norm={'kind': normalization, 'epsilon': EPS},
     init_std=0.5,
     bn_position=position,
     pre_bn_bias=pre_bn_bias,
-    bn={'epsilon': EPS},
   )
   variables = model.init(jax.random.key(1), x, train=False)
   # Move every parameter off its initial value so scales and biases all matter.
@@ -101,7 +100,7 @@ def test_weight_normalized_mlp_starts_with_standardized_preactivations():
     hidden_sizes=(50, 40, 30),
     num_classes=10,
     nonlinearity='tanh',
-    normalization='weight',
+    norm={'kind': 'weight'},
     init_std=0.1,
   )
   variables = model.init(jax.random.key(0), x, train=False)
@@ -122,10 +121,9 @@ def test_stop_gradient_statistics_reach_the_model():
       hidden_sizes=(4,),
       num_classes=3,
       nonlinearity='sigmoid',
-      normalization='mean_only_batch',
+      norm={'kind': 'mean_only_batch', 'stop_gradient': mode},
       init_std=0.5,
       pre_bn_bias=True,
-      bn={'stop_gradient': mode},
     )
     variables = model.init(jax.random.key(0), x, train=False)
 
@@ -147,25 +145,33 @@ def test_stop_gradient_statistics_reach_the_model():
 
 def test_a_new_normalizer_is_its_layer_and_one_registry_entry(monkeypatch):
   """Registering a kind (here flax's LayerNorm, a stand-in for any new layer module) makes
-  it a `model.normalization` choice of the MLP and of the config checks, with no other
-  change: its layer follows each hidden linear layer, and the loop learns from the entry
-  that it keeps no running statistics."""
+  it a `model.norm.kind` choice of the config, its checks and the MLP built from it, with no
+  other change: its layer follows each hidden linear layer with the fields it has from
+  `config.model.norm` (epsilon; BatchNorm's momentum is not LayerNorm's), and the loop
+  learns from the entry that it keeps no running statistics."""
+  import functools
+
   import flax.linen as nn
 
+  from bn_repro import models
   from bn_repro.configuration.checks import validate_config
   from bn_repro.configuration.files import load_config, override
   from bn_repro.nn import normalization as norm_lib
 
-  def layer_norm(bn, batch_statistics, axis_name):
-    del bn, batch_statistics, axis_name  # LayerNorm has no batch statistics or fields here.
-    return nn.LayerNorm
+  def layer_norm(norm, batch_statistics, axis_name):
+    del batch_statistics, axis_name  # LayerNorm has no batch statistics.
+    return functools.partial(nn.LayerNorm, **norm_lib.fields_of(nn.LayerNorm, norm))
 
   monkeypatch.setitem(norm_lib.NORMS, 'layer', norm_lib.Norm(layer_norm))
-  config = override(load_config('configs/mnist.py:bn,smoke'), model__normalization='layer')
-  validate_config(config, 1)
-  model = MLP(
-    hidden_sizes=(5, 4), num_classes=3, nonlinearity='sigmoid', normalization='layer', init_std=0.5
+  config = override(
+    load_config('configs/mnist.py:bn,smoke'),
+    model__norm__kind='layer',
+    model__norm__epsilon=1e-3,
+    model__hidden_sizes=(5, 4),
+    model__init_std=0.5,
   )
+  validate_config(config, 1)
+  model = models.create_model(config.model, num_classes=3)
   x = np.random.default_rng(0).normal(size=(6, 7)).astype(np.float32)
   variables = model.init(jax.random.key(0), x, train=True)
   assert 'batch_stats' not in variables
@@ -174,7 +180,7 @@ def test_a_new_normalizer_is_its_layer_and_one_registry_entry(monkeypatch):
   (pre0,) = state['intermediates']['preactivation0']
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables['params'])
   u = x @ p['dense0']['kernel']  # No bias before a normalizer.
-  expected = (u - u.mean(1, keepdims=True)) / np.sqrt(u.var(1, keepdims=True) + 1e-6)
+  expected = (u - u.mean(1, keepdims=True)) / np.sqrt(u.var(1, keepdims=True) + 1e-3)
   np.testing.assert_allclose(pre0, expected * p['bn0']['scale'] + p['bn0']['bias'], atol=1e-5)
   assert not norm_lib.get_norm('layer').running_statistics
   with pytest.raises(ValueError, match="Unknown normalization 'group'"):

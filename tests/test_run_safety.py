@@ -40,7 +40,7 @@ def _inception_command(workdir, data_dir, *extra):
     f'--config.input.tfds_data_dir={data_dir}',
     '--config.num_devices=1',
     '--config.batch_size=8',
-    '--config.model.bn.group_size=4',
+    '--config.model.norm.group_size=4',
     '--config.model.width=0.0625',
     f'--config.num_steps={TOTAL_STEPS}',
     '--config.log_every=2',

@@ -108,7 +108,7 @@ def test_batch_statistics_accuracy_normalizes_each_test_batch_on_its_own(tmp_pat
     correct = 0
     for start in range(0, len(labels) - len(labels) % batch_size, batch_size):
       logits = _numpy_mlp_logits_with_batch_statistics(
-        network.params, images[start : start + batch_size], config.model.bn.epsilon
+        network.params, images[start : start + batch_size], config.model.norm.epsilon
       )
       correct += int(np.sum(np.argmax(logits, -1) == labels[start : start + batch_size]))
     expected = correct / (len(labels) - len(labels) % batch_size)

@@ -126,6 +126,6 @@ def test_hparams_table_lists_config_fields_and_metrics(served_runs):
     body={'experimentName': ''},
   )
   hparams = {info['name'] for info in experiment['hparamInfos']}
-  assert {'model.normalization', 'optimizer.learning_rate', 'seed', 'model.bn.momentum'} <= hparams
+  assert {'model.norm.kind', 'optimizer.learning_rate', 'seed', 'model.norm.momentum'} <= hparams
   metrics = {info['name']['tag'] for info in experiment['metricInfos']}
   assert {'eval/accuracy', 'eval/best_accuracy'} <= metrics

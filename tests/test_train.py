@@ -107,7 +107,7 @@ def test_training_does_not_depend_on_device_count(tmp_path, group_size):
   runs = []
   for devices in (1, 2, 8):
     config = _config(
-      'bn', num_devices=devices, batch_size=64, model__bn__group_size=group_size, num_steps=10
+      'bn', num_devices=devices, batch_size=64, model__norm__group_size=group_size, num_steps=10
     )
     train.train_and_evaluate(config, tmp_path / str(devices))
     state = _restore(config, tmp_path / str(devices))[0]
@@ -143,7 +143,7 @@ def test_nonfinite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path)
 
 def test_workdir_of_another_config_is_refused_unless_overwritten(tmp_path):
   train.train_and_evaluate(_config('bn', num_steps=10, population_stats__num_batches=2), tmp_path)
-  with pytest.raises(WorkdirError, match=r"model.normalization: 'batch' -> 'none'.*--overwrite"):
+  with pytest.raises(WorkdirError, match=r"model.norm.kind: 'batch' -> 'none'.*--overwrite"):
     train.train_and_evaluate(_config('baseline', num_steps=10), tmp_path)
   train.train_and_evaluate(_config('bn', num_steps=20), tmp_path)  # Longer: resumes.
   assert (tmp_path / 'population_checkpoint').exists() and (tmp_path / 'best_checkpoint').exists()

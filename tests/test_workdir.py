@@ -53,11 +53,12 @@ def test_a_file_as_workdir_is_a_clear_error(tmp_path):
 
 
 def test_config_guard_allows_new_default_fields_and_evaluation_changes():
-  saved = {'num_steps': 10, 'model': {'normalization': 'batch'}, 'eval': {'percentiles': [15]}}
-  defaults = {**saved, 'model': {'normalization': 'batch', 'new_field': 0}}
+  batch = {'kind': 'batch'}
+  saved = {'num_steps': 10, 'model': {'norm': batch}, 'eval': {'percentiles': [15]}}
+  defaults = {**saved, 'model': {'norm': batch, 'new_field': 0}}
   current = {
     'num_steps': 20,
-    'model': {'normalization': 'batch', 'new_field': 0},
+    'model': {'norm': batch, 'new_field': 0},
     'eval': {'percentiles': [5, 95]},
     'log_param_norms': True,
   }
@@ -68,11 +69,11 @@ def test_config_guard_allows_new_default_fields_and_evaluation_changes():
     'log_param_norms: (absent) -> True',
     'num_steps: 10 -> 20',
   ]
-  changed_default = {**current, 'model': {'normalization': 'batch', 'new_field': 1}}
+  changed_default = {**current, 'model': {'norm': batch, 'new_field': 1}}
   refused, _ = workdir.config_changes(saved, changed_default, defaults)
   assert refused == ['model.new_field: (absent) -> 1']
-  refused, _ = workdir.config_changes(saved, {**current, 'model': {'normalization': 'none'}})
-  assert refused == ["model.normalization: 'batch' -> 'none'"]
+  refused, _ = workdir.config_changes(saved, {**current, 'model': {'norm': {'kind': 'none'}}})
+  assert refused == ["model.norm.kind: 'batch' -> 'none'"]
 
 
 def test_config_guard_records_allowed_changes(tmp_path):

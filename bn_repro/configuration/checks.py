@@ -57,20 +57,20 @@ def _check_run(config: ml_collections.ConfigDict, num_devices: int) -> None:
 
 def _check_batch_norm(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """BN statistics groups: they divide the per-device batch and hold at least 2 examples."""
-  group_size = config.model.bn.group_size
+  group_size = config.model.norm.get('group_size')  # A BatchNorm field.
   if group_size is not None:
     per_device = config.batch_size // num_devices
     require(
       0 < group_size <= per_device and per_device % group_size == 0,
-      f'model.bn.group_size={group_size} must divide the per-device batch of '
+      f'model.norm.group_size={group_size} must divide the per-device batch of '
       f'{per_device} examples.',
     )
-  norm = NORMS.get(config.model.normalization)  # An unknown kind is refused below.
+  norm = NORMS.get(config.model.norm.kind)  # An unknown kind is refused below.
   if norm is not None and norm.running_statistics:
     examples = config.batch_size if group_size is None else group_size
     require(
       examples >= 2,
-      f'model.bn.group_size={group_size} with batch_size={config.batch_size}: each BN '
+      f'model.norm.group_size={group_size} with batch_size={config.batch_size}: each BN '
       f'statistics group has {examples} example(s); the unbiased variance m/(m-1) of '
       'Algorithm 2 needs at least 2 (m counts the values behind a statistic: the examples '
       'of a group for a dense layer, examples x H x W of the feature map for a convolution). '
@@ -146,11 +146,8 @@ def _check_choices(config: ml_collections.ConfigDict) -> None:
     ('schedule.name', config.schedule.name, SCHEDULES),
   ):
     require(value in choices, f'{field}={value!r}; expected one of {choices}.')
-  normalization = config.model.normalization
-  require(
-    normalization in NORMS,
-    f'model.normalization={normalization!r}; expected one of {tuple(NORMS)}.',
-  )
+  kind = config.model.norm.kind
+  require(kind in NORMS, f'model.norm.kind={kind!r}; expected one of {tuple(NORMS)}.')
   require(
     config.population_stats.num_batches >= 0,
     f'population_stats.num_batches={config.population_stats.num_batches} must be >= 0.',
@@ -167,17 +164,12 @@ def _check_choices(config: ml_collections.ConfigDict) -> None:
     )
     on_input = tuple(kind for kind, norm in NORMS.items() if norm.may_sit_on_input)
     require(
-      position == 'preactivation' or normalization in on_input,
-      f"model.bn_position='input' needs a model.normalization in {on_input}, "
-      f'not {normalization!r}.',
+      position == 'preactivation' or kind in on_input,
+      f"model.bn_position='input' needs a model.norm.kind in {on_input}, not {kind!r}.",
     )
-  noise_redraw = config.model.bn.noise_redraw
-  require(
-    noise_redraw in NOISE_REDRAW_MODES,
-    f'model.bn.noise_redraw={noise_redraw!r}; expected one of {NOISE_REDRAW_MODES}.',
-  )
-  stop_gradient = config.model.bn.stop_gradient
-  require(
-    stop_gradient in STOP_GRADIENT_MODES,
-    f'model.bn.stop_gradient={stop_gradient!r}; expected one of {STOP_GRADIENT_MODES}.',
-  )
+  for field, choices in (
+    ('noise_redraw', NOISE_REDRAW_MODES),
+    ('stop_gradient', STOP_GRADIENT_MODES),
+  ):
+    value = config.model.norm.get(field, choices[0])  # BatchNorm fields.
+    require(value in choices, f'model.norm.{field}={value!r}; expected one of {choices}.')

@@ -1,8 +1,9 @@
 """Model registry: name -> Flax module class, built from `config.model`.
 
 Every field of `config.model` but `name` is a field of the model class of that name, and
-`config.model.bn` holds `bn_repro.nn.batch_norm.BatchNorm` fields one to one (the model
-hands them to every BN layer it builds): a new BN option is a new `BatchNorm` field and its
+`config.model.norm` is the normalization: its `kind` (a key of
+`bn_repro.nn.normalization.NORMS`) and its layer's fields, which the model hands to
+`make_norm` untouched: a new option of a normalization layer is that layer's field and its
 default in the config, nothing in between.
 """
 
@@ -31,5 +32,5 @@ def create_model(
     raise ValueError(f'Unknown model {model_config.name!r}; expected one of {sorted(MODELS)}.')
   fields = model_config.to_dict()
   del fields['name']
-  fields['bn'] = FrozenDict(fields['bn'])
+  fields['norm'] = FrozenDict(fields['norm'])
   return MODELS[model_config.name](num_classes=num_classes, axis_name=axis_name, **fields)

@@ -65,8 +65,8 @@ class ConvUnit(nn.Module):
   features: int
   kernel: int
   stride: int
-  normalization: str  # A kind in bn_repro.nn.normalization.NORMS.
-  norm: functools.partial | None  # BatchNorm with its settings, or None for no BN.
+  norm_kind: str  # A key of bn_repro.nn.normalization.NORMS.
+  norm: functools.partial | None  # Its layer with the config's fields, or None for none.
   nonlinearity: str
   conv_bias: bool
   # > 0: a separable convolution: a depthwise `kernel` x `kernel` convolution with this
@@ -77,7 +77,7 @@ class ConvUnit(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel, stride = self.kernel, self.stride
     if self.depthwise_multiplier:  # TF-slim's separable_conv2d: depthwise, then 1x1; no
-      if norm_lib.get_norm(self.normalization).weight_norm:  # normalization in between.
+      if norm_lib.get_norm(self.norm_kind).weight_norm:  # normalization in between.
         raise ValueError("The 'separable' stem has no weight-normalized form; use another stem.")
       x = nn.Conv(
         x.shape[-1] * self.depthwise_multiplier,
@@ -92,7 +92,7 @@ class ConvUnit(nn.Module):
       )(x)
       kernel, stride = 1, 1  # The pointwise convolution.
     x = norm_lib.linear_layer(
-      self.normalization,
+      self.norm_kind,
       self.features,
       use_bias=self.conv_bias,  # WN alone keeps b whatever this says (its init sets it).
       kernel_init=_KERNEL_INIT,
@@ -162,21 +162,21 @@ class BNInception(nn.Module):
   Attributes:
     num_classes: classifier outputs (1000 for ImageNet).
     nonlinearity: 'relu' (the paper), 'sigmoid' (BN-x5-Sigmoid), 'tanh', ...
-    normalization: 'batch' (BN before every nonlinearity), 'none' (Inception), or
-      another kind of `bn_repro.nn.normalization.NORMS` (the WN study).
+    norm: `config.model.norm`: the normalization kind (`kind`: 'batch', BN before every
+      nonlinearity; 'none', Inception; or another key of `bn_repro.nn.normalization.NORMS`,
+      as in the WN study) and its layer's fields.
     dropout_rate: before the classifier (Inception: 0.4; the BN variants remove it).
     lrn: local response normalization after the stem convolutions (Inception only).
     stem, pool_proj_4cd, conv_bias: the table's readings (module docstring).
     width: multiplier on every convolution's channels (1.0 = the paper's).
     compute_dtype: 'float32', or 'bfloat16' for mixed precision (convolutions and
       activations; parameters, BN statistics and logits stay float32).
-    bn: fields of every `bn_repro.nn.batch_norm.BatchNorm` (`config.model.bn`).
     axis_name: the data-parallel mesh axis, passed to BatchNorm.
   """
 
   num_classes: int
   nonlinearity: str = 'relu'
-  normalization: str = 'batch'
+  norm: Mapping[str, object] = FrozenDict({'kind': 'batch'})
   dropout_rate: float = 0.0
   lrn: bool = False
   stem: str = 'plain'
@@ -184,7 +184,6 @@ class BNInception(nn.Module):
   conv_bias: bool = False
   width: float = 1.0
   compute_dtype: str = 'float32'
-  bn: Mapping[str, object] = FrozenDict()
   axis_name: str | None = None
 
   @nn.compact
@@ -206,14 +205,13 @@ class BNInception(nn.Module):
     if self.stem not in STEMS:
       raise ValueError(f'Unknown stem {self.stem!r}; expected one of {STEMS}.')
     norm = norm_lib.make_norm(
-      self.normalization,
-      self.bn,
+      self.norm,
       batch_statistics=train if batch_statistics is None else batch_statistics,
       axis_name=self.axis_name,
     )
     unit = functools.partial(
       ConvUnit,
-      normalization=self.normalization,
+      norm_kind=self.norm['kind'],
       norm=norm,
       nonlinearity=self.nonlinearity,
       conv_bias=self.conv_bias,

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax.core import FrozenDict
 
 from bn_repro.models.nonlinearities import get_nonlinearity
 from bn_repro.nn import normalization as norm_lib
@@ -29,24 +28,23 @@ class MLP(nn.Module):
     hidden_sizes: units per hidden layer (the paper: 100, 100, 100).
     num_classes: output units (10 for MNIST).
     nonlinearity: a name in `bn_repro.models.nonlinearities.NONLINEARITIES`.
-    normalization: a kind in `bn_repro.nn.normalization.NORMS`.
+    norm: `config.model.norm`: the normalization kind (`kind`, a key of
+      `bn_repro.nn.normalization.NORMS`) and its layer's fields.
     init_std: std of the Gaussian initialization of every unnormalized weight
       matrix; the paper says only "small random Gaussian values".
     bn_position: 'preactivation' (BN on Wu, the paper's choice) or 'input' (BN on
       u, the previous layer's output, Sec. 3.2's rejected alternative; then W u keeps b).
     pre_bn_bias: keep the bias b in BN(Wu + b), which BN's centring makes redundant.
-    bn: fields of every `bn_repro.nn.batch_norm.BatchNorm` (`config.model.bn`).
     axis_name: the data-parallel mesh axis, passed to BatchNorm.
   """
 
   hidden_sizes: Sequence[int]
   num_classes: int
   nonlinearity: str
-  normalization: str
+  norm: Mapping[str, object]
   init_std: float
   bn_position: str = 'preactivation'
   pre_bn_bias: bool = False
-  bn: Mapping[str, object] = FrozenDict()
   axis_name: str | None = None
 
   @nn.compact
@@ -61,7 +59,8 @@ class MLP(nn.Module):
     The input of each hidden layer's nonlinearity, shape `(N, units)`, is sown
     into the `intermediates` collection as `preactivationI` (Figure 1(b, c)).
     """
-    norm_lib.get_norm(self.normalization)  # An unknown kind fails here, naming it.
+    kind = self.norm['kind']
+    norm_lib.get_norm(kind)  # An unknown kind fails here, naming it.
     if x.ndim not in (2, 4):
       raise ValueError(
         f'MLP input shape {x.shape}: expected images (N, H, W, C) or vectors (N, D).'
@@ -71,8 +70,7 @@ class MLP(nn.Module):
     g = get_nonlinearity(self.nonlinearity)
     kernel_init = nn.initializers.normal(stddev=self.init_std)
     bn = norm_lib.make_norm(
-      self.normalization,
-      self.bn,
+      self.norm,
       batch_statistics=train if batch_statistics is None else batch_statistics,
       axis_name=self.axis_name,
     )
@@ -83,7 +81,7 @@ class MLP(nn.Module):
       if bn_on_input:
         x = bn(name=f'bn{i}')(x)
       x = norm_lib.linear_layer(
-        self.normalization,
+        kind,
         units,
         use_bias=self.pre_bn_bias or not bn_on_preactivation,
         kernel_init=kernel_init,

@@ -1,5 +1,10 @@
-"""The normalization registry: every kind a model offers (`config.model.normalization`), what
-the models and the training loop need to know of it, and the layers it builds.
+"""The normalization registry: every kind a model offers, what the models and the training
+loop need to know of it, and the layers it builds.
+
+`config.model.norm` is one normalization: `kind` (a key of `NORMS`) and its layer's fields
+(`--config.model.norm.kind=mean_only_batch`, `--config.model.norm.momentum=0.9`). The configs
+give every kind BatchNorm's fields, so that switching the kind on the command line keeps the
+paper's BN settings; a kind reads only the fields its layer has.
 
 - 'none': y = g(W u + b), the paper's baselines.
 - 'batch': y = g(BN(W u)), Algorithm 1 on the pre-activation (Sec. 3.2).
@@ -11,7 +16,7 @@ the models and the training loop need to know of it, and the layers it builds.
   Sec. 3): WN supplies the scale s, mean-only BN the centring and beta.
 
 A new normalizer is its layer module and one `NORMS` entry: its `layer` builds the
-normalization layer that follows each linear layer from the config's fields, and its flags
+normalization layer that follows each linear layer from `config.model.norm`, and its flags
 tell the models (weight-normalized linear layers? a bias?) and the loop (running statistics
 for Algorithm 2? a data batch at initialization?) what they need. Nothing outside this
 registry compares normalization names.
@@ -28,7 +33,7 @@ from bn_repro.nn import xla_cpu
 from bn_repro.nn.batch_norm import BatchNorm
 from bn_repro.nn.weight_norm import WeightNormConv, WeightNormDense
 
-# (fields of config.model.bn, batch_statistics, axis_name) -> the layer, unbound, or None.
+# (config.model.norm, batch_statistics, axis_name) -> the layer, unbound, or None.
 LayerFactory = Callable[[Mapping[str, object], bool, str | None], functools.partial | None]
 
 
@@ -63,19 +68,25 @@ class Norm:
     return self.weight_norm and self.layer is None
 
 
+def fields_of(layer: type, norm: Mapping[str, object]) -> dict[str, object]:
+  """The entries of `norm` (`config.model.norm`) that are fields of the module `layer`."""
+  names = {field.name for field in dataclasses.fields(layer)}
+  return {key: value for key, value in norm.items() if key in names}
+
+
 def _batch_norm(*, mean_only: bool, use_scale: bool = True) -> LayerFactory:
-  """`BatchNorm` with the config's fields (`config.model.bn`: momentum, epsilon, group_size,
+  """`BatchNorm` with its fields from `config.model.norm` (momentum, epsilon, group_size,
   ...). `batch_statistics`: normalize with the mini-batch statistics and update the running
   averages (Algorithm 1), else with the stored statistics (Algorithm 2, step 11)."""
 
-  def factory(bn: Mapping[str, object], batch_statistics: bool, axis_name: str | None):
+  def factory(norm: Mapping[str, object], batch_statistics: bool, axis_name: str | None):
     return functools.partial(
       BatchNorm,
       use_running_average=not batch_statistics,
       mean_only=mean_only,
       use_scale=use_scale,
       axis_name=axis_name,
-      **bn,
+      **fields_of(BatchNorm, norm),
     )
 
   return factory
@@ -107,12 +118,12 @@ def get_norm(kind: str) -> Norm:
 
 
 def make_norm(
-  kind: str, bn: Mapping[str, object], *, batch_statistics: bool, axis_name: str | None
+  norm: Mapping[str, object], *, batch_statistics: bool, axis_name: str | None
 ) -> functools.partial | None:
-  """The normalization layer of `kind` with the config's fields `bn`, unbound (the models
-  name each instance), or None where `kind` has none."""
-  norm = get_norm(kind)
-  return None if norm.layer is None else norm.layer(bn, batch_statistics, axis_name)
+  """The normalization layer of `norm` (`config.model.norm`: its `kind` and fields),
+  unbound (the models name each instance), or None where the kind has none."""
+  entry = get_norm(norm['kind'])
+  return None if entry.layer is None else entry.layer(norm, batch_statistics, axis_name)
 
 
 def linear_layer(

@@ -30,7 +30,7 @@ def population_statistics_fn(model: nn.Module) -> Callable[[object, object, Iter
   averaging them over the K batches is exactly Algorithm 2, steps 8-10. The K passes run
   in one program (a scan summing in batch order), not one call per batch.
   """
-  per_batch = model.clone(bn=FrozenDict({**model.bn, 'momentum': 0.0}))
+  per_batch = model.clone(norm=FrozenDict({**model.norm, 'momentum': 0.0}))
 
   def batch_statistics(params, batch_stats, x):
     _, updates = per_batch.apply(

@@ -1,7 +1,7 @@
 """Study 8: how many examples the BN statistics are computed over.
 
 At a fixed SGD batch of 60, BN computes its statistics over groups of g examples
-(`model.bn.group_size`, the paper's per-worker mini-batch, Sec. 4.2). Small groups
+(`model.norm.group_size`, the paper's per-worker mini-batch, Sec. 4.2). Small groups
 make training statistics noisy: the network learns under them but is tested with
 population statistics, a train-test inconsistency. Per g: training accuracy
 (mini-batch statistics, last 10 logs), test accuracy with mini-batch statistics
@@ -41,7 +41,7 @@ def run(context: StudyContext) -> None:
       num_steps=context.steps(NUM_STEPS),
       num_seeds=NUM_SEEDS,
       checkpoint_every=context.steps(NUM_STEPS),
-      model__bn__group_size=g,
+      model__norm__group_size=g,
       population_stats__num_batches=POPULATION_BATCHES,
     )
     for g in GROUP_SIZES

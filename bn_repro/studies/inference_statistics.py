@@ -53,7 +53,7 @@ def run(context: StudyContext) -> None:
       'configs/mnist.py:bn',
       num_steps=context.steps(NUM_STEPS),
       num_seeds=NUM_SEEDS,
-      model__bn__momentum=momentum,
+      model__norm__momentum=momentum,
       population_stats__num_batches=TRACKED_POPULATION_BATCHES,
       population_stats__every_eval=momentum == 0.99,
     )

@@ -152,7 +152,7 @@ def run(context: StudyContext) -> None:
   sweep = _sweep(context)
   configs = {
     'bn': context.config('configs/mnist.py:bn'),
-    'bn, epsilon 0': context.config('configs/mnist.py:bn', model__bn__epsilon=0.0),
+    'bn, epsilon 0': context.config('configs/mnist.py:bn', model__norm__epsilon=0.0),
     'baseline': context.config('configs/mnist.py:baseline'),
   }
   dataset = datasets.load_dataset(configs['bn'].input)  # The same MNIST for all three.

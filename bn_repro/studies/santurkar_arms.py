@@ -47,10 +47,10 @@ PROXY_LEARNING_RATE = 0.01  # The studies' constant proxy rate (`common.StudyCon
 
 
 def _noise(magnitude: float) -> dict[str, float]:
-  return {'model__bn__noise_mean': magnitude, 'model__bn__noise_std': magnitude}
+  return {'model__norm__noise_mean': magnitude, 'model__norm__noise_std': magnitude}
 
 
-FIXED_NOISE = {'model__bn__noise_redraw': 'fixed'}
+FIXED_NOISE = {'model__norm__noise_redraw': 'fixed'}
 # Arm -> (configs/mnist.py variant, fields): noisy BN at n_mu = n_sigma = 1 (the variant's),
 # 0.3 and 0.1, and the control with its noise parameters drawn once (`batch_norm`).
 MLP_ARMS = {
@@ -64,7 +64,7 @@ MLP_ARMS = {
 # Arm -> fields over configs/inception.py:bn_baseline,small: no normalization (conv biases
 # back, GoogLeNet's g(Wu + b)), BN, noisy BN at 1 and its fixed-noise control.
 PROXY_ARMS = {
-  'baseline': {'model__normalization': 'none', 'model__conv_bias': True},
+  'baseline': {'model__norm__kind': 'none', 'model__conv_bias': True},
   'bn': {},
   'bn_noisy': _noise(1.0),
   'bn_noisy_fixed': {**_noise(1.0), **FIXED_NOISE},

@@ -21,7 +21,7 @@ from bn_repro.reports.formatting import MNIST_DATA, fmt, fmt_seeds, seed_summary
 from bn_repro.reports.study_results import write_results
 from bn_repro.studies.common import NUM_SEEDS, Arm, StudyContext, train_arms
 
-# arm -> (configs/mnist.py variant, model.normalization, model.bn.stop_gradient)
+# arm -> (configs/mnist.py variant, model.norm.kind, model.norm.stop_gradient)
 ARMS = {
   'bn': ('bn_bias', 'batch', 'none'),
   'bn_mean_stopped': ('bn_stop_mean', 'batch', 'mean'),
@@ -52,8 +52,8 @@ def run(context: StudyContext) -> None:
       num_steps=context.steps(NUM_STEPS),
       num_seeds=NUM_SEEDS,
       log_param_norms=True,
-      model__normalization=normalization,
-      model__bn__stop_gradient=stop_gradient,
+      model__norm__kind=normalization,
+      model__norm__stop_gradient=stop_gradient,
     )
     for name, (variant, normalization, stop_gradient) in ARMS.items()
   }

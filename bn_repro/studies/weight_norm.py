@@ -23,7 +23,7 @@ from bn_repro.reports.formatting import FASHION_DATA, MNIST_DATA, fmt, fmt_seeds
 from bn_repro.reports.study_results import write_results
 from bn_repro.studies.common import NUM_SEEDS, SeededArm, StudyContext, seed_arms, train_arms
 
-NORMALIZATIONS = {  # label -> model.normalization
+NORMALIZATIONS = {  # label -> model.norm.kind
   'none': 'none',
   'BN': 'batch',
   'WN': 'weight',
@@ -59,7 +59,7 @@ def run(context: StudyContext) -> None:
           num_steps=context.steps(steps),
           eval_every=context.steps(eval_every),
           checkpoint_every=context.steps(steps),
-          model__normalization=normalization,
+          model__norm__kind=normalization,
           optimizer__learning_rate=rate,
         )
         names[model, label, rate] = f'{model}_{normalization}_lr{rate:g}'

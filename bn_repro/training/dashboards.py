@@ -2,7 +2,7 @@
 
 - Text (at step 0): the config and the run record (commit, package versions, hardware,
   command), as in WORKDIR/config.json and run_info.json.
-- HParams: every config field, flattened (`model.bn.momentum`), as a hyperparameter of the
+- HParams: every config field, flattened (`model.norm.momentum`), as a hyperparameter of the
   run, so that one `tensorboard --logdir=runs` lists all variants, seeds and study arms in
   the HParams table and parallel-coordinates view; their metrics are the runs' scalars
   (`eval/accuracy`, whose last value is the final one, and `eval/best_accuracy`).
@@ -29,7 +29,7 @@ HISTOGRAM_EXAMPLES = 1_000  # 100,000 values per MLP layer: 5 ms to bin.
 
 
 def flatten_config(config: dict, prefix: str = '') -> dict[str, bool | int | float | str]:
-  """`{'model': {'bn': {'momentum': 0.99}}}` -> `{'model.bn.momentum': 0.99}`; values that
+  """`{'model': {'norm': {'momentum': 0.99}}}` -> `{'model.norm.momentum': 0.99}`; values that
   are not bool, int, float or str (tuples, None) become their JSON text."""
   flat = {}
   for key, value in config.items():

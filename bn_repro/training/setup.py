@@ -183,7 +183,7 @@ def population_stats_fn(
   for 100 ImageNet batches of 32 at 224x224).
   """
   num_batches = config.population_stats.num_batches
-  if not num_batches or not norm_lib.get_norm(config.model.normalization).running_statistics:
+  if not num_batches or not norm_lib.get_norm(config.model.norm.kind).running_statistics:
     return None
   if jax.process_count() > 1 and config.input.dataset in datasets.STREAMING_DATASETS:
     raise ValueError(

@@ -36,7 +36,7 @@ def create_train_state(
   restore checkpoints into, is shared by all).
   """
 
-  data_dependent = norm_lib.get_norm(config.model.normalization).needs_data_init
+  data_dependent = norm_lib.get_norm(config.model.norm.kind).needs_data_init
 
   def init(seed: int | jax.Array, batch: jax.Array | np.ndarray) -> TrainState:
     variables = model.init(
@@ -75,7 +75,7 @@ def init_batch(
   initialization the first WN_INIT_EXAMPLES training examples of each run (process 0's, on
   every process, so the replicated parameters agree; `(S, n, H, W, C)` for S seeds side by
   side, each run's own first examples), else one zero image."""
-  if not norm_lib.get_norm(config.model.normalization).needs_data_init:
+  if not norm_lib.get_norm(config.model.norm.kind).needs_data_init:
     return np.zeros((1,) + inputs.image_shape, np.float32)
   num_batches = -(-WN_INIT_EXAMPLES // config.batch_size)
   per_seed = [
