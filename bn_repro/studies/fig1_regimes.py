@@ -242,6 +242,13 @@ def run(context: StudyContext) -> None:
   started = time.perf_counter()
   arms = train_arms(context, _arm_configs(context))
   cells = [_cell(context, lr, std, arms) for lr, std in _grid()]
+  figure = _figure(context, cells)
+  table = _table(context, cells)
+  write_results(context, figure, table, {'rule': RULE, 'cells': cells}, started, MNIST_DATA)
+
+
+def _figure(context: StudyContext, cells: list[dict]) -> object:
+  """The map of the grid (ratios, accuracy gap, verdicts) over the tuned-rate cells' panels."""
   by_key = {(c['learning_rate'], c['init_std']): c for c in cells}
 
   def grid(value) -> np.ndarray:
@@ -283,7 +290,11 @@ def run(context: StudyContext) -> None:
     fontsize=11,
   )
   figure.tight_layout(rect=(0, 0, 1, 0.97))
+  return figure
 
+
+def _table(context: StudyContext, cells: list[dict]) -> list[str]:
+  """Every cell's drift, accuracies and both readings' verdicts, and the counts."""
   table = [
     f'MNIST MLP (3x100 sigmoid, SGD batch 60), {context.steps(NUM_STEPS)} steps, '
     f"{cells[0]['seeds']} seeds per arm. Drift of the last hidden layer's sigmoid inputs, "
@@ -335,4 +346,4 @@ def run(context: StudyContext) -> None:
     f'judges (`bn_repro/reports/claims.py`, a rule written after these results were first '
     f'seen), it holds in {verdicts.count("holds")} of {trained} cells.',
   ]
-  write_results(context, figure, table, {'rule': RULE, 'cells': cells}, started, MNIST_DATA)
+  return table
