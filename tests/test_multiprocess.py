@@ -109,7 +109,7 @@ def test_overwrite_with_another_config_in_a_two_process_job(tmp_path, synthetic_
     outputs = _finish(processes)
     for process, output in zip(processes, outputs, strict=True):
       assert process.returncode == 0, output[-3000:]
-  assert json.loads((workdir / 'config.json').read_text())['model']['bn']['momentum'] == 0.9
+  assert json.loads((workdir / 'config.json').read_text())['model']['norm']['momentum'] == 0.9
 
 
 def test_a_signal_to_one_process_stops_the_whole_job_at_one_step(tmp_path, synthetic_mnist_tfds):
