@@ -1,6 +1,6 @@
 r"""The BN layer alone, forward + backward: bn_repro vs flax.linen.BatchNorm vs PyTorch.
 
-  .venv/bin/pip install -r requirements-bench.txt
+  .venv/bin/pip install -r requirements-test.txt
   .venv/bin/python -m benchmarks.bn_layer [--repeats=20]
 
 bn_repro's layer with Algorithm 1's two-pass variance (the default) and with

@@ -1,7 +1,7 @@
 r"""One convolution, forward + backward: XLA:CPU (jax) vs PyTorch (oneDNN), to locate the
 BN-Inception step gap.
 
-  .venv/bin/pip install -r requirements-bench.txt
+  .venv/bin/pip install -r requirements-test.txt
   .venv/bin/python -m benchmarks.conv_layer [--repeats=10]
 
 Shapes from BN-Inception at 224x224, batch 32 (the stem's 7x7/2 and 3x3, inception_3a's 3x3

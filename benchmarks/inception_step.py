@@ -7,7 +7,7 @@ Times the full-size network of configs/inception.py (bn_x5, and the no-BN `incep
 arm in the same process for BN's overhead) on SYNTHETIC uint8 images (timing only),
 without photometric distortions, two unrolled steps per call (on XLA:CPU one step per
 call runs several times slower; see benchmarks/README.md), on the default device.
-Compilation is excluded. With --torch (requirements-bench.txt), also the same
+Compilation is excluded. With --torch (requirements-test.txt), also the same
 BN-x5 network in PyTorch (benchmarks/torch_inception.py, parameter count checked
 equal), eager, SGD with momentum, in NCHW and channels-last memory formats.
 --compute_dtype=bfloat16 times bn_repro's mixed precision (`model.compute_dtype`; meant for

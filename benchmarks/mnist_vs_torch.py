@@ -1,6 +1,6 @@
 r"""The MNIST training step (batch 60), bn_repro against PyTorch in one process.
 
-  .venv/bin/pip install -r requirements-bench.txt
+  .venv/bin/pip install -r requirements-test.txt
   .venv/bin/python -m benchmarks.mnist_vs_torch [--steps=500] [--repeats=5]
 
 For both arms of configs/mnist.py (no BN, BN), on the same SYNTHETIC uint8 images

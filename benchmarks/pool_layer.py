@@ -1,6 +1,6 @@
 r"""BN-Inception's pooling layers, forward + backward: bn_repro vs flax vs PyTorch.
 
-  .venv/bin/pip install -r requirements-bench.txt
+  .venv/bin/pip install -r requirements-test.txt
   .venv/bin/python -m benchmarks.pool_layer [--repeats=10]
 
 Shapes of BN-Inception at 224x224, batch 32 (the two stem max-pools 3x3/2, an inception

@@ -9,14 +9,25 @@ sets what its family changes. Every field is overridable from the command line
 import ml_collections
 from ml_collections import config_dict
 
+from bn_repro.nn.presets import BN_PRESETS
+
+# Options every config file offers besides its own: a library's BatchNorm conventions
+# (bn_repro/nn/presets.py), e.g. --config=configs/mnist.py:bn,torch_bn.
+BN_PRESET_OPTIONS = {f'{name}_bn': name for name in BN_PRESETS}
+
 
 def parse_variant(
   arg: str, config_file: str, variants: tuple[str, ...], options: tuple[str, ...]
 ) -> tuple[str, set[str]]:
-  """Splits 'VARIANT[,option...]' and checks both against what `config_file` offers."""
+  """Splits 'VARIANT[,option...]' and checks both against what `config_file` offers
+  (`options` and the BN presets' `BN_PRESET_OPTIONS`, at most one of them)."""
   variant, *chosen = arg.split(',')
   if variant not in variants:
     raise ValueError(f'Unknown {config_file} variant {variant!r}; expected one of {variants}.')
+  options = options + tuple(BN_PRESET_OPTIONS)
+  presets = [option for option in chosen if option in BN_PRESET_OPTIONS]
+  if len(presets) > 1:
+    raise ValueError(f'{config_file}: options {presets} each set BatchNorm; choose one.')
   for option in chosen:
     if option not in options:
       raise ValueError(f'Unknown {config_file} option {option!r}; expected one of {options}.')
@@ -40,6 +51,9 @@ def base_config(variant: str) -> ml_collections.ConfigDict:
   config.population_stats = ml_collections.ConfigDict()
   config.population_stats.num_batches = 0
   config.population_stats.every_eval = False
+  # 'algorithm2' (the paper: mean of the unbiased batch variances) or 'pooled' (fvcore's
+  # PreciseBN: the variance of all the batches' values pooled).
+  config.population_stats.estimator = 'algorithm2'
   return config
 
 
@@ -64,15 +78,18 @@ def input_config(
 
 
 def norm_config(kind: str, group_size: object) -> ml_collections.ConfigDict:
-  """`config.model.norm`: the normalization `kind` and BatchNorm's fields
-  (bn_repro/nn/batch_norm.py), one to one; a kind reads the fields its layer has
-  (bn_repro/nn/normalization.py), so switching the kind keeps the paper's BN settings."""
+  """`config.model.norm`: the normalization `kind`, BatchNorm's fields
+  (bn_repro/nn/batch_norm.py) and GroupNorm's `num_groups`; a kind reads the fields its
+  layer has (bn_repro/nn/normalization.py), so switching the kind keeps the paper's BN
+  settings. The BN fields default to the `paper` preset (bn_repro/nn/presets.py)."""
   config = ml_collections.ConfigDict()
   # A key of bn_repro.nn.normalization.NORMS: none, batch, mean_only_batch, weight, ...
   config.kind = kind
   config.momentum = 0.99  # Of the running averages used at test time.
   config.epsilon = 1e-5
   config.group_size = group_size  # Examples per statistics group; None: the global batch.
+  # What the running variance averages: 'unbiased' (Algorithm 2, torch) or 'biased'.
+  config.running_variance = 'unbiased'
   # Algorithm 1's two-pass variance; the one-pass E[x^2] - E[x]^2 (True, as flax) is faster
   # for the BN layer alone, hardly for a whole network (benchmarks/README.md).
   config.fast_variance = False
@@ -85,7 +102,26 @@ def norm_config(kind: str, group_size: object) -> ml_collections.ConfigDict:
   config.noise_mean = 0.0
   config.noise_std = 0.0
   config.noise_redraw = 'step'
+  # GroupNorm's G (kind 'group'; bn_repro/nn/group_norm.py): it must divide every
+  # normalized layer's width. Wu & He 2018 use 32.
+  config.num_groups = 32
+  # Batch Renormalization (kind 'batch_renorm'; bn_repro/nn/batch_renorm.py): the clipping
+  # bounds once relaxed, the schedule relaxing them (renorm_schedule scales the paper's to a
+  # run; 0 steps: relaxed from the start), and renorm_momentum (None: r and d from the
+  # inference averages, as the paper; a decay: their own averages, as tf-keras).
+  config.rmax = 3.0
+  config.dmax = 5.0
+  config.renorm_warmup_steps = 0
+  config.rmax_ramp_steps = 0
+  config.dmax_ramp_steps = 0
+  config.renorm_momentum = config_dict.placeholder(float)
   return config
+
+
+def apply_bn_preset(norm: ml_collections.ConfigDict, options: set[str]) -> None:
+  """Sets `norm`'s BatchNorm fields to the library preset named among `options`, if any."""
+  for option in options & set(BN_PRESET_OPTIONS):
+    norm.update(BN_PRESETS[BN_PRESET_OPTIONS[option]])
 
 
 def eval_config(batch_size: int) -> ml_collections.ConfigDict:

@@ -12,7 +12,8 @@ Options: `small` = the CPU proxy (Fashion-MNIST 28x28, small stride-2 stem, widt
 Debian's `dataset-fashion-mnist` package through apt, see bn_repro/data/fashion_mnist_fetch.py);
 `smoke` = one step of a tiny model through the ImageNet pipeline at 32x32 (tests run it on
 tfds.testing.mock_data); `small,smoke` = 4 steps of a tiny proxy model on the proxy's data,
-offline (a check that the proxy runs, in seconds).
+offline (a check that the proxy runs, in seconds); `torch_bn`, `keras_bn`, `flax_bn` =
+that library's BatchNorm conventions (bn_repro/nn/presets.py).
 
 Each Sec. 4.2.1 change is its own field, so each can be ablated alone:
   optimizer.lr_multiple (1, 5, 30), model.dropout_rate (0.4 -> 0),
@@ -213,6 +214,7 @@ def get_config(arg: str = 'bn_x5') -> ml_collections.ConfigDict:
   config.input.image_size = 224
 
   _set_model(config, variant, uses_bn, changes_4_2_1)
+  common.apply_bn_preset(config.model.norm, options)
 
   lr_multiple = {'bn_x5': 5.0, 'bn_x30': 30.0, 'bn_x5_sigmoid': 5.0}.get(variant, 1.0)
   config.optimizer = optim.optimizer_config(

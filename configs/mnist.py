@@ -13,6 +13,8 @@ The normalization studies (results/studies/README.md) add:
   bn_noisy                   noisy BN (Santurkar et al. 2018): bn with shifting noise added
                              after every BN layer in training (studies 10-12).
 Option `smoke`, appended to any variant (e.g. `bn,smoke`): a few steps for tests.
+Options `torch_bn`, `keras_bn`, `flax_bn`: that library's BatchNorm conventions (momentum,
+running variance, epsilon; bn_repro/nn/presets.py), e.g. `bn,torch_bn`.
 
 Command (one arm; `scripts/reproduce_mnist.sh` runs both and draws Figure 1):
   python -m bn_repro.main --config=configs/mnist.py:bn --workdir=/tmp/mnist_bn
@@ -96,6 +98,7 @@ def get_config(arg: str = 'bn') -> ml_collections.ConfigDict:
     # from step to step, shifts of the size of BN's unit-variance output they perturb.
     config.model.norm.noise_mean = 1.0
     config.model.norm.noise_std = 1.0
+  common.apply_bn_preset(config.model.norm, options)
 
   config.optimizer = optim.optimizer_config(learning_rate=2.0)
   config.schedule = optim.schedule_config('constant')

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates (or reuses) the virtualenv at $BN_REPRO_VENV (default: .venv in the repo) and
-# installs requirements.txt and bn_repro itself into it. Prints nothing when the venv is
-# current; sourced by the other scripts, which then use "$VENV_PYTHON".
+# installs requirements.txt and bn_repro itself into it, and the files named in
+# $BN_REPRO_EXTRA_REQUIREMENTS (scripts/test.sh: requirements-test.txt). Prints nothing when
+# the venv is current; sourced by the other scripts, which then use "$VENV_PYTHON".
 #
 # A venv is rebuilt from scratch when it is broken (no working python or pip) or was made
 # by another interpreter than $PYTHON (default python3): its site-packages would not match.
@@ -42,6 +43,15 @@ _bn_repro_setup_venv() {
     "$venv/bin/python" -m pip install --quiet --no-deps -e "$repo_root" || return 1
     echo "$want" > "$stamp"
   fi
+  for extra in ${BN_REPRO_EXTRA_REQUIREMENTS:-}; do
+    stamp="$venv/.bn_repro_$(basename "$extra").sha256"
+    want="$(sha256sum < "$repo_root/$extra" | cut -d' ' -f1)"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+      echo "Installing $extra into $venv (about a minute on a fresh machine)" >&2
+      "$venv/bin/python" -m pip install --quiet -r "$repo_root/$extra" || return 1
+      echo "$want" > "$stamp"
+    fi
+  done
   VENV_PYTHON="$venv/bin/python"
   export VENV_PYTHON
 }

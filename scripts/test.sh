@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 help_requested "$0" "$@" && exit 0
-source scripts/setup_venv.sh
+# The reference libraries of the parity tests (torch, tf-keras, fvcore) come with the suite.
+BN_REPRO_EXTRA_REQUIREMENTS=requirements-test.txt source scripts/setup_venv.sh
 "$VENV_PYTHON" -m ruff check .
 "$VENV_PYTHON" -m ruff format --check --quiet .
 tier="not slow"

@@ -12,6 +12,8 @@ from bn_repro import models
 from bn_repro.configuration.checks import validate_config
 from bn_repro.configuration.files import REPO_ROOT, load_config, override
 from bn_repro.nn.batch_norm import BatchNorm
+from bn_repro.nn.batch_renorm import BatchRenorm
+from bn_repro.nn.group_norm import GroupNorm
 
 
 def test_variants_differ_only_in_normalization():
@@ -28,7 +30,7 @@ def test_variants_differ_only_in_normalization():
 def test_unknown_variant_and_option_name_the_valid_ones():
   with pytest.raises(ValueError, match=r"'bogus'.*\('baseline', 'bn', 'bn_bias', "):
     load_config('configs/mnist.py:bogus')
-  with pytest.raises(ValueError, match=r"'fast'.*\('smoke',\)"):
+  with pytest.raises(ValueError, match=r"'fast'.*\('smoke', 'paper_bn', 'torch_bn', "):
     load_config('configs/mnist.py:bn,fast')
 
 
@@ -147,12 +149,15 @@ def test_a_bad_config_path_or_variant_is_one_line_naming_it(tmp_path, config_fla
 
 
 @pytest.mark.parametrize('spec', ['configs/mnist.py:bn', 'configs/inception.py:bn_x5,small'])
-def test_config_norm_fields_are_its_kind_and_batch_norm_fields(spec):
-  """config.model.norm is the kind and fields that map one to one onto BatchNorm's: a new BN
-  option is a layer field and its config default, nothing in between."""
+def test_config_norm_fields_are_its_kind_and_its_layers_fields(spec):
+  """config.model.norm is the kind and fields that map one to one onto the layers'
+  (BatchNorm, BatchRenorm, GroupNorm): a new option is a layer field and its config
+  default, nothing between."""
   fields = set(load_config(spec).model.norm)
   assert 'kind' in fields
-  assert fields - {'kind'} <= {f.name for f in dataclasses.fields(BatchNorm)}
+  layers = (BatchNorm, BatchRenorm, GroupNorm)
+  layer_fields = {f.name for layer in layers for f in dataclasses.fields(layer)}
+  assert fields - {'kind'} <= layer_fields
 
 
 def test_config_bn_fields_reach_the_layers():

@@ -162,10 +162,10 @@ def test_a_new_normalizer_is_its_layer_and_one_registry_entry(monkeypatch):
     del batch_statistics, axis_name  # LayerNorm has no batch statistics.
     return functools.partial(nn.LayerNorm, **norm_lib.fields_of(nn.LayerNorm, norm))
 
-  monkeypatch.setitem(norm_lib.NORMS, 'layer', norm_lib.Norm(layer_norm))
+  monkeypatch.setitem(norm_lib.NORMS, 'flax_layer', norm_lib.Norm(layer_norm))
   config = override(
     load_config('configs/mnist.py:bn,smoke'),
-    model__norm__kind='layer',
+    model__norm__kind='flax_layer',
     model__norm__epsilon=1e-3,
     model__hidden_sizes=(5, 4),
     model__init_std=0.5,
@@ -182,6 +182,6 @@ def test_a_new_normalizer_is_its_layer_and_one_registry_entry(monkeypatch):
   u = x @ p['dense0']['kernel']  # No bias before a normalizer.
   expected = (u - u.mean(1, keepdims=True)) / np.sqrt(u.var(1, keepdims=True) + 1e-3)
   np.testing.assert_allclose(pre0, expected * p['bn0']['scale'] + p['bn0']['bias'], atol=1e-5)
-  assert not norm_lib.get_norm('layer').running_statistics
-  with pytest.raises(ValueError, match="Unknown normalization 'group'"):
-    norm_lib.get_norm('group')
+  assert not norm_lib.get_norm('flax_layer').running_statistics
+  with pytest.raises(ValueError, match="Unknown normalization 'unregistered'"):
+    norm_lib.get_norm('unregistered')

@@ -1,7 +1,9 @@
-"""Algorithm 2's population statistics against a numpy re-derivation."""
+"""Population statistics: Algorithm 2 against a numpy re-derivation, the pooled estimator
+against fvcore's PreciseBN."""
 
 import jax
 import numpy as np
+import pytest
 
 from bn_repro import models
 from bn_repro.configuration.files import load_config
@@ -56,3 +58,48 @@ def test_population_statistics_and_batch_accuracy_of_a_model_with_dropout():
   images, labels = np.concatenate(batches), rng.integers(0, 10, 64)
   accuracy = batch_statistics_accuracy(model, state.params, stats, images, labels, 32)
   assert accuracy == batch_statistics_accuracy(reference, state.params, stats, images, labels, 32)
+
+
+def test_pooled_estimator_equals_fvcore_precise_bn():
+  """The pooled estimator against fvcore's `update_bn_stats` (PreciseBN's default) on the same
+  network (the MLP's first layer, BN, sigmoid, classifier, in torch) and the same batches."""
+  import torch
+  from fvcore.nn import update_bn_stats
+
+  config = load_config('configs/mnist.py:bn,smoke')
+  model = models.create_model(config.model, 10)
+  state = create_train_state(config, model, np.zeros((1, 28, 28, 1), np.float32))
+  rng = np.random.default_rng(1)
+  # Small batches (m = 4) whose means spread: where the two estimators part.
+  batches = [rng.uniform(high=1 + i % 3, size=(4, 28, 28, 1)).astype(np.float32) for i in range(6)]
+  pooled = compute_population_statistics(
+    model, state.params, state.batch_stats, batches, estimator='pooled'
+  )
+
+  kernel = np.asarray(state.params['dense0']['kernel'])
+  torch_model = torch.nn.Sequential(
+    torch.nn.Flatten(),
+    torch.nn.Linear(kernel.shape[0], kernel.shape[1], bias=False),
+    torch.nn.BatchNorm1d(kernel.shape[1]),
+  )
+  with torch.no_grad():
+    torch_model[1].weight.copy_(torch.from_numpy(kernel.T.copy()))
+  torch_model.train()
+  update_bn_stats(torch_model, [torch.from_numpy(b) for b in batches], num_iters=len(batches))
+  bn = torch_model[2]
+  np.testing.assert_allclose(pooled['bn0']['mean'], bn.running_mean.numpy(), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(pooled['bn0']['var'], bn.running_var.numpy(), rtol=1e-4, atol=1e-7)
+  # Algorithm 2 is another estimator: at m = 4 its variances differ.
+  algorithm2 = compute_population_statistics(model, state.params, state.batch_stats, batches)
+  np.testing.assert_allclose(algorithm2['bn0']['mean'], pooled['bn0']['mean'], rtol=1e-5)
+  assert np.abs(algorithm2['bn0']['var'] / pooled['bn0']['var'] - 1).max() > 0.01
+
+
+def test_pooled_estimator_refuses_statistics_groups():
+  from bn_repro.configuration.files import override
+
+  config = override(load_config('configs/mnist.py:bn,smoke'), model__norm__group_size=2)
+  with pytest.raises(ValueError, match='group_size=2'):
+    compute_population_statistics(
+      models.create_model(config.model, 10), {}, {}, [np.zeros((4, 784))], estimator='pooled'
+    )

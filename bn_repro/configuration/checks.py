@@ -8,8 +8,9 @@ from bn_repro.data.transforms import PREPROCESSORS
 from bn_repro.models import COMPUTE_DTYPES
 from bn_repro.models.mlp import BN_POSITIONS
 from bn_repro.models.nonlinearities import NONLINEARITIES
-from bn_repro.nn.batch_norm import NOISE_REDRAW_MODES, STOP_GRADIENT_MODES
+from bn_repro.nn.batch_norm import NOISE_REDRAW_MODES, RUNNING_VARIANCES, STOP_GRADIENT_MODES
 from bn_repro.nn.normalization import NORMS
+from bn_repro.nn.population_stats import ESTIMATORS
 from bn_repro.training.optim import SCHEDULES
 
 
@@ -144,6 +145,7 @@ def _check_choices(config: ml_collections.ConfigDict) -> None:
     ('input.preprocess', config.input.preprocess, tuple(PREPROCESSORS)),
     ('input.shuffle', config.input.shuffle, SHUFFLES),
     ('schedule.name', config.schedule.name, SCHEDULES),
+    ('population_stats.estimator', config.population_stats.estimator, ESTIMATORS),
   ):
     require(value in choices, f'{field}={value!r}; expected one of {choices}.')
   kind = config.model.norm.kind
@@ -170,6 +172,7 @@ def _check_choices(config: ml_collections.ConfigDict) -> None:
   for field, choices in (
     ('noise_redraw', NOISE_REDRAW_MODES),
     ('stop_gradient', STOP_GRADIENT_MODES),
+    ('running_variance', RUNNING_VARIANCES),
   ):
     value = config.model.norm.get(field, choices[0])  # BatchNorm fields.
     require(value in choices, f'model.norm.{field}={value!r}; expected one of {choices}.')

@@ -16,7 +16,9 @@ Running statistics follow Algorithm 2: the mean of batch means, and the mean of
 batch variances made unbiased with m/(m-1), where m counts the values behind
 each statistic (examples times spatial positions for convolutions, Sec. 3.2).
 They are exponential moving averages, which the paper allows "to track the
-accuracy of a model as it trains".
+accuracy of a model as it trains". `running_variance='biased'` averages the biased
+batch variances instead, as Keras and flax do (bn_repro/nn/presets.py names each
+library's conventions).
 
 Noisy BN (Santurkar et al. 2018, Sec. 2.1, "BatchNorm with noise": covariate shift
 injected on purpose after every BN layer, training only): `noise_mean` = n_mu > 0 or
@@ -83,6 +85,9 @@ class BatchNorm(nn.Module):
     mean_only: subtract the mean but do not divide by the standard deviation
       (Salimans & Kingma 2016's mean-only BN, used with weight normalization,
       which supplies the scale: pair it with `use_scale=False`).
+    running_variance: 'unbiased' (Algorithm 2's m/(m-1) correction, as torch) or 'biased'
+      (Keras, flax): which batch variance the running average takes in. Normalization in
+      training always uses the biased batch variance (Algorithm 1).
     fast_variance: compute the batch variance as E[x^2] - E[x]^2 in one pass over x
       (as flax's default does) instead of Algorithm 1's two passes: faster for large
       activations (benchmarks/bn_layer.py), less precise when |mean| >> std.
@@ -104,6 +109,7 @@ class BatchNorm(nn.Module):
   axis_name: str | None = None
   group_size: int | None = None
   mean_only: bool = False
+  running_variance: str = 'unbiased'
   stop_gradient: str = 'none'
   fast_variance: bool = False
   noise_mean: float = 0.0
@@ -118,6 +124,11 @@ class BatchNorm(nn.Module):
     if self.stop_gradient not in STOP_GRADIENT_MODES:
       raise ValueError(
         f'BatchNorm stop_gradient={self.stop_gradient!r}; expected one of {STOP_GRADIENT_MODES}.'
+      )
+    if self.running_variance not in RUNNING_VARIANCES:
+      raise ValueError(
+        f'BatchNorm running_variance={self.running_variance!r}; expected one of '
+        f'{RUNNING_VARIANCES}.'
       )
     if self.noise_redraw not in NOISE_REDRAW_MODES:
       raise ValueError(
@@ -160,14 +171,15 @@ class BatchNorm(nn.Module):
     mean, var, count = self._batch_statistics(statistics_input, statistics_feature_axes, axis_name)
     y = self._normalize(statistics_input, mean, var, scale, bias, statistics_feature_axes)
     if not self.is_initializing():
-      batch_mean, unbiased_var = mean, var * (count / (count - 1.0))
+      batch_mean = mean
+      batch_var = var * (count / (count - 1.0)) if self.running_variance == 'unbiased' else var
       if self.group_size is not None:  # The running averages average over the groups...
-        batch_mean, unbiased_var = jnp.mean(batch_mean, axis=0), jnp.mean(unbiased_var, axis=0)
+        batch_mean, batch_var = jnp.mean(batch_mean, axis=0), jnp.mean(batch_var, axis=0)
         if axis_name is not None:  # ...which differ by device; the running averages must not.
           batch_mean = lax.pmean(batch_mean, axis_name)
-          unbiased_var = lax.pmean(unbiased_var, axis_name)
+          batch_var = lax.pmean(batch_var, axis_name)
       ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * batch_mean
-      ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * unbiased_var
+      ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * batch_var
     y = y.reshape(x.shape)
     if (self.noise_mean or self.noise_std) and self.has_rng(NOISE_STREAM):
       y = y + self._shift_noise(y.shape, feature_axes, fixed_noise)
@@ -283,6 +295,7 @@ class BatchNorm(nn.Module):
 # The random stream noisy BN draws from (`rngs={NOISE_STREAM: key}` in `apply`).
 NOISE_STREAM = 'bn_noise'
 NOISE_REDRAW_MODES = ('step', 'fixed')
+RUNNING_VARIANCES = ('unbiased', 'biased')
 
 # stop_gradient mode -> the batch statistics it treats as constants in the backward pass.
 _STOPPED_STATISTICS = {'none': (), 'mean': ('mean',), 'mean_and_variance': ('mean', 'variance')}

@@ -14,6 +14,11 @@ paper's BN settings; a kind reads only the fields its layer has.
   unit (Salimans & Kingma 2016, eq. 2) and data-dependent initialization.
 - 'weight_mean_only_batch': WN followed by mean-only BN (Salimans & Kingma 2016,
   Sec. 3): WN supplies the scale s, mean-only BN the centring and beta.
+- 'batch_renorm': y = g(BRN(W u)), Batch Renormalization (Ioffe 2017): BN corrected
+  toward its moving averages by r and d, clipped on a schedule.
+- 'group': y = g(GN(W u)), group normalization per example (Wu & He 2018), G =
+  `num_groups` channel groups; 'layer' is G = 1 (LayerNorm), 'instance' G = C
+  (InstanceNorm). No batch statistics: training and inference agree.
 
 A new normalizer is its layer module and one `NORMS` entry: its `layer` builds the
 normalization layer that follows each linear layer from `config.model.norm`, and its flags
@@ -31,6 +36,8 @@ import jax.numpy as jnp
 
 from bn_repro.nn import xla_cpu
 from bn_repro.nn.batch_norm import BatchNorm
+from bn_repro.nn.batch_renorm import BatchRenorm
+from bn_repro.nn.group_norm import GroupNorm
 from bn_repro.nn.weight_norm import WeightNormConv, WeightNormDense
 
 # (config.model.norm, batch_statistics, axis_name) -> the layer, unbound, or None.
@@ -92,6 +99,31 @@ def _batch_norm(*, mean_only: bool, use_scale: bool = True) -> LayerFactory:
   return factory
 
 
+def _batch_renorm(norm: Mapping[str, object], batch_statistics: bool, axis_name: str | None):
+  """`BatchRenorm` with its fields from `config.model.norm` (momentum, epsilon, rmax, dmax,
+  the schedule's steps, renorm_momentum)."""
+  return functools.partial(
+    BatchRenorm,
+    use_running_average=not batch_statistics,
+    axis_name=axis_name,
+    **fields_of(BatchRenorm, norm),
+  )
+
+
+def _group_norm(num_groups: object = 'config') -> LayerFactory:
+  """`GroupNorm` with `num_groups` from `config.model.norm` ('config'), or fixed: 1 for
+  LayerNorm, None (one group per channel) for InstanceNorm."""
+
+  def factory(norm: Mapping[str, object], batch_statistics: bool, axis_name: str | None):
+    del batch_statistics, axis_name  # Per-example statistics: no batch, no devices.
+    fields = fields_of(GroupNorm, norm)
+    if num_groups != 'config':
+      fields['num_groups'] = num_groups
+    return functools.partial(GroupNorm, **fields)
+
+  return factory
+
+
 NORMS: dict[str, Norm] = {
   'none': Norm(layer=None),
   'batch': Norm(_batch_norm(mean_only=False), running_statistics=True, may_sit_on_input=True),
@@ -103,6 +135,11 @@ NORMS: dict[str, Norm] = {
   'weight_mean_only_batch': Norm(
     _batch_norm(mean_only=True, use_scale=False), weight_norm=True, running_statistics=True
   ),
+  # Its moving averages are inference statistics, but of sigma, not Algorithm 2's variance.
+  'batch_renorm': Norm(_batch_renorm),
+  'group': Norm(_group_norm()),
+  'layer': Norm(_group_norm(num_groups=1)),
+  'instance': Norm(_group_norm(num_groups=None)),
 }
 
 

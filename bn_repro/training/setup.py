@@ -192,7 +192,7 @@ def population_stats_fn(
       'process streams different batches. Set it to 0.'
     )
   single_device_model = models.create_model(config.model, inputs.num_classes)
-  statistics = population_statistics_fn(single_device_model)
+  statistics = population_statistics_fn(single_device_model, config.population_stats.estimator)
 
   def population_stats(state: TrainState, seed_index: int) -> object:
     batches = preprocess(np.stack(list(inputs.train_batches(num_batches, seed_index))))
