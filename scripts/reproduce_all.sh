@@ -7,7 +7,8 @@
 #   scripts/reproduce_all.sh --redo               # redo the chosen stages even if done
 # Stages: figure1 (scripts/reproduce_mnist.sh), regime_map (study fig1_regimes),
 # inception_proxy (scripts/reproduce_inception.sh --scale=small), ics_probes (studies
-# noisy_bn, ics_measure, loss_landscape), studies (studies 1-8), report (the rules'
+# noisy_bn, ics_measure, loss_landscape), studies (studies 1-8), family (study 13,
+# small_batches: BN's successors), report (the rules'
 # provenance from git and results/REPORT.md; always rerun). Resumable: a finished stage
 # leaves runs/reproduce_all/STAGE.done (with its wall time) and is skipped by a rerun; an
 # interrupted stage resumes its own finished and interrupted runs. One progress line per
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 source scripts/common.sh
 help_requested "$0" "$@" && exit 0
 
-all_stages=(figure1 regime_map inception_proxy ics_probes studies report)
+all_stages=(figure1 regime_map inception_proxy ics_probes studies family report)
 declare -A minutes=([report]=1)
 stages=("${all_stages[@]}") redo=0
 for arg in "$@"; do
@@ -43,7 +44,7 @@ run_stage() {
   case "$1" in
     figure1) scripts/reproduce_mnist.sh || return ;;
     inception_proxy) scripts/reproduce_inception.sh --scale=small || return ;;
-    regime_map | ics_probes | studies)  # Their studies, from the registry.
+    regime_map | ics_probes | studies | family)  # Their studies, from the registry.
       names=$("${PYTHON:-python3}" bn_repro/studies/__init__.py --stage="$1") || return
       [ -n "$names" ] || { echo "No study is registered for stage $1." >&2; return 1; }
       for study in $names; do

@@ -138,6 +138,7 @@ def _run_smoke_study(name, root):
     'stats_in_gradient',
     'inference_statistics',
     'where_to_normalize',
+    'small_batches',
   ],
 )
 def test_study_writes_figure_table_and_record(tmp_path, name):
@@ -158,6 +159,18 @@ def test_study_writes_figure_table_and_record(tmp_path, name):
     assert record['momentum_arms_parameter_gap'] == 0.0
     assert len(record['population_unbiased']['1']['per_seed']) == 3
     assert len(record['population_minus_ema_during_training']) == 3
+  if name == 'small_batches':  # Every kind at both smoke batch sizes; BN's population too.
+    assert set(record['test_error']) == {'batch', 'batch_renorm', 'group', 'layer', 'none'}
+    for kind, by_batch in record['test_error'].items():
+      assert set(by_batch) == {'2', '32'}
+      assert len(by_batch['2']['test_error']['per_seed']) == 3
+      assert (by_batch['2']['test_error_population'] is not None) == (kind == 'batch')
+    assert set(record['verdicts']) == {
+      'bn_degrades',
+      'gn_independent',
+      'brn_recovers',
+      'brn_matches_bn',
+    }
 
 
 @pytest.fixture(scope='module')

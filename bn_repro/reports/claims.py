@@ -218,4 +218,41 @@ CLAIMS = (
     'reproduced if so at both rates',
     judges.santurkar_study,
   ),
+  Claim(
+    'Wu & He 2018, Fig. 1',
+    "BN's error rises when the (normalization) batch is small",
+    'ResNet-50 ImageNet error 23.6% at 32 images per GPU, 34.7% at 2',
+    'studies/small_batches/summary.json',
+    "study 13's rule (its docstring): BN's seed-mean test error at B=2 at least 0.5 points "
+    'above B=32 with the seed ranges apart AND 0.5 points more than the no-normalization '
+    "control's rise: reproduced; partly if only the first",
+    judges.study_claim('bn_degrades'),
+  ),
+  Claim(
+    'Wu & He 2018, Fig. 1',
+    "GroupNorm's error does not depend on the batch size",
+    '24.1% at 32 and at 2 images per GPU',
+    'studies/small_batches/summary.json',
+    "study 13's rule: GroupNorm's seed-mean test error within 0.5 points of its B=32 value "
+    "at every B: reproduced; partly if only net of the control's change",
+    judges.study_claim('gn_independent'),
+  ),
+  Claim(
+    'Ioffe 2017, Sec. 4',
+    "Batch Renorm recovers most of BN's loss with small mini-batches",
+    'substantially better than BN with small mini-batches (abstract)',
+    'studies/small_batches/summary.json',
+    "study 13's rule: at each B in {2, 4} where BN lost >= 0.5 points against B=32, Batch "
+    'Renorm recovers >= half of it: reproduced if at every such B, partly if at one; not '
+    'testable if BN lost at neither',
+    judges.study_claim('brn_recovers'),
+  ),
+  Claim(
+    'Ioffe 2017, Sec. 4',
+    'Batch Renorm matches BN with ordinary mini-batches',
+    'matches BN at the usual batch (Inception-v3, ImageNet)',
+    'studies/small_batches/summary.json',
+    "study 13's rule: Batch Renorm's seed-mean test error at B=32 at most 0.5 points above BN's",
+    judges.study_claim('brn_matches_bn'),
+  ),
 )

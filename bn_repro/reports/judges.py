@@ -350,6 +350,27 @@ def santurkar_study(summary: dict) -> tuple[str, str]:
   return f'{detail} (3 seeds)', verdict
 
 
+# A study's own verdict (its docstring's rule) -> the report's.
+_STUDY_VERDICTS = {
+  'holds': REPRODUCED,
+  'partly': PARTLY,
+  'does not hold': NOT_REPRODUCED,
+  'not testable here': NOT_TESTABLE,
+}
+
+
+def study_claim(claim: str) -> Callable[[dict], tuple[str, str]]:
+  """The judge of a claim that a study decides by its own rule into
+  `summary['verdicts'][claim]` ({'verdict', 'said', ...})."""
+
+  def judge(summary: dict) -> tuple[str, str]:
+    verdict = summary['verdicts'][claim]
+    said = f'{verdict["said"]} ({summary["num_seeds"]} seeds)'
+    return said, _STUDY_VERDICTS[verdict['verdict']]
+
+  return judge
+
+
 def _count_verdict(successes: int, total: int) -> str:
   return REPRODUCED if successes == total else (PARTLY if successes else NOT_REPRODUCED)
 

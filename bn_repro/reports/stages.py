@@ -25,6 +25,7 @@ STAGES = {
   'inception_proxy': (None, ('inception_small/summary.json',)),
   'ics_probes': (None, _studies('ics_probes')),
   'studies': (None, _studies('studies')),
+  'family': (None, _studies('family')),
 }
 
 

@@ -45,6 +45,7 @@ STUDIES: dict[str, Study] = {
   'noisy_bn': Study(10, 'BN with shifting noise (Santurkar et al.)', 'ics_probes'),
   'ics_measure': Study(11, "Santurkar et al.'s ICS", 'ics_probes'),
   'loss_landscape': Study(12, 'Loss landscape along the gradient', 'ics_probes'),
+  'small_batches': Study(13, 'Small batches: BN, Batch Renorm, GroupNorm', 'family'),
 }
 
 
