@@ -67,6 +67,9 @@ def input_config(
   config.distortion_strength = distortion_strength  # Photometric distortions; 0: none.
   config.shuffle = shuffle  # bn_repro/data/ordering.py SHUFFLES.
   config.num_shards = num_shards
+  # shuffle='class_chunks' (non-i.i.d. batches, in-memory datasets): examples per same-class
+  # chunk of a batch; 2: batches of same-class pairs (Ioffe 2017).
+  config.class_chunk = 2
   # Train on a fixed class-balanced subset of this many examples (datasets.class_balanced_subset);
   # None: the whole training split. In-memory datasets only.
   config.train_subset_size = config_dict.placeholder(int)

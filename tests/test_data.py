@@ -154,6 +154,28 @@ def test_batch_indices_are_epoch_permutations_and_resumable():
   assert not np.array_equal(ordering.batch_indices(20, 6, 4, 0, 9), whole)
 
 
+def test_class_chunk_batches_are_same_class_chunks_of_a_shuffled_epoch():
+  labels = np.repeat(np.arange(4), [7, 6, 6, 5])  # 24 examples; odd classes leave one out.
+  whole = ordering.batch_indices(24, 4, 0, 0, 10, 'class_chunks', labels=labels, class_chunk=2)
+  # 11 pairs per epoch (each class's odd remainder left out): 5 batches of 4, 2 epochs.
+  pairs = whole.reshape(-1, 2)
+  assert (labels[pairs[:, 0]] == labels[pairs[:, 1]]).all()
+  for epoch in range(2):
+    drawn = whole[5 * epoch : 5 * epoch + 5].ravel()
+    assert len(set(drawn)) == 20
+  assert len({tuple(labels[b]) for b in whole}) > 1  # Batches mix the pairs' classes.
+  np.testing.assert_array_equal(
+    ordering.batch_indices(24, 4, 0, 3, 7, 'class_chunks', labels=labels, class_chunk=2),
+    whole[3:],
+  )
+  blocks = ordering.batch_indices(24, 4, 1, 0, 3, 'class_chunks', labels=labels, class_chunk=4)
+  assert all(len(set(labels[b])) == 1 for b in blocks)  # Chunks of 4: one class per batch.
+  with pytest.raises(ValueError, match='class_chunk=3 does not divide batch_size=4'):
+    ordering.batch_indices(24, 4, 0, 0, 1, 'class_chunks', labels=labels, class_chunk=3)
+  with pytest.raises(ValueError, match='needs the training labels'):
+    ordering.batch_indices(24, 4, 0, 0, 1, 'class_chunks')
+
+
 def test_read_idx_matches_the_format(tmp_path):
   images = np.random.default_rng(2).integers(0, 256, (5, 28, 28), dtype=np.uint8)
   path = tmp_path / 'images.gz'

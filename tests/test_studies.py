@@ -139,6 +139,7 @@ def _run_smoke_study(name, root):
     'inference_statistics',
     'where_to_normalize',
     'small_batches',
+    'non_iid_batches',
   ],
 )
 def test_study_writes_figure_table_and_record(tmp_path, name):
@@ -171,6 +172,11 @@ def test_study_writes_figure_table_and_record(tmp_path, name):
       'brn_recovers',
       'brn_matches_bn',
     }
+  if name == 'non_iid_batches':  # Every kind under every batch order, per seed.
+    for by_order in record['errors'].values():
+      assert set(by_order) == {'iid', 'pairs', 'halves'}
+      assert len(by_order['pairs']['test_error']['per_seed']) == 3
+    assert set(record['verdicts']) == {'bn_suffers', 'brn_does_not_suffer', 'gn_does_not_suffer'}
 
 
 @pytest.fixture(scope='module')

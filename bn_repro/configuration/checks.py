@@ -136,6 +136,13 @@ def _check_periods(config: ml_collections.ConfigDict) -> None:
     f'input.train_subset_size={subset} needs a positive size and an in-memory dataset; '
     f'{config.input.dataset!r} is streamed.',
   )
+  chunk = config.input.get('class_chunk', 2)
+  require(
+    config.input.shuffle != 'class_chunks'
+    or (config.input.dataset not in STREAMING_DATASETS and config.batch_size % chunk == 0),
+    f"input.shuffle='class_chunks' needs an in-memory dataset and input.class_chunk={chunk} "
+    f'dividing batch_size={config.batch_size}; {config.input.dataset!r}.',
+  )
 
 
 def _check_choices(config: ml_collections.ConfigDict) -> None:

@@ -68,7 +68,7 @@ class InMemoryTrainInput:
     num_seeds: int = 1,
   ):
     self.resident = put_global((images, labels), NamedSharding(mesh, P()))
-    self._num_examples = len(labels)
+    self._num_examples, self._labels = len(labels), np.asarray(labels)
     self._input_config, self._batch_size, self._seed = input_config, batch_size, seed
     self._num_seeds = num_seeds
     # Indices (steps, batch), or (steps, seeds, batch): the batch axis is split over devices.
@@ -91,6 +91,8 @@ class InMemoryTrainInput:
         num_steps,
         self._input_config.shuffle,
         self._input_config.num_shards,
+        self._labels,
+        self._input_config.class_chunk,
       )
       for s in range(self._num_seeds)
     ]
@@ -189,6 +191,8 @@ def create_inputs(config: ml_collections.ConfigDict, mesh: Mesh) -> Inputs:
       num_batches,
       config.input.shuffle,
       config.input.num_shards,
+      dataset.train_labels,
+      config.input.class_chunk,
     )
     return (dataset.train_images[step_indices] for step_indices in indices)
 

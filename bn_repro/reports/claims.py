@@ -255,4 +255,33 @@ CLAIMS = (
     "study 13's rule: Batch Renorm's seed-mean test error at B=32 at most 0.5 points above BN's",
     judges.study_claim('brn_matches_bn'),
   ),
+  Claim(
+    'Ioffe 2017, Sec. 4',
+    "BN's accuracy suffers when mini-batches are not i.i.d.",
+    'lower validation accuracy with batches of 16 same-class pairs (Inception-v3, ImageNet)',
+    'studies/non_iid_batches/summary.json',
+    "study 14's rule (its docstring): at each non-i.i.d. order (same-class pairs, halves) BN's "
+    'seed-mean test error >= 0.5 points above i.i.d. with the seed ranges apart AND 0.5 '
+    "points more than the control's rise: reproduced if at both orders, partly if at one",
+    judges.study_claim('bn_suffers'),
+  ),
+  Claim(
+    'Ioffe 2017, Sec. 4',
+    'Batch Renorm does not suffer from non-i.i.d. mini-batches',
+    'keeps most of the i.i.d. accuracy where BN loses it',
+    'studies/non_iid_batches/summary.json',
+    "study 14's rule: at each order where BN's error rose >= 0.5 points, Batch Renorm's rise "
+    "is at most half of BN's: reproduced if at every such order, partly if at one; not "
+    'testable if BN rose at none',
+    judges.study_claim('brn_does_not_suffer'),
+  ),
+  Claim(
+    'Wu & He 2018',
+    'GroupNorm does not depend on how the batch is drawn (no batch statistics)',
+    'per-example statistics (by construction)',
+    'studies/non_iid_batches/summary.json',
+    "study 14's rule: GroupNorm's seed-mean test error within 0.5 points of i.i.d. at both "
+    "orders: reproduced; partly if only within 0.5 of the control's change",
+    judges.study_claim('gn_does_not_suffer'),
+  ),
 )

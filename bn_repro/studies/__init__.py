@@ -46,6 +46,7 @@ STUDIES: dict[str, Study] = {
   'ics_measure': Study(11, "Santurkar et al.'s ICS", 'ics_probes'),
   'loss_landscape': Study(12, 'Loss landscape along the gradient', 'ics_probes'),
   'small_batches': Study(13, 'Small batches: BN, Batch Renorm, GroupNorm', 'family'),
+  'non_iid_batches': Study(14, 'Non-i.i.d. batches: BN, Batch Renorm, GroupNorm', 'family'),
 }
 
 

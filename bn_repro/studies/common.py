@@ -142,6 +142,13 @@ class Arm:
     """Each seed's last value of `tag` (`seed_curves`)."""
     return [curve[-1][1] for curve in self.seed_curves(tag)]
 
+  def seed_errors(self, tag: str = 'eval/accuracy', seeds: int = NUM_SEEDS) -> list[float]:
+    """Each seed's final error in points, 100 (1 - `tag`); chance (90: ten classes) for
+    each of the `seeds` of a diverged arm, whose seeds side by side stop together."""
+    if self.diverged_at is not None:
+      return [90.0] * seeds
+    return [100.0 * (1.0 - accuracy) for accuracy in self.seed_finals(tag)]
+
   def steps_to(self, tag: str, threshold: float) -> int | None:
     """The first step at which `tag` reached `threshold`, or None."""
     return next((s for s, v in self.curve(tag) if v >= threshold), None)

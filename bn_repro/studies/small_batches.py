@@ -98,15 +98,10 @@ def measure(arms: dict[str, Arm]) -> dict[str, dict[int, dict[str, list[float]]]
   errors: dict[str, dict[int, dict[str, list[float]]]] = {kind: {} for kind in KINDS}
   for name, arm in arms.items():
     kind, batch = name.rsplit('_b', 1)
-    if arm.diverged_at is not None:
-      errors[kind][int(batch)] = {'test_error': [90.0] * NUM_SEEDS, 'test_error_population': []}
-      continue
+    population = arm.seed_errors('eval_population/accuracy') if kind == 'batch' else []
     errors[kind][int(batch)] = {
-      key: [100.0 * (1.0 - a) for a in arm.seed_finals(tag)]
-      for key, tag in (
-        ('test_error', 'eval/accuracy'),
-        ('test_error_population', 'eval_population/accuracy'),
-      )
+      'test_error': arm.seed_errors(),
+      'test_error_population': population,
     }
   return errors
 
