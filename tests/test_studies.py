@@ -140,6 +140,7 @@ def _run_smoke_study(name, root):
     'where_to_normalize',
     'small_batches',
     'non_iid_batches',
+    'precise_statistics',
   ],
 )
 def test_study_writes_figure_table_and_record(tmp_path, name):
@@ -177,6 +178,11 @@ def test_study_writes_figure_table_and_record(tmp_path, name):
       assert set(by_order) == {'iid', 'pairs', 'halves'}
       assert len(by_order['pairs']['test_error']['per_seed']) == 3
     assert set(record['verdicts']) == {'bn_suffers', 'brn_does_not_suffer', 'gn_does_not_suffer'}
+  if name == 'precise_statistics':  # Per checkpoint and seed; the momentum arms' same weights.
+    assert set(record['momentum_arms_parameter_gap'].values()) == {0.0}
+    for by_batch in record['test_error'].values():
+      assert set(by_batch) == {'32', '256', '1024'}
+      assert [len(seeds) for seeds in by_batch['256']] == [3, 3]  # Checkpoints at 10 and 20.
 
 
 @pytest.fixture(scope='module')

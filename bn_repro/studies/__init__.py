@@ -47,6 +47,7 @@ STUDIES: dict[str, Study] = {
   'loss_landscape': Study(12, 'Loss landscape along the gradient', 'ics_probes'),
   'small_batches': Study(13, 'Small batches: BN, Batch Renorm, GroupNorm', 'family'),
   'non_iid_batches': Study(14, 'Non-i.i.d. batches: BN, Batch Renorm, GroupNorm', 'family'),
+  'precise_statistics': Study(15, 'EMA vs population statistics over training', 'family'),
 }
 
 
