@@ -93,6 +93,10 @@ def norm_config(kind: str, group_size: object) -> ml_collections.ConfigDict:
   config.group_size = group_size  # Examples per statistics group; None: the global batch.
   # What the running variance averages: 'unbiased' (Algorithm 2, torch) or 'biased'.
   config.running_variance = 'unbiased'
+  # FrozenBN: from this training step on, BN normalizes with its running statistics, which
+  # stop updating (freeze_affine: gamma and beta stop too); None: never.
+  config.freeze_from = config_dict.placeholder(int)
+  config.freeze_affine = False
   # Algorithm 1's two-pass variance; the one-pass E[x^2] - E[x]^2 (True, as flax) is faster
   # for the BN layer alone, hardly for a whole network (benchmarks/README.md).
   config.fast_variance = False
@@ -135,4 +139,7 @@ def eval_config(batch_size: int) -> ml_collections.ConfigDict:
   config.extra_steps = ()  # Evaluations besides every eval_every steps.
   config.percentiles = (15, 50, 85)  # Of the tracked unit's input (Figure 1(b, c)).
   config.typical_unit = 0  # The unit whose input Figure 1(b, c) tracks.
+  # Evaluate with BN's statistics of each evaluation batch (of batch_size) instead of the
+  # running averages (Wu & Johnson 2021's batch-statistics evaluation).
+  config.batch_statistics = False
   return config

@@ -253,3 +253,48 @@ def test_paper_preset_is_the_configs_default():
 
   norm = common.norm_config('batch', None)
   assert {key: norm[key] for key in BN_PRESETS['paper']} == dict(BN_PRESETS['paper'])
+
+
+# --- FrozenBN: BN until a step, then inference's normalization with frozen statistics. ---
+
+
+@pytest.mark.parametrize('freeze_affine', [False, True])
+def test_frozen_batch_norm_is_bn_before_its_step_and_inference_after(freeze_affine):
+  batches = _batches()[:6]
+  gamma, beta = np.full(BN_SHAPE[-1], 1.5, np.float32), np.full(BN_SHAPE[-1], 0.2, np.float32)
+  frozen = BatchNorm(momentum=0.9, freeze_from=3, freeze_affine=freeze_affine)
+  plain = BatchNorm(momentum=0.9)
+  upstream = np.random.default_rng(0).normal(size=BN_SHAPE).astype(np.float32)
+
+  def run(layer):
+    stats = layer.init(jax.random.key(0), batches[0], use_running_average=False)['batch_stats']
+    params = {'scale': jnp.asarray(gamma), 'bias': jnp.asarray(beta)}
+    out = []
+    for x in batches:
+
+      def loss(params, x=x, stats=stats):
+        y, updates = layer.apply(
+          {'params': params, 'batch_stats': stats},
+          x,
+          use_running_average=False,
+          mutable=['batch_stats'],
+        )
+        return jnp.sum(y * upstream), (y, updates['batch_stats'])
+
+      (_, (y, new_stats)), grads = jax.value_and_grad(loss, has_aux=True)(params)
+      out.append((np.asarray(y), stats, new_stats, grads))
+      stats = new_stats
+    return out
+
+  frozen_run, plain_run = run(frozen), run(plain)
+  for i in range(3):  # Steps 0-2: BN, its statistics updating.
+    np.testing.assert_allclose(frozen_run[i][0], plain_run[i][0], rtol=1e-6)
+    np.testing.assert_allclose(frozen_run[i][2]['mean'], plain_run[i][2]['mean'], rtol=1e-6)
+  for y, before, after, grads in frozen_run[3:]:  # From step 3: frozen.
+    np.testing.assert_array_equal(after['mean'], before['mean'])
+    np.testing.assert_array_equal(after['var'], before['var'])
+    x = batches[int(before['step'])]
+    expected = (x - before['mean']) / np.sqrt(before['var'] + 1e-5) * gamma + beta
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    assert (np.abs(grads['scale']).max() == 0.0) == freeze_affine
+  assert int(frozen_run[-1][2]['step']) == len(batches)

@@ -103,3 +103,23 @@ def test_pooled_estimator_refuses_statistics_groups():
     compute_population_statistics(
       models.create_model(config.model, 10), {}, {}, [np.zeros((4, 784))], estimator='pooled'
     )
+
+
+def test_population_statistics_of_a_frozen_bn_model_replace_its_statistics_not_its_counter():
+  """FrozenBN (`model.norm.freeze_from`) counts steps in batch_stats: population statistics
+  are computed as for BN (not frozen) and the counter keeps its value and dtype."""
+  from bn_repro.configuration.files import override
+
+  config = override(load_config('configs/mnist.py:bn,smoke'), model__norm__freeze_from=0)
+  frozen_model = models.create_model(config.model, 10)
+  state = create_train_state(config, frozen_model, np.zeros((1, 28, 28, 1), np.float32))
+  plain = models.create_model(load_config('configs/mnist.py:bn,smoke').model, 10)
+  rng = np.random.default_rng(2)
+  batches = [rng.uniform(size=(8, 28, 28, 1)).astype(np.float32) for _ in range(3)]
+  stats = compute_population_statistics(frozen_model, state.params, state.batch_stats, batches)
+  plain_stats = {k: {s: v for s, v in layer.items() if s != 'step'} for k, layer in stats.items()}
+  expected = compute_population_statistics(
+    plain, state.params, jax.tree.map(lambda a: a, plain_stats), batches
+  )
+  jax.tree.map(np.testing.assert_allclose, plain_stats, expected)
+  assert stats['bn0']['step'].dtype == np.int32 and int(stats['bn0']['step']) == 0

@@ -86,6 +86,30 @@ def test_evaluation_is_exact_with_padding_on_many_devices(tmp_path):
   assert every == pytest.approx(np.percentile(reference['preactivation0'], 15))
 
 
+def test_evaluation_with_batch_statistics_normalizes_each_evaluation_batch(tmp_path):
+  """eval.batch_statistics: BN's statistics over each evaluation batch (sharded over 4
+  devices), as `batch_statistics_accuracy` computes them on one; different from the running
+  averages'."""
+  from bn_repro.training.evaluate import batch_statistics_accuracy, running_statistics_accuracy
+
+  config = _config('bn')
+  train.train_and_evaluate(config, tmp_path)
+  state, model, dataset = _restore(config, tmp_path)
+  images, labels = dataset.test_images[:96], dataset.test_labels[:96]
+  mesh = create_mesh(4)
+  preprocess = transforms.get_preprocessor(config.input.preprocess)
+  sharding = NamedSharding(mesh, P('batch'))
+  batches = [jax.device_put(b, sharding) for b in padded_batches(images, labels, 24)]
+  eval_fn = make_eval_fn(model, preprocess, mesh, batch_statistics=True)
+  metrics, _ = Evaluator(eval_fn, lambda: batches, 96, mesh)(state)
+  one_device = model.clone(axis_name=None)
+  args = (one_device, state.params, state.batch_stats, preprocess(images), labels)
+  assert metrics['accuracy'] == pytest.approx(batch_statistics_accuracy(*args, 24))
+  running, _ = Evaluator(make_eval_fn(model, preprocess, mesh), lambda: batches, 96, mesh)(state)
+  assert running['accuracy'] == pytest.approx(running_statistics_accuracy(*args))
+  assert metrics['loss'] != pytest.approx(running['loss'], rel=1e-3)
+
+
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
   train.train_and_evaluate(_config('bn'), tmp_path / 'straight')
   train.train_and_evaluate(_config('bn', num_steps=10), tmp_path / 'resumed')

@@ -88,6 +88,10 @@ class BatchNorm(nn.Module):
     running_variance: 'unbiased' (Algorithm 2's m/(m-1) correction, as torch) or 'biased'
       (Keras, flax): which batch variance the running average takes in. Normalization in
       training always uses the biased batch variance (Algorithm 1).
+    freeze_from: FrozenBN (as detectron2's FrozenBatchNorm2d, from a step on): from this
+      training step on, normalize with the running statistics, which stop updating, as
+      inference does; None: never. Counted by the layer (`batch_stats` 'step').
+    freeze_affine: with `freeze_from`, also hold gamma and beta out of the gradient then.
     fast_variance: compute the batch variance as E[x^2] - E[x]^2 in one pass over x
       (as flax's default does) instead of Algorithm 1's two passes: faster for large
       activations (benchmarks/bn_layer.py), less precise when |mean| >> std.
@@ -110,6 +114,8 @@ class BatchNorm(nn.Module):
   group_size: int | None = None
   mean_only: bool = False
   running_variance: str = 'unbiased'
+  freeze_from: int | None = None
+  freeze_affine: bool = False
   stop_gradient: str = 'none'
   fast_variance: bool = False
   noise_mean: float = 0.0
@@ -145,6 +151,8 @@ class BatchNorm(nn.Module):
     ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, feature_shape, jnp.float32)
     ra_var = self.variable('batch_stats', 'var', jnp.ones, feature_shape, jnp.float32)
     fixed_noise = self._fixed_noise_parameters(feature_shape)
+    if self.freeze_from is not None:  # FrozenBN counts its training steps.
+      step = self.variable('batch_stats', 'step', jnp.zeros, (), jnp.int32)
 
     # Initialization runs outside the device mesh, where no axis is bound.
     axis_name = None if self.is_initializing() else self.axis_name
@@ -170,6 +178,7 @@ class BatchNorm(nn.Module):
       statistics_feature_axes = (0,) + tuple(a + 1 for a in feature_axes)
     mean, var, count = self._batch_statistics(statistics_input, statistics_feature_axes, axis_name)
     y = self._normalize(statistics_input, mean, var, scale, bias, statistics_feature_axes)
+    previous = (ra_mean.value, ra_var.value)
     if not self.is_initializing():
       batch_mean = mean
       batch_var = var * (count / (count - 1.0)) if self.running_variance == 'unbiased' else var
@@ -181,9 +190,34 @@ class BatchNorm(nn.Module):
       ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * batch_mean
       ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * batch_var
     y = y.reshape(x.shape)
+    if self.freeze_from is not None and not self.is_initializing():
+      y = self._frozen_after(step, y, x32, previous, (ra_mean, ra_var), scale, bias, feature_axes)
     if (self.noise_mean or self.noise_std) and self.has_rng(NOISE_STREAM):
       y = y + self._shift_noise(y.shape, feature_axes, fixed_noise)
     return y.astype(x.dtype)
+
+  def _frozen_after(
+    self,
+    step: nn.Variable,
+    y: jax.Array,
+    x: jax.Array,
+    previous: tuple[jax.Array, jax.Array],
+    running: tuple[nn.Variable, nn.Variable],
+    scale: jax.Array | None,
+    bias: jax.Array | None,
+    feature_axes: tuple[int, ...],
+  ) -> jax.Array:
+    """FrozenBN from training step `freeze_from` on: `y` (Algorithm 1's output) replaced by
+    the normalization with the `previous` running statistics, which stop updating (and,
+    with `freeze_affine`, gamma and beta held out of the gradient); counts the step."""
+    frozen = step.value >= self.freeze_from
+    if self.freeze_affine:
+      scale, bias = (None if p is None else lax.stop_gradient(p) for p in (scale, bias))
+    y_frozen = self._normalize(x, previous[0], previous[1], scale, bias, feature_axes)
+    for variable, old in zip(running, previous, strict=True):
+      variable.value = jnp.where(frozen, old, variable.value)
+    step.value = step.value + 1
+    return jnp.where(frozen, y_frozen, y)
 
   def _noise_parameters(
     self, mean_key: jax.Array, std_key: jax.Array, feature_shape: tuple[int, ...]

@@ -57,7 +57,9 @@ def population_statistics_fn(
     )
   running_variance = 'biased' if pooled else 'unbiased'
   per_batch = model.clone(
-    norm=FrozenDict({**model.norm, 'momentum': 0.0, 'running_variance': running_variance})
+    norm=FrozenDict(
+      {**model.norm, 'momentum': 0.0, 'running_variance': running_variance, 'freeze_from': None}
+    )
   )
 
   def batch_statistics(params, batch_stats, x):
@@ -83,7 +85,13 @@ def population_statistics_fn(
     first = with_squares(batch_statistics(params, batch_stats, stacked[0]))
     total, _ = lax.scan(add, first, stacked[1:])
     means, mean_squares = jax.tree.map(lambda t: t / stacked.shape[0], total)
-    return _pooled_variances(means, mean_squares) if pooled else means
+    statistics = _pooled_variances(means, mean_squares) if pooled else means
+    # Counters (FrozenBN's step) are not statistics: they keep their values.
+    return jax.tree.map(
+      lambda new, old: new if jnp.issubdtype(old.dtype, jnp.floating) else old,
+      statistics,
+      batch_stats,
+    )
 
   def population_statistics(params, batch_stats, batches):
     stacked = batches if hasattr(batches, 'ndim') else jnp.stack(list(batches))

@@ -124,7 +124,10 @@ def set_up(
     ),
     learning_rate=optim.create_learning_rate_schedule(config),
     evaluate=Evaluator(
-      make_eval_fn(model, preprocess, mesh), inputs.eval_batches, inputs.num_eval_examples, mesh
+      make_eval_fn(model, preprocess, mesh, config.eval.batch_statistics),
+      inputs.eval_batches,
+      inputs.num_eval_examples,
+      mesh,
     ),
     population_stats=population_stats_fn(config, inputs, preprocess),
     checkpointer=checkpointer,

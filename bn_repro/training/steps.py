@@ -154,8 +154,11 @@ def eval_step(
   *,
   model: nn.Module,
   preprocess: Callable[[jax.Array], jax.Array],
+  batch_statistics: bool = False,
 ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-  """Inference (running statistics) on this device's slice of an evaluation batch.
+  """Inference on this device's slice of an evaluation batch: with the running statistics
+  (Algorithm 2, step 11), or with `batch_statistics` BN's statistics of the evaluation batch
+  itself (over every device's slice; padding examples count in the last batch's statistics).
 
   Args:
     images: uint8 `(n, H, W, C)`, or `(n, crops, H, W, C)` for multi-crop evaluation
@@ -173,7 +176,8 @@ def eval_step(
     {'params': state.params, 'batch_stats': state.batch_stats},
     preprocess(images),
     train=False,
-    mutable=['intermediates'],
+    batch_statistics=batch_statistics,
+    mutable=['intermediates', 'batch_stats'] if batch_statistics else ['intermediates'],
   )
   if crops:  # Multi-crop evaluation: average the class probabilities over the crops.
     logits = jnp.log(mean_probabilities_over_crops(logits, crops))
@@ -192,12 +196,23 @@ def eval_step(
 
 
 def make_eval_fn(
-  model: nn.Module, preprocess: Callable[[jax.Array], jax.Array], mesh: Mesh
+  model: nn.Module,
+  preprocess: Callable[[jax.Array], jax.Array],
+  mesh: Mesh,
+  batch_statistics: bool = False,
 ) -> Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]:
   """Jitted `eval_step` with images, labels and mask sharded over the batch axis."""
 
   def step(state, images, labels, mask):
-    return eval_step(state, images, labels, mask, model=model, preprocess=preprocess)
+    return eval_step(
+      state,
+      images,
+      labels,
+      mask,
+      model=model,
+      preprocess=preprocess,
+      batch_statistics=batch_statistics,
+    )
 
   return jax.jit(
     jax.shard_map(
