@@ -69,6 +69,17 @@ def test_committed_report_is_the_generators_output():
   )
 
 
+def test_every_claim_row_has_its_seven_cells():
+  """A measured '|x - y|' in a cell is escaped, so no row splits into more columns."""
+  import re
+
+  report = (REPO_ROOT / 'results' / 'REPORT.md').read_text()
+  table = report.split('| where | claim |')[1].split('\n\n')[0].splitlines()[2:]
+  assert len(table) == len(paper_report.CLAIMS)
+  for row in table:
+    assert len(re.findall(r'(?<!\\)\|', row)) == 8, row
+
+
 def test_t_quantiles_match_a_numerical_integration_of_the_t_density():
   for df, quantile in statistics.T_95_ONE_SIDED.items():
     x = np.linspace(-60.0, quantile, 400_001)

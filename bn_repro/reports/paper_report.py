@@ -34,6 +34,7 @@ def _row(results: pathlib.Path, claim: Claim, fixed: dict) -> str:
     else:
       ours, verdict = claim.judge(summary)
   rule = _rule_fixed(fixed.get(row_key(claim.where, claim.claim)))
+  ours = ours.replace('|', '\\|')  # A measured |difference| must not split the table's cell.
   return (
     f'| {claim.where} | {claim.claim} | {claim.paper} | {ours} | **{verdict}** | {rule} | '
     f'{source} |'
