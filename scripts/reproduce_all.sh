@@ -7,8 +7,8 @@
 #   scripts/reproduce_all.sh --redo               # redo the chosen stages even if done
 # Stages: figure1 (scripts/reproduce_mnist.sh), regime_map (study fig1_regimes),
 # inception_proxy (scripts/reproduce_inception.sh --scale=small), ics_probes (studies
-# noisy_bn, ics_measure, loss_landscape), studies (studies 1-8), family (studies 13-15,
-# small_batches, non_iid_batches, precise_statistics: BN's successors), report (the rules'
+# noisy_bn, ics_measure, loss_landscape), studies (studies 1-8), family (studies 13-16,
+# small_batches, non_iid_batches, precise_statistics, train_test_consistency: BN's successors), report (the rules'
 # provenance from git and results/REPORT.md; always rerun). Resumable: a finished stage
 # leaves runs/reproduce_all/STAGE.done (with its wall time) and is skipped by a rerun; an
 # interrupted stage resumes its own finished and interrupted runs. One progress line per

@@ -141,6 +141,7 @@ def _run_smoke_study(name, root):
     'small_batches',
     'non_iid_batches',
     'precise_statistics',
+    'train_test_consistency',
   ],
 )
 def test_study_writes_figure_table_and_record(tmp_path, name):
@@ -178,6 +179,9 @@ def test_study_writes_figure_table_and_record(tmp_path, name):
       assert set(by_order) == {'iid', 'pairs', 'halves'}
       assert len(by_order['pairs']['test_error']['per_seed']) == 3
     assert set(record['verdicts']) == {'bn_suffers', 'brn_does_not_suffer', 'gn_does_not_suffer'}
+  if name == 'train_test_consistency':  # Four inferences per group size, per seed.
+    for by_measure in record['test_error'].values():
+      assert all(len(v['per_seed']) == 3 for v in by_measure.values()), by_measure
   if name == 'precise_statistics':  # Per checkpoint and seed; the momentum arms' same weights.
     assert set(record['momentum_arms_parameter_gap'].values()) == {0.0}
     for by_batch in record['test_error'].values():

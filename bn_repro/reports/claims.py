@@ -322,4 +322,23 @@ CLAIMS = (
     '0.1 points at every batch size: reproduced; partly if at some',
     judges.study_claim('thousand_samples_suffice'),
   ),
+  Claim(
+    'Wu & Johnson 2021',
+    'At small normalization batch, evaluating with batch statistics (as in training) beats '
+    'population statistics',
+    'the train-test inconsistency of small normalization batches',
+    'studies/train_test_consistency/summary.json',
+    "study 16's rule (its docstring): batch statistics over g at least 0.5 points below "
+    'population statistics at g = 2 and 4: reproduced; partly if at one',
+    judges.study_claim('batch_statistics_evaluation_helps'),
+  ),
+  Claim(
+    'Wu & Johnson 2021',
+    'A FrozenBN tail (the last steps trained with frozen statistics) reduces the inconsistency',
+    'FrozenBN at the end of training',
+    'studies/train_test_consistency/summary.json',
+    "study 16's rule: the frozen-tail arm's test error at least 0.5 points below the plain "
+    "arm's with population statistics at g = 2 and 4: reproduced; partly if at one",
+    judges.study_claim('frozen_tail_helps'),
+  ),
 )

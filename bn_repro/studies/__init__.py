@@ -48,6 +48,7 @@ STUDIES: dict[str, Study] = {
   'small_batches': Study(13, 'Small batches: BN, Batch Renorm, GroupNorm', 'family'),
   'non_iid_batches': Study(14, 'Non-i.i.d. batches: BN, Batch Renorm, GroupNorm', 'family'),
   'precise_statistics': Study(15, 'EMA vs population statistics over training', 'family'),
+  'train_test_consistency': Study(16, 'Small normalization batch: EvalBN, FrozenBN tail', 'family'),
 }
 
 
