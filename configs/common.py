@@ -40,7 +40,8 @@ def base_config(variant: str) -> ml_collections.ConfigDict:
   config.variant = variant
   config.seed = 0
   # Runs trained side by side in one program (jax.vmap), seeded seed..seed+num_seeds-1;
-  # eval/* logs their mean, eval_seedI/* each run (in-memory datasets only).
+  # eval/* logs their mean, eval_seed_sd/* their spread, WORKDIR/seedI each run (and
+  # metrics.jsonl eval_seedI/*; in-memory datasets only).
   config.num_seeds = 1
   config.num_devices = config_dict.placeholder(int)  # None: all local devices.
   config.log_param_norms = False  # Log params/LAYER/NAME L2 norms with the train metrics.

@@ -63,15 +63,20 @@ def test_parameter_norms_are_logged(tmp_path):
 
 
 def test_parameter_norms_are_logged_per_seed(tmp_path):
+  """Each seed's norms: in metrics.jsonl as params_seedI/, in TensorBoard in its seed's run."""
+  from bn_repro.records import read_metrics
+
   config = _config(log_param_norms=True, num_seeds=3, num_devices=1)
   train.train_and_evaluate(config, tmp_path)
-  scalars = read_scalars(tmp_path)
+  scalars, logged = read_scalars(tmp_path), read_metrics(tmp_path)
   kernels = restore(config, tmp_path / 'checkpoints').params['dense1']['kernel']  # (3, ...)
   norms = [float(np.linalg.norm(k)) for k in kernels]
   assert len(set(norms)) == 3  # Three different runs.
   for seed, norm in enumerate(norms):
-    assert scalars[f'params_seed{seed}/dense1/kernel'][-1] == (20, pytest.approx(norm, rel=1e-5))
-  assert scalars['params/dense1/kernel'][-1][1] == pytest.approx(norms[0], rel=1e-5)
+    assert logged[f'params_seed{seed}/dense1/kernel'][-1] == (20, pytest.approx(norm, rel=1e-5))
+    seed_run = read_scalars(tmp_path / f'seed{seed}')
+    assert seed_run['params/dense1/kernel'][-1] == (20, pytest.approx(norm, rel=1e-5))
+  assert not any(tag.startswith('params_seed') for tag in scalars)
   assert 'params/bn0/scale' in scalars and 'params/dense0/bias' not in scalars
 
 

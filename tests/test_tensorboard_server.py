@@ -84,19 +84,21 @@ def test_runs_and_scalars_one_run_per_seed(served_runs):
   runs = set(_until_served(address, '/data/runs', lambda r: len(r) >= 3))
   assert {'bn', 'bn/seed0', 'bn/seed1'} <= runs
   tags = _until_served(address, '/data/plugin/scalars/tags', lambda t: 'bn/seed1' in t)
-  assert {'eval/accuracy', 'eval_seed1/accuracy', 'eval/best_accuracy', 'train/loss'} <= set(
+  assert {'eval/accuracy', 'eval_seed_sd/accuracy', 'eval/best_accuracy', 'train/loss'} <= set(
     tags['bn']
   )
+  # One place per number: a seed's values live in its own run, not again in the parent's.
+  assert not [tag for tag in tags['bn'] if re.match(r'\w+_seed\d+/', tag)]
   assert {'eval/accuracy', 'train/loss', 'train/accuracy'} <= set(tags['bn/seed1'])
 
-  # Seed 1's run serves seed 1's values: those the two-seed run logged as eval_seed1/.
   def values(run, tag):
     url = f'/data/plugin/scalars/scalars?run={run}&tag={tag}'
-    return [v for _, _, v in _get(address, url)]
+    return np.array([v for _, _, v in _get(address, url)])
 
-  np.testing.assert_allclose(
-    values('bn/seed1', 'eval/accuracy'), values('bn', 'eval_seed1/accuracy')
-  )
+  # The parent holds the seeds' mean and standard deviation.
+  seeds = np.stack([values(f'bn/seed{i}', 'eval/accuracy') for i in range(2)])
+  np.testing.assert_allclose(values('bn', 'eval/accuracy'), seeds.mean(0), rtol=1e-6)
+  np.testing.assert_allclose(values('bn', 'eval_seed_sd/accuracy'), seeds.std(0, ddof=1), atol=1e-6)
 
 
 def test_histograms_of_every_layer_and_of_gamma_and_beta(served_runs):

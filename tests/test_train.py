@@ -191,7 +191,7 @@ def test_seeds_side_by_side_equal_separate_runs(tmp_path):
   """num_seeds=3 (vmap) trains exactly the runs seeded 0, 1, 2 would train alone."""
   multi = _config('bn', num_seeds=3, num_devices=2)
   train.train_and_evaluate(multi, tmp_path / 'multi')
-  scalars = read_scalars(tmp_path / 'multi')
+  scalars = records.read_metrics(tmp_path / 'multi')  # Per-seed tags: metrics.jsonl only.
   stacked = _restore(multi, tmp_path / 'multi')[0]
   finals = []
   for seed in range(3):

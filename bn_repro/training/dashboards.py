@@ -13,8 +13,11 @@
 - One run per seed: a run of S > 1 seeds side by side in WORKDIR also writes WORKDIR/seedI
   (seed `config.seed + I`) with that seed's train and eval scalars under the single-run
   tags (`eval/accuracy`, not `eval_seedI/accuracy`), its histograms and its hparams, so
-  TensorBoard's run selector compares seeds. WORKDIR's own histograms are seed 0's
-  (`config.seed`'s) when it has one seed; with several they live in the seed runs only.
+  TensorBoard's run selector compares seeds. WORKDIR's own run holds the seeds' mean
+  (`eval/accuracy`) and standard deviation (`eval_seed_sd/accuracy`): one place per number
+  (the per-seed tags stay in WORKDIR/metrics.jsonl for scripts). WORKDIR's own histograms
+  are seed 0's (`config.seed`'s) when it has one seed; with several they live in the seed
+  runs only.
 """
 
 import json

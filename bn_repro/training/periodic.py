@@ -119,7 +119,9 @@ def evaluate_runs(
 
   Returns:
     The metrics averaged over the runs; the scalars to log: `PREFIX/NAME` (averages)
-    and, for several seeds, `PREFIX_seedI/NAME` per run; each run's preactivations
+    and, for several seeds, `PREFIX_seed_sd/NAME` (their standard deviation) and
+    `PREFIX_seedI/NAME` per run (metrics.jsonl only; TensorBoard shows each in the seed's
+    own run); each run's preactivations
     (Figure 1's single-unit percentiles follow the first, seeded `config.seed`); and each
     run's metrics.
   """
@@ -130,6 +132,13 @@ def evaluate_runs(
   if len(runs) > 1:
     for i, metrics in enumerate(per_run):
       scalars.update({f'{prefix}_seed{i}/{name}': value for name, value in metrics.items()})
+    # The seeds' spread beside their mean (the standard deviation, n - 1).
+    scalars.update(
+      {
+        f'{prefix}_seed_sd/{name}': float(np.std([m[name] for m in per_run], ddof=1))
+        for name in means
+      }
+    )
   return means, scalars, [preactivations for _, preactivations in results], per_run
 
 

@@ -13,6 +13,7 @@ only when used; what a run shows in each dashboard is `bn_repro.training.dashboa
 import collections
 import os
 import pathlib
+import re
 import struct
 from collections.abc import Iterator
 
@@ -25,10 +26,17 @@ _REWRITE_PREFIX = '.rewrite.'  # Temporary files of `truncate_events`: no reader
 _LEGACY_PARTIAL_SUFFIX = '.partial'  # Earlier versions' temporaries, which the pattern matched.
 
 
+# A per-seed copy of a scalar in a multi-seed run's own log (`eval_seed1/accuracy`): the
+# seed's own TensorBoard run (`WORKDIR/seedI`, training/dashboards.py) shows it under the
+# single-run tag, so the parent's event files leave it out; metrics.jsonl keeps it.
+PER_SEED_TAG = re.compile(r'^[^/]+_seed\d+/')
+
+
 class SummaryWriter:
   """Writes summaries to event files in `logdir`, and the scalars, the same values, to
   `logdir/metrics.jsonl` (`bn_repro.records`) if `metrics_file`; a no-op unless
-  `enabled`.
+  `enabled`. Per-seed copies of scalars (`PER_SEED_TAG`) go to metrics.jsonl only: in
+  TensorBoard each number has one place, its seed's run.
 
   In a multi-process job only process 0 writes (`enabled=False` elsewhere).
   """
@@ -45,7 +53,8 @@ class SummaryWriter:
       return
     with self._writer.as_default():
       for name, value in scalars.items():
-        self._tf.summary.scalar(name, value, step=step)
+        if not PER_SEED_TAG.match(name):
+          self._tf.summary.scalar(name, value, step=step)
     self._writer.flush()
     if self._metrics is not None:
       # Rounded to float32 as the event files store them, so both read back the same values.

@@ -104,6 +104,7 @@ def _train(run: Run, stop: StopRequest) -> dict[str, float]:
     elapsed = time.perf_counter() - start_time
     steps_per_sec = (step - start_step) / elapsed
     progress.update(step)
+    seed_norms = _seed_parameter_norms(run.state, config)
     run.writer.write_scalars(
       step,
       {
@@ -113,13 +114,13 @@ def _train(run: Run, stop: StopRequest) -> dict[str, float]:
         'train/learning_rate': float(run.learning_rate(step - 1)),
         'train/steps_per_sec': steps_per_sec,
         'train/elapsed_s': elapsed_before + elapsed,
-        **(_parameter_norms(run.state, config.num_seeds) if config.log_param_norms else {}),
+        **_parameter_norms(seed_norms),
       },
     )
     if config.num_seeds > 1:
-      run.dashboards.write_train_scalars(
-        step, {f'train/{k}': metrics[k].mean(axis=0) for k in ('loss', 'accuracy')}
-      )
+      per_seed = {f'train/{k}': metrics[k].mean(axis=0) for k in ('loss', 'accuracy')}
+      per_seed |= {tag: np.array([n[tag] for n in seed_norms]) for tag in seed_norms[0]}
+      run.dashboards.write_train_scalars(step, per_seed)
     stop_signal = _stop_agreed(stop)
     if stop_signal:  # Checkpoint first: the grace period is not spent evaluating.
       run.checkpointer.save(run.state)
@@ -146,15 +147,24 @@ def _train(run: Run, stop: StopRequest) -> dict[str, float]:
   return eval_metrics
 
 
-def _parameter_norms(state: TrainState, num_seeds: int) -> dict[str, float]:
-  """`params/LAYER/NAME` norms of the first seed's parameters and, with several seeds side by
-  side, `params_seedI/LAYER/NAME` of every seed's."""
-  per_seed = [parameter_norms(seed_state(state, i, num_seeds).params) for i in range(num_seeds)]
-  norms = dict(per_seed[0])
-  if num_seeds > 1:
-    for index, seed_norms in enumerate(per_seed):
+def _seed_parameter_norms(state: TrainState, config: ml_collections.ConfigDict) -> list[dict]:
+  """Each seed's `params/LAYER/NAME` norms if `config.log_param_norms`, else [{}]."""
+  if not config.log_param_norms:
+    return [{}]
+  return [
+    parameter_norms(seed_state(state, i, config.num_seeds).params) for i in range(config.num_seeds)
+  ]
+
+
+def _parameter_norms(seed_norms: list[dict]) -> dict[str, float]:
+  """The run's log of `seed_norms`: `params/LAYER/NAME` of the first seed and, with several
+  seeds side by side, `params_seedI/LAYER/NAME` of every seed's (metrics.jsonl only: each
+  seed's TensorBoard run shows its own as `params/...`)."""
+  norms = dict(seed_norms[0])
+  if len(seed_norms) > 1:
+    for index, norms_of_seed in enumerate(seed_norms):
       norms.update(
-        {f'params_seed{index}/{k.removeprefix("params/")}': v for k, v in seed_norms.items()}
+        {f'params_seed{index}/{k.removeprefix("params/")}': v for k, v in norms_of_seed.items()}
       )
   return norms
 
