@@ -64,3 +64,13 @@ def plot_over_seeds(
   means = np.array([np.mean(v) for v in per_x])
   spread = [means - [min(v) for v in per_x], [max(v) for v in per_x] - means]
   ax.errorbar(x, means, yerr=spread, fmt=style, capsize=3, label=label)
+
+
+def plain_log_axis(ax: object) -> None:
+  """A log-scale y axis whose tick labels read as plain numbers (3, 6, 20), not 6 x 10^0."""
+  from matplotlib import ticker
+
+  ax.set_yscale('log')
+  plain = ticker.FuncFormatter(lambda value, _: f'{value:g}')
+  ax.yaxis.set_major_formatter(plain)
+  ax.yaxis.set_minor_formatter(plain)

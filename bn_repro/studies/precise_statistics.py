@@ -50,7 +50,7 @@ import numpy as np
 from bn_repro.data import ordering
 from bn_repro.nn.population_stats import population_statistics_fn
 from bn_repro.reports.formatting import MNIST_DATA, fmt_seeds
-from bn_repro.reports.study_results import write_results
+from bn_repro.reports.study_results import plain_log_axis, write_results
 from bn_repro.studies.common import (
   NUM_SEEDS,
   StudyContext,
@@ -250,7 +250,7 @@ def render(context: StudyContext, measured: dict, verdicts: dict, started: float
     for label, by_batch in series.items():
       ax.plot(x['steps'], _curve(by_batch[batch]), 'o-' if 'EMA' in label else '.--', label=label)
     ax.set(title=f'B={batch}, lr {LEARNING_RATE_AT_32 * batch / 32:g}', xlabel='step')
-    ax.set_yscale('log')
+    plain_log_axis(ax)
   np.atleast_1d(axes)[0].set_ylabel('test error (%), mean of 3 seeds')
   np.atleast_1d(axes)[0].legend(fontsize=7)
   figure.suptitle(

@@ -38,7 +38,7 @@ import ml_collections
 import numpy as np
 
 from bn_repro.reports.formatting import MNIST_DATA, fmt_seeds, seed_summary
-from bn_repro.reports.study_results import plot_over_seeds, write_results
+from bn_repro.reports.study_results import plain_log_axis, plot_over_seeds, write_results
 from bn_repro.studies.common import NUM_SEEDS, Arm, StudyContext, restore, train_arms
 from bn_repro.training.evaluate import batch_statistics_accuracy
 
@@ -140,7 +140,7 @@ def render(context: StudyContext, errors: dict, verdicts: dict, started: float) 
   for (key, label), style in zip(MEASURES.items(), ('o-', 's-', '^--', 'v-'), strict=True):
     plot_over_seeds(ax, GROUP_SIZES, [errors[g][key] for g in GROUP_SIZES], style, label)
   ax.set_xscale('log', base=2)
-  ax.set_yscale('log')
+  plain_log_axis(ax)
   ax.set_xticks(GROUP_SIZES, [str(g) for g in GROUP_SIZES])
   ax.set(xlabel=f'BN statistics group size g (SGD batch {BATCH_SIZE})', ylabel='test error (%)')
   ax.legend(fontsize=8)
