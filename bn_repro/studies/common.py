@@ -35,6 +35,22 @@ from bn_repro.training.state import TrainState, create_train_state
 
 Curve = list[tuple[int, float]]
 
+# A study's own verdict on a claim, by the rule in its docstring (`reports.judges.study_claim`
+# maps them onto the report's).
+HOLDS, PARTLY, DOES_NOT_HOLD, NOT_TESTABLE = 'holds', 'partly', 'does not hold', 'not testable here'
+
+
+def count_verdict(hits: int, total: int) -> str:
+  """HOLDS where a rule's condition held in all `total` cases, PARTLY in some, else
+  DOES_NOT_HOLD."""
+  return HOLDS if hits == total else PARTLY if hits else DOES_NOT_HOLD
+
+
+def verdict_lines(verdicts: dict[str, dict[str, object]]) -> list[str]:
+  """A table.md's closing lines: each claim's verdict and what it turned on."""
+  return [f'- {claim}: **{v["verdict"]}** ({v["said"]})' for claim, v in verdicts.items()]
+
+
 # Seeds side by side in every arm a study compares: its table gives each number's
 # mean and range over them, its summary.json each seed's value (`reports.formatting`).
 NUM_SEEDS = 3

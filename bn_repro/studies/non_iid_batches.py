@@ -43,7 +43,18 @@ import numpy as np
 from bn_repro.nn.batch_renorm import renorm_schedule
 from bn_repro.reports.formatting import MNIST_DATA, fmt_seeds, seed_summary
 from bn_repro.reports.study_results import write_results
-from bn_repro.studies.common import NUM_SEEDS, Arm, StudyContext, train_arms
+from bn_repro.studies.common import (
+  DOES_NOT_HOLD,
+  HOLDS,
+  NOT_TESTABLE,
+  NUM_SEEDS,
+  PARTLY,
+  Arm,
+  StudyContext,
+  count_verdict,
+  train_arms,
+  verdict_lines,
+)
 
 KINDS = {
   'batch': 'BN',
@@ -59,7 +70,6 @@ LEARNING_RATE = 1.0
 NUM_GROUPS = 4
 TOLERANCE = 0.5  # Points of test error.
 TRAIN_LOGS = 10
-HOLDS, PARTLY, DOES_NOT_HOLD, NOT_TESTABLE = 'holds', 'partly', 'does not hold', 'not testable here'
 
 
 def arm_configs(context: StudyContext) -> dict[str, ml_collections.ConfigDict]:
@@ -112,12 +122,10 @@ def judge(errors: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, obje
     for o, r in bn.items()
   }
   suffers = [o for o in bn if raw[o] and bn[o] - control[o] >= TOLERANCE]
-  bn_verdict = HOLDS if len(suffers) == len(bn) else PARTLY if suffers else DOES_NOT_HOLD
+  bn_verdict = count_verdict(len(suffers), len(bn))
   rose = [o for o, r in bn.items() if r >= TOLERANCE]
   kept = [o for o in rose if brn[o] <= bn[o] / 2]
-  brn_verdict = NOT_TESTABLE
-  if rose:
-    brn_verdict = HOLDS if len(kept) == len(rose) else PARTLY if kept else DOES_NOT_HOLD
+  brn_verdict = count_verdict(len(kept), len(rose)) if rose else NOT_TESTABLE
   gn_verdict = DOES_NOT_HOLD
   if all(abs(r) <= TOLERANCE for r in gn.values()):
     gn_verdict = HOLDS
@@ -187,7 +195,7 @@ def render(context: StudyContext, errors: dict, verdicts: dict, started: float) 
       for order in ORDERS
     ],
     '',
-    *[f'- {claim}: **{v["verdict"]}** ({v["said"]})' for claim, v in verdicts.items()],
+    *verdict_lines(verdicts),
   ]
   record = {
     'num_seeds': NUM_SEEDS,

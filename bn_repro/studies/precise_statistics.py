@@ -55,8 +55,10 @@ from bn_repro.studies.common import (
   NUM_SEEDS,
   StudyContext,
   TrainedNetwork,
+  count_verdict,
   initial_network,
   train_arms,
+  verdict_lines,
 )
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.evaluate import running_statistics_accuracy
@@ -68,7 +70,6 @@ MOMENTA = (0.99, 0.9)
 SAMPLES = (100, 1_000, 10_000)
 CHECKPOINTS = 10
 TOLERANCE = 0.1  # Points of test error.
-HOLDS, PARTLY, DOES_NOT_HOLD = 'holds', 'partly', 'does not hold'
 
 
 def arm_configs(context: StudyContext) -> dict[str, ml_collections.ConfigDict]:
@@ -180,10 +181,6 @@ def _curve(per_checkpoint: list[list[float]]) -> np.ndarray:
   return np.array([np.mean(seeds) for seeds in per_checkpoint])
 
 
-def _count(hits: int, total: int) -> str:
-  return HOLDS if hits == total else PARTLY if hits else DOES_NOT_HOLD
-
-
 def judge(measured: dict[int, dict[str, object]]) -> dict[str, dict[str, object]]:
   """The module docstring's rules on `measure`'s output."""
   ema = {b: _curve(m['ema'][MOMENTA[0]]) for b, m in measured.items()}
@@ -208,25 +205,25 @@ def judge(measured: dict[int, dict[str, object]]) -> dict[str, dict[str, object]
 
   return {
     'population_as_accurate': {
-      'verdict': _count(sum(v <= TOLERANCE for v in accurate.values()), len(accurate)),
+      'verdict': count_verdict(sum(v <= TOLERANCE for v in accurate.values()), len(accurate)),
       'said': f'population (10^4) minus EMA (0.99) test error, mean over the checkpoints: '
       f'{per_batch(accurate)} points',
       'population_minus_ema': accurate,
     },
     'gain_large_batch_early': {
-      'verdict': _count(sum(early_large), 2),
+      'verdict': count_verdict(sum(early_large), 2),
       'said': 'EMA minus population at the first and last checkpoint: '
       + ', '.join(f'B={b} {e[0]:+.2f} then {e[1]:+.2f}' for b, e in excess.items()),
       'ema_excess_first_last': excess,
     },
     'population_steadier': {
-      'verdict': _count(sum(r[0] <= r[1] for r in roughness.values()), len(roughness)),
+      'verdict': count_verdict(sum(r[0] <= r[1] for r in roughness.values()), len(roughness)),
       'said': 'mean change between checkpoints over the last half, population vs EMA: '
       + ', '.join(f'B={b} {r[0]:.2f} vs {r[1]:.2f}' for b, r in roughness.items()),
       'roughness_population_ema': roughness,
     },
     'thousand_samples_suffice': {
-      'verdict': _count(sum(v <= TOLERANCE for v in enough.values()), len(enough)),
+      'verdict': count_verdict(sum(v <= TOLERANCE for v in enough.values()), len(enough)),
       'said': '|error(10^3) - error(10^4)| at the last checkpoint: '
       f'{per_batch(enough, "{:.2f}")} points',
       'difference': enough,
@@ -271,7 +268,7 @@ def render(context: StudyContext, measured: dict, verdicts: dict, started: float
     for label, by_batch in series.items():
       cells = [f'{fmt_seeds(by_batch[batch][i], "{:.2f}")} (step {x["steps"][i]})' for i in picks]
       table.append(f'| {batch} | {label} | ' + ' | '.join(cells) + ' |')
-  table += ['', *[f'- {claim}: **{v["verdict"]}** ({v["said"]})' for claim, v in verdicts.items()]]
+  table += ['', *verdict_lines(verdicts)]
   record = {
     'num_seeds': NUM_SEEDS,
     'examples': EXAMPLES,

@@ -50,7 +50,17 @@ import numpy as np
 from bn_repro.nn.batch_renorm import renorm_schedule
 from bn_repro.reports.formatting import MNIST_DATA, fmt_seeds, seed_summary
 from bn_repro.reports.study_results import plot_over_seeds, write_results
-from bn_repro.studies.common import NUM_SEEDS, Arm, StudyContext, train_arms
+from bn_repro.studies.common import (
+  DOES_NOT_HOLD,
+  HOLDS,
+  NOT_TESTABLE,
+  NUM_SEEDS,
+  PARTLY,
+  Arm,
+  StudyContext,
+  count_verdict,
+  train_arms,
+)
 
 BATCH_SIZES = (2, 4, 8, 16, 32)
 SMOKE_BATCH_SIZES = (2, 32)
@@ -66,7 +76,6 @@ LEARNING_RATE_AT_32 = 1.0
 NUM_GROUPS = 4
 POPULATION_EXAMPLES = 5_000
 TOLERANCE = 0.5  # Points of test error.
-HOLDS, PARTLY, DOES_NOT_HOLD, NOT_TESTABLE = 'holds', 'partly', 'does not hold', 'not testable here'
 
 
 def arm_configs(context: StudyContext) -> dict[str, ml_collections.ConfigDict]:
@@ -158,9 +167,7 @@ def _brn_recovers(e: dict, large: int) -> dict[str, object]:
   degraded = [b for b, r in rise.items() if r >= TOLERANCE]
   shares = {b: (e['batch'][b] - e['batch_renorm'][b]) / rise[b] for b in degraded}
   recovered = sum(share >= 0.5 for share in shares.values())
-  verdict = NOT_TESTABLE
-  if degraded:
-    verdict = HOLDS if recovered == len(degraded) else PARTLY if recovered else DOES_NOT_HOLD
+  verdict = count_verdict(recovered, len(degraded)) if degraded else NOT_TESTABLE
   said = 'BN did not degrade by 0.5 points at B=2 or 4'
   if degraded:
     said = "share of BN's loss Batch Renorm recovers: " + ', '.join(

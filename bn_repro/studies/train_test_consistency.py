@@ -39,7 +39,15 @@ import numpy as np
 
 from bn_repro.reports.formatting import MNIST_DATA, fmt_seeds, seed_summary
 from bn_repro.reports.study_results import plain_log_axis, plot_over_seeds, write_results
-from bn_repro.studies.common import NUM_SEEDS, Arm, StudyContext, restore, train_arms
+from bn_repro.studies.common import (
+  NUM_SEEDS,
+  Arm,
+  StudyContext,
+  count_verdict,
+  restore,
+  train_arms,
+  verdict_lines,
+)
 from bn_repro.training.evaluate import batch_statistics_accuracy
 
 GROUP_SIZES = (2, 4, 8, 32)
@@ -50,7 +58,6 @@ FROZEN_FRACTION = 0.1
 LEARNING_RATE = 1.0
 POPULATION_BATCHES = 5_000 // BATCH_SIZE
 TOLERANCE = 0.5  # Points of test error.
-HOLDS, PARTLY, DOES_NOT_HOLD = 'holds', 'partly', 'does not hold'
 MEASURES = {
   'moving_averages': 'moving averages',
   'population': 'population statistics',
@@ -103,10 +110,6 @@ def measure(
   return out
 
 
-def _count(hits: int, total: int) -> str:
-  return HOLDS if hits == total else PARTLY if hits else DOES_NOT_HOLD
-
-
 def judge(errors: dict[int, dict[str, list[float]]]) -> dict[str, dict[str, object]]:
   """The module docstring's rules on `measure`'s output."""
   e = {g: {m: float(np.mean(v)) for m, v in by_m.items()} for g, by_m in errors.items()}
@@ -121,13 +124,13 @@ def judge(errors: dict[int, dict[str, list[float]]]) -> dict[str, dict[str, obje
 
   return {
     'batch_statistics_evaluation_helps': {
-      'verdict': _count(sum(v >= TOLERANCE for v in batch_gain.values()), len(small)),
+      'verdict': count_verdict(sum(v >= TOLERANCE for v in batch_gain.values()), len(small)),
       'said': 'population minus batch-statistics test error (points): '
       f'{listed(batch_gain)}; population {population}',
       'population_minus_batch_statistics': batch_gain,
     },
     'frozen_tail_helps': {
-      'verdict': _count(sum(v >= TOLERANCE for v in frozen_gain.values()), len(small)),
+      'verdict': count_verdict(sum(v >= TOLERANCE for v in frozen_gain.values()), len(small)),
       'said': f'population (plain) minus FrozenBN-tail test error (points): {listed(frozen_gain)}',
       'population_minus_frozen_tail': frozen_gain,
     },
@@ -161,7 +164,7 @@ def render(context: StudyContext, errors: dict, verdicts: dict, started: float) 
       for g in GROUP_SIZES
     ],
     '',
-    *[f'- {claim}: **{v["verdict"]}** ({v["said"]})' for claim, v in verdicts.items()],
+    *verdict_lines(verdicts),
   ]
   record = {
     'num_seeds': NUM_SEEDS,
