@@ -112,6 +112,8 @@ def test_multi_seed_summary_reports_the_spread_over_seeds(tmp_path):
   arm = _synthetic_arm([0.95, 0.974], [-1, -1], [0, 0], [1, 1])
   for seed, accuracies in enumerate(per_seed):
     arm[f'eval_seed{seed}/accuracy'] = list(zip((10_000, 20_000), accuracies, strict=True))
+  # The trainer also logs the seeds' spread, which is not a seed.
+  arm['eval_seed_sd/accuracy'] = [(10_000, 0.01), (20_000, 0.004)]
   summary = figure1.summarize_arm(arm)
   assert summary['num_seeds'] == 3
   assert summary['final_test_accuracy_per_seed'] == [0.970, 0.974, 0.978]

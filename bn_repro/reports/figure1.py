@@ -5,6 +5,7 @@ Works on any finished (or partial) pair of workdirs: `scripts/plot_mnist.py`.
 
 import json
 import pathlib
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -68,15 +69,15 @@ def all_unit_drift(records: list[dict], window: int = DRIFT_WINDOW) -> dict[str,
   }
 
 
+SEED_ACCURACY_TAG = re.compile(r'^eval_seed(\d+)/accuracy$')  # Not eval_seed_sd/: the spread.
+
+
 def seed_accuracies(scalars: Scalars) -> np.ndarray | None:
   """Test accuracy `(seeds, evaluations)` of a multi-seed run (`config.num_seeds`), or None."""
-  tags = sorted(
-    (t for t in scalars if t.startswith('eval_seed') and t.endswith('/accuracy')),
-    key=lambda t: int(t.split('/')[0].removeprefix('eval_seed')),
-  )
-  if not tags:
+  seeds = {int(m[1]): tag for tag in scalars if (m := SEED_ACCURACY_TAG.match(tag))}
+  if not seeds:
     return None
-  return np.array([[v for _, v in scalars[t]] for t in tags])
+  return np.array([[v for _, v in scalars[seeds[i]]] for i in sorted(seeds)])
 
 
 def _first_step(
