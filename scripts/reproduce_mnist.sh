@@ -66,4 +66,6 @@ done | parallel_runs "$jobs"
 "$VENV_PYTHON" scripts/plot_mnist.py --workdir="$workdir" --out="$out" \
   --settings="$(IFS=,; names=("${settings[@]%%:*}"); echo "${names[*]}")" \
   --command="scripts/reproduce_mnist.sh $*" --started_at="$start"
+"$VENV_PYTHON" -m bn_repro.training.hparams_experiment --logdir="$workdir"
+echo "TensorBoard: .venv/bin/tensorboard --logdir=$workdir"
 echo "Total wall time, installation and data fetch included: $(( $(date +%s) - start )) s"

@@ -22,7 +22,7 @@ from bn_repro.data.offline import DataIntegrityError
 from bn_repro.studies import STUDIES, check_names, load_study
 from bn_repro.studies.common import StudyContext
 from bn_repro.studies.pool import StudyStoppedError
-from bn_repro.training import console
+from bn_repro.training import console, hparams_experiment
 from bn_repro.training.checkpointing import CheckpointStructureError
 from bn_repro.training.compilation_cache import enable_compilation_cache
 from bn_repro.training.preemption import PreemptedError
@@ -88,6 +88,9 @@ def main(argv: list[str]) -> None:
     except PreemptedError as stopped:
       sys.exit(f'FATAL: [{name}] {stopped}')
     print(f'Study {name} took {(time.perf_counter() - started) / 60:.1f} min.', flush=True)
+    if (workdir / name).is_dir():  # Studies that share arms train them elsewhere.
+      lead = hparams_experiment.write_experiment(workdir / name)
+      print(f'TensorBoard: tensorboard --logdir={workdir / name} (HParams: {", ".join(lead)}).')
 
 
 if __name__ == '__main__':

@@ -3,17 +3,21 @@ the config files and fields can be listed, the scripts answer --help, and the RE
 "Running experiments" block runs as written (with `,smoke` configs on SYNTHETIC data)."""
 
 import json
+import logging
 import os
 import re
 import shlex
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from bn_repro.configuration import docs as config_docs
 from bn_repro.configuration.files import REPO_ROOT, load_config
+from bn_repro.heartbeat import heartbeat
+from bn_repro.training import console
 from bn_repro.training.train import describe_evaluation
 
 SMOKE = '--config=configs/mnist.py:bn,smoke'
@@ -197,7 +201,7 @@ def test_the_readme_running_experiments_block_runs_as_written(synthetic_mnist_tf
     )
     assert result.returncode == 0, f'{command}\n{result.stderr[-3000:]}'
     ran += 1
-  assert ran == 5
+  assert ran == 6
   assert (tmp_path / 'runs/mine/figure/figure1.png').exists()
   summary = json.loads((tmp_path / 'runs/mine/figure/summary.json').read_text())
   assert set(summary['arms']) == {'baseline', 'bn'}
@@ -229,3 +233,22 @@ def test_every_python_command_the_readme_names_answers_help(command, tmp_path):
   assert result.returncode in (0, 1) and 'Traceback' not in output, output[-2000:]
   assert re.search(r'usage|USAGE|flags:', output), output[-2000:]
   assert list(tmp_path.iterdir()) == []  # --help did nothing else (no folder named --help).
+
+
+def test_a_long_step_logs_a_heartbeat_until_it_ends(caplog):
+  with caplog.at_level(logging.INFO):
+    with heartbeat('compiling the step', every_s=0.05):
+      time.sleep(0.3)
+    beats = len(caplog.records)
+    time.sleep(0.2)
+  assert beats >= 2 and len(caplog.records) == beats  # None after the block.
+  assert re.fullmatch(r'\.\.\. still compiling the step \(\d+ s\)', caplog.records[0].getMessage())
+
+
+def test_the_console_drops_tfds_folder_notices_and_keeps_other_warnings():
+  def record(message):
+    return logging.LogRecord('tfds', logging.WARNING, '/x/tfds/file_utils.py', 1, message, (), None)
+
+  console_filter = console.OwnInfoOnly()
+  assert not console_filter.filter(record('Variant folder /d/1.0 has no dataset_info.json'))
+  assert console_filter.filter(record('Checksum mismatch'))

@@ -1,5 +1,5 @@
 """The package's shape: the README's layout table matches the tree, no import loops, imports
-that run only downward (ground floor: records, distributed; then the layers, nn), and
+that run only downward (ground floor: records, distributed, heartbeat; then the layers, nn), and
 functions and modules stay small enough to hold in mind (80 and 400 lines)."""
 
 import ast
@@ -70,7 +70,7 @@ def test_no_import_loops_in_bn_repro():
 
 # Floors, lowest first: a module imports only from its own floor or the floors below it.
 FLOORS = (
-  ('bn_repro.records', 'bn_repro.distributed'),
+  ('bn_repro.records', 'bn_repro.distributed', 'bn_repro.heartbeat'),
   ('bn_repro.nn',),
   ('bn_repro.models', 'bn_repro.data', 'bn_repro.analysis'),
   ('bn_repro.training', 'bn_repro.configuration'),
@@ -154,3 +154,39 @@ def test_every_study_is_one_module_and_one_record_the_readers_agree_on():
     assert name in stage_studies(study.stage)
   script = (REPO_ROOT / 'scripts' / 'reproduce_all.sh').read_text()
   assert not [name for name in STUDIES if name in script.split('run_stage()')[1]]
+
+
+def _readme_paths() -> list[tuple[str, str]]:
+  """(README, path) for every repository path the READMEs name (`configs/…`, `scripts/…`,
+  `results/…`, ...); brace lists are expanded and upper-case placeholders (`NAME`) match
+  any name. Run outputs (`runs/…`) are not in the repository and are left out."""
+  readmes = [REPO_ROOT / 'README.md', REPO_ROOT / 'benchmarks' / 'README.md']
+  readmes += sorted((REPO_ROOT / 'results').glob('**/README.md'))
+  pattern = re.compile(
+    r'(?<![\w/.-])((?:configs|bn_repro|scripts|tests|results|benchmarks|\.ci)/[\w./{},*-]*'
+    r'|requirements[\w-]*\.txt)'
+  )
+  found = set()
+  for readme in readmes:
+    for path in pattern.findall(readme.read_text()):
+      for expanded in _expand_braces(path.rstrip('.,')):
+        found.add((str(readme.relative_to(REPO_ROOT)), re.sub(r'\b[A-Z]{2,}\b', '*', expanded)))
+  return sorted(found)
+
+
+def _expand_braces(text: str) -> list[str]:
+  match = re.search(r'\{([^{}]*)\}', text)
+  if match is None:
+    return [text]
+  return [
+    expanded
+    for choice in match[1].split(',')
+    for expanded in _expand_braces(text[: match.start()] + choice + text[match.end() :])
+  ]
+
+
+def test_every_path_the_readmes_name_exists():
+  paths = _readme_paths()
+  assert len(paths) > 50  # The pattern finds them: the READMEs name dozens.
+  missing = [(readme, path) for readme, path in paths if not list(REPO_ROOT.glob(path))]
+  assert not missing, f'paths the READMEs name that do not exist: {missing}'

@@ -72,3 +72,18 @@ def test_readme_numbers_are_in_summary_files(readme, summary_numbers):
 def test_the_rule_catches_a_number_without_a_source(summary_numbers):
   assert NUMBER.findall('peaks at 0.964 (b below 4.11e-06)') == ['0.964', '4.11e-06']
   assert '98.76543' not in summary_numbers  # A number no command wrote.
+
+
+def test_the_quick_starts_wall_times_are_its_summarys():
+  """The README's time for `scripts/reproduce_mnist.sh` is the committed summary's run."""
+  summary = json.loads((REPO_ROOT / 'results/mnist/summary.json').read_text())
+  readme = ' '.join((REPO_ROOT / 'README.md').read_text().split())
+  stated = re.search(
+    r'reproduce_mnist\.sh` at commit (\w+) .*?: (\d+) s for the whole command.*?'
+    r'trained for (\d+) s summed',
+    readme,
+  )
+  assert stated is not None, 'README: the MNIST timing sentence is missing'
+  assert summary['commit'].startswith(stated[1])
+  assert int(stated[2]) == round(summary['end_to_end_wall_time_s'])
+  assert int(stated[3]) == round(summary['wall_time_s'])

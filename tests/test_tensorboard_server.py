@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bn_repro.configuration.files import load_config, override
-from bn_repro.training import train
+from bn_repro.training import hparams_experiment, train
 
 pytestmark = pytest.mark.usefixtures('mock_mnist')
 
@@ -24,6 +24,7 @@ def served_runs(tmp_path_factory):
   root = tmp_path_factory.mktemp('tensorboard')
   config = override(load_config('configs/mnist.py:bn,smoke'), num_seeds=2, num_devices=1)
   train.train_and_evaluate(config, root / 'runs' / 'bn')
+  assert hparams_experiment.write_experiment(root / 'runs') == ['seed', 'num_seeds']
   server = subprocess.Popen(
     [
       sys.executable,
@@ -106,7 +107,7 @@ def test_histograms_of_every_layer_and_of_gamma_and_beta(served_runs):
   tags = _until_served(address, '/data/plugin/histograms/tags', lambda t: 'bn/seed0' in t)
   layers = len(config.model.hidden_sizes)
   expected = {f'preactivation/layer{i}' for i in range(layers)}
-  expected |= {f'bn/layer{i}/{p}' for i in range(layers) for p in ('gamma', 'beta')}
+  expected |= {f'scale_shift/layer{i}/{p}' for i in range(layers) for p in ('gamma', 'beta')}
   assert expected <= set(tags['bn/seed0'])
   url = '/data/plugin/histograms/histograms?run=bn/seed0&tag=preactivation/layer0'
   steps = [entry[1] for entry in _get(address, url)]
@@ -131,3 +132,49 @@ def test_hparams_table_lists_config_fields_and_metrics(served_runs):
   assert {'model.norm.kind', 'optimizer.learning_rate', 'seed', 'model.norm.momentum'} <= hparams
   metrics = {info['name']['tag'] for info in experiment['metricInfos']}
   assert {'eval/accuracy', 'eval/best_accuracy'} <= metrics
+
+
+def test_hparams_lead_with_the_fields_that_differ(served_runs):
+  """After `hparams_experiment`, the dashboard's first columns are the fields that differ
+  between the runs (the seed here), integers show as integers and strings have domains."""
+  address, config = served_runs
+  experiment = _until_served(
+    address,
+    '/data/plugin/hparams/experiment',
+    lambda e: len(e.get('hparamInfos', [])) > 0,
+    body={'experimentName': ''},
+  )
+  infos = experiment['hparamInfos']
+  leading = [info['name'] for info in infos if info.get('differs')]
+  assert leading == ['num_seeds', 'seed'] and [i['name'] for i in infos[:2]] == leading
+  by_name = {info['name']: info for info in infos}
+  assert by_name['seed']['domainDiscrete'] == ['0', '1']
+  assert by_name['batch_size']['domainDiscrete'] == [str(config.batch_size)]
+  assert by_name['model.norm.kind']['domainDiscrete'] == ['batch']
+  assert by_name['optimizer.learning_rate']['type'] == 'DATA_TYPE_FLOAT64'
+
+
+def test_lead_fields_rank_the_researchers_fields_before_bookkeeping():
+  base = {
+    'variant': 'bn',
+    'seed': '0',
+    'eval_every': '500',
+    'batch_size': '60',
+    'model.init_std': 1,
+  }
+  runs = {
+    'a': {**base, 'model.norm.momentum': 0.9, 'optimizer.learning_rate': 0.5},
+    'b': {**base, 'variant': 'baseline', 'eval_every': '5', 'model.norm.momentum': 0.99},
+    'c': {**base, 'seed': '1', 'checkpoint_every': '10', 'optimizer.learning_rate': 2.0},
+    'd': {**base, 'batch_size': '2', 'eval.batch_size': '100', 'model.init_std': 0.1},
+  }
+  assert hparams_experiment.lead_fields(runs) == [
+    'variant',
+    'optimizer.learning_rate',
+    'model.init_std',
+    'seed',
+    'batch_size',
+  ]
+  runs['d'].pop('batch_size')  # A field one run lacks does not differ by that alone.
+  runs['d'].pop('model.init_std')
+  assert hparams_experiment.lead_fields(runs)[2:] == ['seed', 'model.norm.momentum', 'eval_every']

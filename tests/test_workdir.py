@@ -159,8 +159,6 @@ def test_leftover_rewrite_files_are_not_read_and_are_removed(tmp_path):
   rewrite = tensorboard.rewrite_path(path)
   assert 'tfevents' not in rewrite.name  # TensorBoard reads any '*tfevents*' file.
   rewrite.write_bytes(path.read_bytes())
-  legacy = path.with_name(path.name + '.partial')
-  legacy.write_bytes(path.read_bytes())
   assert tensorboard.event_files(tmp_path) == [path]
   tensorboard.truncate_events(tmp_path, last_step=5)
-  assert not legacy.exists() and not rewrite.exists()
+  assert not rewrite.exists()

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from absl import logging
 
+from bn_repro.heartbeat import heartbeat
+
 CACHE_ENV_VAR = 'BN_REPRO_DATA_DIR'
 
 
@@ -118,7 +120,13 @@ def store_as_tfds(
 
   tfds.disable_progress_bar()
   sizes = ', '.join(f'{split} {len(labels):,}' for split, (_, labels) in splits.items())
-  logging.info('Writing %s (%s examples) as a TFDS dataset into %s...', name, sizes, tfds_data_dir)
+  logging.info(
+    'Writing %s (%s examples) as a TFDS dataset into %s (a local conversion: the '
+    '"Downloading and preparing" line TFDS prints next downloads nothing)...',
+    name,
+    sizes,
+    tfds_data_dir,
+  )
 
   image_shape = next(iter(splits.values()))[0].shape[1:]
   features = tfds.features.FeaturesDict(
@@ -131,14 +139,15 @@ def store_as_tfds(
     split: tf.data.Dataset.from_tensor_slices({'image': images, 'label': labels})
     for split, (images, labels) in splits.items()
   }
-  tfds.dataset_builders.store_as_tfds_dataset(
-    name=name,
-    version=version,
-    features=features,
-    split_datasets=split_datasets,
-    data_dir=str(tfds_data_dir),
-    disable_shuffling=True,
-  )
+  with heartbeat(f'writing {name} (a local conversion: nothing is downloaded)'):
+    tfds.dataset_builders.store_as_tfds_dataset(
+      name=name,
+      version=version,
+      features=features,
+      split_datasets=split_datasets,
+      data_dir=str(tfds_data_dir),
+      disable_shuffling=True,
+    )
 
 
 def default_tfds_data_dir() -> pathlib.Path:

@@ -14,13 +14,20 @@ _PACKAGE_DIR = str(pathlib.Path(__file__).parents[1])
 _TENSORFLOW_DIR = f'{os.sep}tensorflow{os.sep}'
 
 
+# Library warnings that say nothing to a researcher: TFDS's check of a dataset folder that
+# the offline fetch is about to write (or has just written).
+_NOTICES = ('has no dataset_info.json',)
+
+
 class OwnInfoOnly(logging.Filter):
-  """Passes bn_repro's records, other libraries' warnings and errors, and TensorFlow's
-  errors only (its warnings are deprecation notices about its own internals)."""
+  """Passes bn_repro's records, other libraries' warnings and errors (but _NOTICES), and
+  TensorFlow's errors only (its warnings are deprecation notices about its own internals)."""
 
   def filter(self, record: logging.LogRecord) -> bool:
     if record.pathname.startswith(_PACKAGE_DIR):
       return True
+    if any(notice in record.getMessage() for notice in _NOTICES):
+      return False
     if _TENSORFLOW_DIR in record.pathname:
       return record.levelno >= logging.ERROR
     return record.levelno >= logging.WARNING

@@ -3,13 +3,17 @@
 - Text (at step 0): the config and the run record (commit, package versions, hardware,
   command), as in WORKDIR/config.json and run_info.json.
 - HParams: every config field, flattened (`model.norm.momentum`), as a hyperparameter of the
-  run, so that one `tensorboard --logdir=runs` lists all variants, seeds and study arms in
-  the HParams table and parallel-coordinates view; their metrics are the runs' scalars
+  run (integers as text, so that they show as integers; the trial id is the run's folder
+  relative to TensorBoard's logdir, as in its run selector), so that one
+  `tensorboard --logdir=runs` lists all variants, seeds and study arms in the HParams
+  table and parallel-coordinates view; their metrics are the runs' scalars
   (`eval/accuracy`, whose last value is the final one, and `eval/best_accuracy`).
+  `hparams_experiment.py` puts the fields that tell a logdir's runs apart first.
 - Histograms (at each evaluation): each hidden layer's nonlinearity inputs on the first
   HISTOGRAM_EXAMPLES test examples, `preactivation/layerI` (examples x units values), so
   the Distributions dashboard draws the paper's Figure 1(b, c) for every layer, and BN's
-  gamma and beta, `bn/layerI/gamma|beta`.
+  gamma and beta, `scale_shift/layerI/gamma|beta` (named to sort after the paper's figure:
+  the dashboard opens on its first group).
 - One run per seed: a run of S > 1 seeds side by side in WORKDIR also writes WORKDIR/seedI
   (seed `config.seed + I`) with that seed's train and eval scalars under the single-run
   tags (`eval/accuracy`, not `eval_seedI/accuracy`), its histograms and its hparams, so
@@ -80,8 +84,11 @@ class Dashboards:
         )
     if step:
       return
-    hparams = flatten_config(config)
-    writer.write_hparams(hparams, trial_id=str(workdir))
+    hparams = {
+      name: str(value) if type(value) is int else value
+      for name, value in flatten_config(config).items()
+    }
+    writer.write_hparams(hparams)
     writer.write_text(
       0,
       {
@@ -90,8 +97,8 @@ class Dashboards:
       },
     )
     for index, seed_writer in enumerate(self._seed_writers):
-      seed_hparams = {**hparams, 'seed': config['seed'] + index, 'num_seeds': 1}
-      seed_writer.write_hparams(seed_hparams, trial_id=str(seed_logdir(workdir, index)))
+      seed_hparams = {**hparams, 'seed': str(config['seed'] + index), 'num_seeds': '1'}
+      seed_writer.write_hparams(seed_hparams)
 
   def write_train_scalars(self, step: int, per_seed: dict[str, np.ndarray]) -> None:
     """Train scalars `{tag: (S,) values}` into the seed runs (a no-op for one seed)."""
@@ -130,5 +137,5 @@ def _histograms(preactivations: dict[str, np.ndarray], params: dict) -> dict[str
     if (match := re.fullmatch(r'bn(\d+)', group)) is not None:
       for field, label in (('scale', 'gamma'), ('bias', 'beta')):
         if field in values:
-          histograms[f'bn/layer{match[1]}/{label}'] = np.asarray(values[field])
+          histograms[f'scale_shift/layer{match[1]}/{label}'] = np.asarray(values[field])
   return histograms

@@ -9,6 +9,7 @@ import numpy as np
 
 from bn_repro.analysis import unit_drift
 from bn_repro.distributed import replicated_to_host
+from bn_repro.heartbeat import heartbeat
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.evaluate import Evaluator, preactivation_percentiles
 from bn_repro.training.faults import kill_point
@@ -28,7 +29,8 @@ def periodic_evaluation(
   # Each run's state on the host, copied once: slicing every leaf on the device costs a
   # dispatch each, and every part below reads them.
   runs = seed_states(replicated_to_host(run.state), config.num_seeds)
-  eval_metrics, scalars, preactivations, seed_metrics = evaluate_runs(run.evaluate, runs, 'eval')
+  with heartbeat(f'evaluating at step {step}'):
+    eval_metrics, scalars, preactivations, seed_metrics = evaluate_runs(run.evaluate, runs, 'eval')
   kill_point('evaluation', step)
   record_units = run.is_chief and config.eval.get('unit_percentiles', False)
   if record_units:

@@ -19,6 +19,7 @@ from bn_repro.configuration.checks import validate_config
 from bn_repro.data import datasets, transforms
 from bn_repro.data.pipeline import TrainInput, create_inputs
 from bn_repro.distributed import AXIS, create_mesh, put_global
+from bn_repro.heartbeat import heartbeat
 from bn_repro.nn import normalization as norm_lib
 from bn_repro.nn.population_stats import population_statistics_fn
 from bn_repro.training import optim
@@ -85,7 +86,8 @@ def set_up(
   # Flax's init runs op by op: on a config new to the compilation cache, BN-Inception's
   # hundreds of small programs compile for a while, and nothing else would be printed.
   logging.info('Initializing the parameters (seed %d)...', config.seed)
-  state = create_train_state(config, model, init_batch(config, inputs, preprocess))
+  with heartbeat('initializing the parameters'):
+    state = create_train_state(config, model, init_batch(config, inputs, preprocess))
   state = put_global(state, NamedSharding(mesh, P()))
   checkpointer = Checkpointer(
     workdir / 'checkpoints', config.keep_checkpoints, every=config.checkpoint_every

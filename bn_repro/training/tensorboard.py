@@ -23,7 +23,6 @@ from bn_repro import records
 
 EVENT_FILE_PATTERN = 'events.out.tfevents.*'
 _REWRITE_PREFIX = '.rewrite.'  # Temporary files of `truncate_events`: no reader matches them.
-_LEGACY_PARTIAL_SUFFIX = '.partial'  # Earlier versions' temporaries, which the pattern matched.
 
 
 # A per-seed copy of a scalar in a multi-seed run's own log (`eval_seed1/accuracy`): the
@@ -86,14 +85,15 @@ class SummaryWriter:
         self._tf.summary.text(name, text, step=step)
     self._writer.flush()
 
-  def write_hparams(self, hparams: dict[str, bool | int | float | str], trial_id: str) -> None:
-    """The run's hyperparameters (TensorBoard's HParams dashboard: one row per run)."""
+  def write_hparams(self, hparams: dict[str, bool | int | float | str]) -> None:
+    """The run's hyperparameters (TensorBoard's HParams dashboard: one row per run, named
+    by the run's folder relative to the logdir: an empty trial id)."""
     if self._writer is None:
       return
     from tensorboard.plugins.hparams import api as hp
 
     with self._writer.as_default():
-      hp.hparams(hparams, trial_id=trial_id)
+      hp.hparams(hparams, trial_id='')
     self._writer.flush()
 
   def close(self) -> None:
@@ -146,7 +146,7 @@ def read_records(path: pathlib.Path) -> tuple[list[bytes], int]:
   return records, offset
 
 
-def _encode_record(payload: bytes) -> bytes:
+def encode_record(payload: bytes) -> bytes:
   header = struct.pack('<Q', len(payload))
   return (
     header
@@ -158,11 +158,7 @@ def _encode_record(payload: bytes) -> bytes:
 
 def event_files(logdir: pathlib.Path) -> list[pathlib.Path]:
   """The event files of `logdir` (not its subfolders), oldest first."""
-  paths = [
-    p
-    for p in pathlib.Path(logdir).glob(EVENT_FILE_PATTERN)
-    if p.is_file() and not p.name.endswith(_LEGACY_PARTIAL_SUFFIX)
-  ]
+  paths = [p for p in pathlib.Path(logdir).glob(EVENT_FILE_PATTERN) if p.is_file()]
   return sorted(paths, key=lambda p: (p.stat().st_mtime, p.name))
 
 
@@ -213,11 +209,7 @@ def truncate_events(logdir: pathlib.Path, last_step: int) -> None:
   from tensorboard.compat.proto import event_pb2
 
   logdir = pathlib.Path(logdir)
-  leftovers = [
-    *logdir.glob(_REWRITE_PREFIX + '*'),
-    *logdir.glob(EVENT_FILE_PATTERN + _LEGACY_PARTIAL_SUFFIX),
-  ]
-  for leftover in leftovers:
+  for leftover in logdir.glob(_REWRITE_PREFIX + '*'):
     leftover.unlink()
   for path in event_files(logdir):
     records, whole_size = read_records(path)
@@ -226,7 +218,7 @@ def truncate_events(logdir: pathlib.Path, last_step: int) -> None:
       continue
     rewrite = rewrite_path(path)
     with open(rewrite, 'wb') as f:
-      f.write(b''.join(_encode_record(r) for r in kept))
+      f.write(b''.join(encode_record(r) for r in kept))
       f.flush()
       os.fsync(f.fileno())
     rewrite.replace(path)

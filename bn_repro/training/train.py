@@ -20,6 +20,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from bn_repro.distributed import replicated_to_host
+from bn_repro.heartbeat import heartbeat
 from bn_repro.training.diagnostics import TrainingDivergedError, first_nonfinite, parameter_norms
 from bn_repro.training.faults import kill_point
 from bn_repro.training.periodic import periodic_evaluation
@@ -67,9 +68,11 @@ def train_and_evaluate(
     WorkdirError: the workdir is busy, not a directory, or holds another config.
   """
   with contextlib.ExitStack() as cleanup:
-    run = set_up(config, pathlib.Path(workdir), overwrite, defaults, cleanup)
+    with heartbeat('setting up the run'):
+      run = set_up(config, pathlib.Path(workdir), overwrite, defaults, cleanup)
     stop = cleanup.enter_context(StopRequest())
-    return _train(run, stop)
+    with heartbeat('training'):
+      return _train(run, stop)
 
 
 def _train(run: Run, stop: StopRequest) -> dict[str, float]:
@@ -98,7 +101,11 @@ def _train(run: Run, stop: StopRequest) -> dict[str, float]:
     eval_metrics, best_accuracy = periodic_evaluation(run, step, best_accuracy)
   while step < config.num_steps:
     num = _next_stop(config, step) - step
-    metrics = _train_steps(run, step, num)
+    with heartbeat(
+      f'training steps {step + 1}-{step + num}'
+      + (' (the first call compiles the step)' if step == start_step else '')
+    ):
+      metrics = _train_steps(run, step, num)
     step += num
     kill_point('train_chunk', step)
     elapsed = time.perf_counter() - start_time
