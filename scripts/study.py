@@ -3,6 +3,7 @@ r"""Runs one normalization study (or all) and writes its figure and table.
   scripts/study.sh NAME            # creates the venv first; NAME or 'all'
   python scripts/study.py NAME [--workdir=runs/studies] [--out=results/studies] [--smoke]
                                  [--jobs=N] [--overwrite]
+  python scripts/study.py NAME --redraw   # figure and table again from its summary.json
 
 Studies: see bn_repro/studies/__init__.py and results/studies/README.md. A study's
 finished arms are reused and interrupted ones resume, so rerunning is cheap. A smoke run
@@ -19,6 +20,7 @@ from absl import app, flags, logging
 from bn_repro.configuration.checks import InvalidConfigError
 from bn_repro.configuration.files import REPO_ROOT
 from bn_repro.data.offline import DataIntegrityError
+from bn_repro.reports.study_results import redraw_results
 from bn_repro.studies import STUDIES, check_names, load_study
 from bn_repro.studies.common import StudyContext
 from bn_repro.studies.pool import StudyStoppedError
@@ -45,6 +47,12 @@ _JOBS = flags.DEFINE_integer(
 _OVERWRITE = flags.DEFINE_bool(
   'overwrite', False, "Delete the arms' runs in --workdir and train them again."
 )
+_REDRAW = flags.DEFINE_bool(
+  'redraw',
+  False,
+  "Redraw the study's figure and table from its summary.json in --out, training nothing "
+  '(studies that draw from their record: those with draw() and table()).',
+)
 
 # What a user can cause and fix: one line, no traceback.
 _USER_ERRORS = (
@@ -67,6 +75,17 @@ def _folders(smoke: bool) -> tuple[pathlib.Path, pathlib.Path]:
   return pathlib.Path(workdir), out
 
 
+def _redraw(context: StudyContext) -> None:
+  module = load_study(context.name)
+  if not (hasattr(module, 'draw') and hasattr(module, 'table')):
+    drawable = [n for n in STUDIES if hasattr(load_study(n), 'draw')]
+    raise app.UsageError(
+      f'--redraw: {context.name} draws from its runs; expected one of {drawable}.'
+    )
+  redraw_results(context, module.draw, module.table)
+  print(f'Redrew {context.out_dir}/figure.png and table.md from its summary.json.')
+
+
 def main(argv: list[str]) -> None:
   names = argv[1:]
   if problem := check_names(names):
@@ -81,6 +100,9 @@ def main(argv: list[str]) -> None:
     context = StudyContext(
       name, workdir, out, smoke=_SMOKE.value, jobs=_JOBS.value, overwrite=_OVERWRITE.value
     )
+    if _REDRAW.value:
+      _redraw(context)
+      continue
     try:
       load_study(name).run(context)
     except _USER_ERRORS as error:

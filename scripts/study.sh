@@ -9,7 +9,8 @@
 # are replaced; give a folder outside the repository to keep them), --jobs=N arms at a time
 # (default: one per core this process may use, single-threaded), --smoke (tiny runs: a
 # check, not a result; into runs/smoke/, never into results/), --overwrite (delete the
-# arms' runs and train them again, e.g. after a change of their state's structure).
+# arms' runs and train them again, e.g. after a change of their state's structure), --redraw
+# (the figure and table again from the study's summary.json, training nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh

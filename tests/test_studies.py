@@ -10,6 +10,7 @@ import pytest
 
 from bn_repro.configuration.files import load_config, override
 from bn_repro.data import datasets, ordering
+from bn_repro.reports.study_results import redraw_results
 from bn_repro.studies import common, load_study, santurkar_arms, workers
 from bn_repro.studies.common import StudyContext, restore
 from bn_repro.training import train
@@ -338,3 +339,56 @@ def test_seeded_arm_reads_every_seed_whichever_way_they_trained():
   assert seeds.diverged_at == 7
   diverged = common.SeededArm.collect({'c': _arm(side_by_side, diverged_at=3)}, 'c')
   assert diverged.finals('eval/accuracy') == [None] * common.NUM_SEEDS
+
+
+# The studies whose full smoke grids train dozens of arms (32 arms, 28 proxy runs, 24 arms
+# of 50 evaluations), each on a shrunk grid: every part runs, and a study drawn from its
+# record (`draw`, `table`) redraws the same table from its summary.json (`--redraw`).
+_SHRUNK_GRIDS = {
+  'nonlinearity_grid': {
+    'NONLINEARITIES': ('sigmoid', 'relu'),
+    'NORMALIZATIONS': {'none': 'baseline', 'WN': 'wn'},
+    'LEARNING_RATES': (0.5,),
+  },
+  'learning_rates': {'MLP_RATES': (0.5, 128.0), 'INCEPTION_MULTIPLES': (1.0,)},
+  'weight_norm': {
+    'MODELS': {'mlp': ('configs/mnist.py:bn', 30_000, (0.5, 2.0), 500, 0.97)},
+    'NORMALIZATIONS': {'BN': 'batch', 'WN': 'weight'},
+  },
+  'fig1_regimes': {'LEARNING_RATES': (0.5, 2.0), 'INIT_STDS': (0.1,)},
+}
+
+
+@pytest.mark.parametrize('name', sorted(_SHRUNK_GRIDS))
+def test_study_on_a_shrunk_grid_and_its_redraw(tmp_path, monkeypatch, name):
+  module = load_study(name)
+  for constant, value in _SHRUNK_GRIDS[name].items():
+    monkeypatch.setattr(module, constant, value)
+  monkeypatch.setattr(common, 'NUM_SEEDS', 1 if name == 'learning_rates' else 3)
+  record = _run_smoke_study(name, tmp_path)
+  out = tmp_path / 'out' / name
+  if hasattr(module, 'draw'):
+    table = (out / 'table.md').read_text()
+    (out / 'figure.png').unlink()
+    context = StudyContext(name, tmp_path / 'runs', tmp_path / 'out', smoke=True)
+    redraw_results(context, module.draw, module.table)
+    assert (out / 'table.md').read_text() == table
+    assert (out / 'figure.png').stat().st_size > 10_000
+  _check_shrunk_record(name, record)
+
+
+def _check_shrunk_record(name: str, record: dict) -> None:
+  if name == 'learning_rates':  # Every (model, variant, rate) of the shrunk sweep, per seed.
+    assert len(record['sweep']) == 6 and all(len(r['seeds']) == 1 for r in record['sweep'])
+    assert set(record['weight_scale']) == {'bn', 'bn, epsilon 0', 'baseline'}
+  elif name == 'weight_norm':  # Each arm's better rate, its curve and divergences per rate.
+    assert [r['normalization'] for r in record['arms']] == ['BN', 'WN']
+    for row in record['arms']:
+      assert set(row['seeds_diverged_by_learning_rate']) == {'0.5', '2'}
+      assert row['mean_curve'] and row['best_learning_rate'] in (0.5, 2.0)
+  elif name == 'fig1_regimes':  # Both cells, each verdict per cell.
+    assert len(record['cells']) == 2, record.keys()
+  else:
+    assert len(record['runs']) == 4
+    trained = [r for r in record['runs'] if not r['diverged_at']]
+    assert all(len(r['final_test_accuracy']['per_seed']) == 3 for r in trained)

@@ -2,7 +2,7 @@
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -56,14 +56,39 @@ def write_results(
   print('\n'.join(table), flush=True)
 
 
+def redraw_results(
+  context: StudyOutput,
+  draw: Callable[[dict, StudyOutput], object],
+  table: Callable[[dict, StudyOutput], list[str]],
+) -> None:
+  """Redraws figure.png and table.md's table from the summary.json a run wrote into
+  `context.out_dir`, keeping table.md's provenance line (the run's command, commit and wall
+  time): a change of presentation without training again. `draw` and `table` are the
+  study's own, which its run uses on the same record."""
+  import matplotlib.pyplot as plt
+
+  out = context.out_dir
+  record = json.loads((out / 'summary.json').read_text())
+  figure = draw(record, context)
+  figure.savefig(out / 'figure.png', dpi=110, bbox_inches='tight')
+  plt.close(figure)
+  provenance = (out / 'table.md').read_text().rstrip('\n').split('\n')[-1]
+  (out / 'table.md').write_text('\n'.join(table(record, context) + ['', provenance]) + '\n')
+
+
 def plot_over_seeds(
-  ax: object, x: Sequence[float], per_x: Sequence[Sequence[float]], style: str, label: str
+  ax: object,
+  x: Sequence[float],
+  per_x: Sequence[Sequence[float]],
+  style: str,
+  label: str,
+  color: str | None = None,
 ) -> None:
   """Plots at each x the mean of its per-seed values `per_x[i]`, with a bar from the lowest
   seed to the highest."""
   means = np.array([np.mean(v) for v in per_x])
   spread = [means - [min(v) for v in per_x], [max(v) for v in per_x] - means]
-  ax.errorbar(x, means, yerr=spread, fmt=style, capsize=3, label=label)
+  ax.errorbar(x, means, yerr=spread, fmt=style, capsize=3, label=label, color=color)
 
 
 def plain_log_axis(ax: object) -> None:
