@@ -57,7 +57,7 @@ def run(context: StudyContext) -> None:
   largest_bias_norm = max(v for curve in norms for _, v in curve)
   final_accuracy = {name: arm.seed_finals('eval/accuracy') for name, arm in arms.items()}
 
-  figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+  figure, axes = plt.subplots(1, 3, figsize=(15, 4.4), layout='constrained')
   for name, arm in arms.items():
     style = '-' if name == 'bn' else '--'
     axes[0].plot(*zip(*arm.curve('train/loss'), strict=True), style, label=name)

@@ -63,11 +63,12 @@ def run(context: StudyContext) -> None:
       'test_population': arm.seed_finals('eval_population/accuracy'),
     }
 
-  figure, ax = plt.subplots(figsize=(7, 4.2))
+  figure, ax = plt.subplots(figsize=(7, 4.2), layout='constrained')
   for key, label in MEASURES.items():
     plot_over_seeds(ax, GROUP_SIZES, [per_seed[g][key] for g in GROUP_SIZES], 'o-', label)
   ax.set_xscale('log')
   ax.set_xticks(GROUP_SIZES, [str(g) for g in GROUP_SIZES])
+  ax.minorticks_off()
   ax.set(xlabel='BN group size g (SGD batch 60)', ylabel='accuracy')
   ax.legend(fontsize=8)
   ax.set_title(

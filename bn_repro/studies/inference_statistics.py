@@ -181,7 +181,7 @@ def _plot(
 ) -> plt.Figure:
   """(a) accuracy during training (means over seeds); (b, c) the final networks by inference
   statistics (seed means, bars from the lowest to the highest seed)."""
-  figure, axes = plt.subplots(1, 3, figsize=(18, 4.2))
+  figure, axes = plt.subplots(1, 3, figsize=(18, 4.6), layout='constrained')
   axes[0].plot(*zip(*tracked.curve('eval/accuracy'), strict=True), label='moving averages (0.99)')
   axes[0].plot(
     *zip(*tracked.curve('eval_population/accuracy'), strict=True),

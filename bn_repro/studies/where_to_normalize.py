@@ -34,7 +34,9 @@ def run(context: StudyContext) -> None:
     for name in ARMS
   }
   arms = train_arms(context, configs)
-  figure, axes = plt.subplots(1, 1 + len(arms), figsize=(5 * (1 + len(arms)), 4), sharey=False)
+  figure, axes = plt.subplots(
+    1, 1 + len(arms), figsize=(5 * (1 + len(arms)), 4.4), sharey=False, layout='constrained'
+  )
   for name, arm in arms.items():
     axes[0].plot(*zip(*arm.curve('eval/accuracy'), strict=True), label=ARMS[name])
   axes[0].set(title=f'test accuracy (mean of {NUM_SEEDS} seeds)', xlabel='step', ylim=(0.9, 1.0))
@@ -44,7 +46,10 @@ def run(context: StudyContext) -> None:
     for p in PERCENTILES:
       curve = arm.curve(f'preactivation/layer{layer}/unit_p{p}')
       ax.plot(*zip(*curve, strict=True), label=f'{p}th')
-    ax.set(title=f'{ARMS[name]}: sigmoid input, last layer, unit 0, seed 0', xlabel='step')
+    ax.set(
+      title=f'{ARMS[name]}:\nsigmoid input percentiles, last layer, unit 0, seed 0',
+      xlabel='step',
+    )
     ax.legend(fontsize=8)
   figure.suptitle('Study 3: BN on Wu vs BN on the layer input u, MNIST MLP')
 
