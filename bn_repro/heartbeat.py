@@ -5,7 +5,8 @@ the whole test set or a dataset's conversion to TFDS print nothing of their own 
 30-90 s on a CPU; a researcher cannot tell that from a hang.
 
     with heartbeat('compiling the training step'):
-      ...  # "... still compiling the training step (15 s)" after 15 s without a log line.
+      ...  # "... still compiling the training step (15 s)" after 15 s without a log line
+           # ("... compiling the training step" where the silence began before the block).
 
 Regions nest: the innermost one names what is going on. One daemon thread watches the
 absl log (a filter on its logger notes the time of every record) and, while any region
@@ -47,7 +48,10 @@ class _Watcher:
           continue
         what, started = self.regions[-1]
         self.last_output = now
-      logging.info('... still %s (%d s)', what, round(now - started))
+      if now - started < self.every_s:  # Silence came before this step: name it.
+        logging.info('... %s', what)
+      else:
+        logging.info('... still %s (%d s)', what, round(now - started))
 
 
 _watcher: _Watcher | None = None

@@ -5,13 +5,13 @@ Works on any finished (or partial) pair of workdirs: `scripts/plot_mnist.py`.
 
 import json
 import pathlib
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from bn_repro.analysis import unit_drift
 from bn_repro.reports.formatting import fmt, mnist_data_description
+from bn_repro.training.seeds import SEED_TAG
 
 Scalars = dict[str, list[tuple[int, float]]]
 
@@ -69,12 +69,13 @@ def all_unit_drift(records: list[dict], window: int = DRIFT_WINDOW) -> dict[str,
   }
 
 
-SEED_ACCURACY_TAG = re.compile(r'^eval_seed(\d+)/accuracy$')  # Not eval_seed_sd/: the spread.
-
-
 def seed_accuracies(scalars: Scalars) -> np.ndarray | None:
   """Test accuracy `(seeds, evaluations)` of a multi-seed run (`config.num_seeds`), or None."""
-  seeds = {int(m[1]): tag for tag in scalars if (m := SEED_ACCURACY_TAG.match(tag))}
+  seeds = {
+    int(m['seed']): tag
+    for tag in scalars
+    if (m := SEED_TAG.match(tag)) and (m['prefix'], m['name']) == ('eval', 'accuracy')
+  }
   if not seeds:
     return None
   return np.array([[v for _, v in scalars[seeds[i]]] for i in sorted(seeds)])

@@ -31,6 +31,7 @@ from bn_repro.studies import pool, workers
 from bn_repro.training import console, train
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.diagnostics import TrainingDivergedError
+from bn_repro.training.seeds import seed_tag
 from bn_repro.training.state import TrainState, create_train_state
 
 Curve = list[tuple[int, float]]
@@ -148,9 +149,8 @@ class Arm:
   def seed_curves(self, tag: str) -> list[Curve]:
     """Each seed's curve of `PREFIX/NAME` (`PREFIX_seedI/NAME` of a run of several seeds side
     by side; `[curve(tag)]` for one seed; [] when it was never logged)."""
-    prefix, name = tag.split('/', 1)
     curves = []
-    while curve := self.curve(f'{prefix}_seed{len(curves)}/{name}'):
+    while curve := self.curve(seed_tag(tag, len(curves))):
       curves.append(curve)
     return curves or [c for c in [self.curve(tag)] if c]
 

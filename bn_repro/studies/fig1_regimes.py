@@ -77,8 +77,7 @@ def _arm_measures(arm, seeds: int, window: int, statistics: str = 'moving_averag
       x_hat.append(unit_drift.drift_statistics(*normalized.transpose(1, 0, 2), window))
       g = np.abs(t['gamma'])
       gamma.append(np.abs(np.log(g[-window:].mean(0) / g[:window].mean(0))))
-  tag = 'eval/accuracy' if seeds == 1 else 'eval_seed{}/accuracy'
-  accuracy = [dict(arm.curve(tag.format(seed))) for seed in range(seeds)]
+  accuracy = [dict(c) for c in arm.seed_curves('eval/accuracy')]
   return {'drift': per_seed, 'accuracy': accuracy, 'x_hat': x_hat, 'gamma_log_ratio': gamma}
 
 

@@ -13,7 +13,7 @@ from bn_repro.heartbeat import heartbeat
 from bn_repro.training.checkpointing import Checkpointer
 from bn_repro.training.evaluate import Evaluator, preactivation_percentiles
 from bn_repro.training.faults import kill_point
-from bn_repro.training.seeds import seed_states
+from bn_repro.training.seeds import seed_states, seed_tag, spread_tag
 from bn_repro.training.setup import Run
 from bn_repro.training.state import TrainState
 
@@ -56,7 +56,7 @@ def periodic_evaluation(
   run.dashboards.write_evaluation(step, 'eval', seed_metrics, preactivations, params)
   if config.num_seeds > 1:
     eval_metrics['seed_accuracies'] = [
-      scalars[f'eval_seed{i}/accuracy'] for i in range(config.num_seeds)
+      scalars[seed_tag('eval/accuracy', i)] for i in range(config.num_seeds)
     ]
   if run.population_stats and (config.population_stats.every_eval or step == config.num_steps):
     population_runs = [
@@ -133,11 +133,11 @@ def evaluate_runs(
   scalars = {f'{prefix}/{name}': value for name, value in means.items()}
   if len(runs) > 1:
     for i, metrics in enumerate(per_run):
-      scalars.update({f'{prefix}_seed{i}/{name}': value for name, value in metrics.items()})
+      scalars.update({seed_tag(f'{prefix}/{name}', i): value for name, value in metrics.items()})
     # The seeds' spread beside their mean (the standard deviation, n - 1).
     scalars.update(
       {
-        f'{prefix}_seed_sd/{name}': float(np.std([m[name] for m in per_run], ddof=1))
+        spread_tag(f'{prefix}/{name}'): float(np.std([m[name] for m in per_run], ddof=1))
         for name in means
       }
     )

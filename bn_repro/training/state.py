@@ -5,14 +5,13 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax.training import train_state
 from jax.experimental import multihost_utils
 
 from bn_repro.nn import normalization as norm_lib
-from bn_repro.training import optim
+from bn_repro.training import optim, seeds
 
 
 class TrainState(train_state.TrainState):
@@ -54,13 +53,9 @@ def create_train_state(
   # slow this way (about a minute for the small BN-Inception on 2 CPU cores).
   if config.num_seeds == 1:
     return init(config.seed, init_batch)
-  batch_axis = 0 if data_dependent else None
   if data_dependent and np.ndim(init_batch) == 4:  # One (n, H, W, C) batch for every run.
     init_batch = np.broadcast_to(init_batch, (config.num_seeds, *np.shape(init_batch)))
-  states = jax.vmap(init, in_axes=(0, batch_axis))(
-    config.seed + jnp.arange(config.num_seeds), init_batch
-  )
-  return states.replace(step=states.step[0])
+  return seeds.stacked_init(init, config.seed, config.num_seeds, init_batch, data_dependent)
 
 
 # Examples behind weight normalization's data-dependent initialization: "a minibatch of

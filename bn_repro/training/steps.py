@@ -25,7 +25,7 @@ from bn_repro.data import transforms
 from bn_repro.data.pipeline import TrainInput
 from bn_repro.distributed import AXIS
 from bn_repro.nn.batch_norm import NOISE_STREAM
-from bn_repro.training.seeds import seed_axes
+from bn_repro.training.seeds import over_seeds
 from bn_repro.training.state import TrainState
 
 
@@ -96,7 +96,7 @@ def make_train_chunk_fn(
 
   With `num_seeds` > 1, S = num_seeds independent runs (seeds `seed`, ..., `seed + S - 1`)
   train side by side in one program (`jax.vmap`): every array of the state but the step
-  has a leading S axis (`seed_axes`), and so has each step's `per_step` after T.
+  has a leading S axis (`seeds.over_seeds`), and so has each step's `per_step` after T.
 
   Returns:
     A jitted function returning the new state (donated in) and metrics
@@ -113,12 +113,10 @@ def make_train_chunk_fn(
       x = preprocess(images, distort_key, distortion_strength)
       return train_step(state, x, labels, dropout_key, model=model)
 
+    step = over_seeds(one_step, num_seeds)
+
     def body(state, per_step):
-      if num_seeds == 1:
-        return one_step(state, per_step, first_seed)
-      axes = seed_axes(state)
-      seeds = first_seed + jnp.arange(num_seeds)
-      return jax.vmap(one_step, in_axes=(axes, 0, 0), out_axes=(axes, 0))(state, per_step, seeds)
+      return step(state, per_step, first_seed)
 
     length = jax.tree.leaves(per_steps)[0].shape[0]
     if length == 1:  # Straight code: even a fully unrolled length-1 scan emits a loop.

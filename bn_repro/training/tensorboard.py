@@ -13,28 +13,22 @@ only when used; what a run shows in each dashboard is `bn_repro.training.dashboa
 import collections
 import os
 import pathlib
-import re
 import struct
 from collections.abc import Iterator
 
 import numpy as np
 
 from bn_repro import records
+from bn_repro.training.seeds import SEED_TAG
 
 EVENT_FILE_PATTERN = 'events.out.tfevents.*'
 _REWRITE_PREFIX = '.rewrite.'  # Temporary files of `truncate_events`: no reader matches them.
 
 
-# A per-seed copy of a scalar in a multi-seed run's own log (`eval_seed1/accuracy`): the
-# seed's own TensorBoard run (`WORKDIR/seedI`, training/dashboards.py) shows it under the
-# single-run tag, so the parent's event files leave it out; metrics.jsonl keeps it.
-PER_SEED_TAG = re.compile(r'^[^/]+_seed\d+/')
-
-
 class SummaryWriter:
   """Writes summaries to event files in `logdir`, and the scalars, the same values, to
   `logdir/metrics.jsonl` (`bn_repro.records`) if `metrics_file`; a no-op unless
-  `enabled`. Per-seed copies of scalars (`PER_SEED_TAG`) go to metrics.jsonl only: in
+  `enabled`. Per-seed copies of scalars (`seeds.SEED_TAG`) go to metrics.jsonl only: in
   TensorBoard each number has one place, its seed's run.
 
   In a multi-process job only process 0 writes (`enabled=False` elsewhere).
@@ -52,7 +46,7 @@ class SummaryWriter:
       return
     with self._writer.as_default():
       for name, value in scalars.items():
-        if not PER_SEED_TAG.match(name):
+        if not SEED_TAG.match(name):
           self._tf.summary.scalar(name, value, step=step)
     self._writer.flush()
     if self._metrics is not None:

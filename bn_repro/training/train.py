@@ -26,7 +26,7 @@ from bn_repro.training.faults import kill_point
 from bn_repro.training.periodic import periodic_evaluation
 from bn_repro.training.preemption import PreemptedError, StopRequest
 from bn_repro.training.progress import Progress
-from bn_repro.training.seeds import seed_state
+from bn_repro.training.seeds import seed_state, seed_tag
 from bn_repro.training.setup import Run, set_up
 from bn_repro.training.state import TrainState
 
@@ -170,9 +170,7 @@ def _parameter_norms(seed_norms: list[dict]) -> dict[str, float]:
   norms = dict(seed_norms[0])
   if len(seed_norms) > 1:
     for index, norms_of_seed in enumerate(seed_norms):
-      norms.update(
-        {f'params_seed{index}/{k.removeprefix("params/")}': v for k, v in norms_of_seed.items()}
-      )
+      norms.update({seed_tag(k, index): v for k, v in norms_of_seed.items()})
   return norms
 
 
