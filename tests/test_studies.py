@@ -125,14 +125,23 @@ def test_batch_statistics_accuracy_normalizes_each_test_batch_on_its_own(tmp_pat
 
 
 def _run_smoke_study(name, root):
-  """Runs study `name` in smoke mode under `root`; checks its three outputs and returns its
-  summary record."""
-  load_study(name).run(StudyContext(name, root / 'runs', root / 'out', smoke=True))
+  """Runs study `name` in smoke mode under `root`; checks its three outputs (and, for a
+  study drawn from its record, that `--redraw` rebuilds the same table and a figure from
+  summary.json) and returns its summary record."""
+  module = load_study(name)
+  context = StudyContext(name, root / 'runs', root / 'out', smoke=True)
+  module.run(context)
   out = root / 'out' / name
   assert (out / 'figure.png').stat().st_size > 10_000
-  assert 'SMOKE RUN' in (out / 'table.md').read_text()
+  table = (out / 'table.md').read_text()
+  assert 'SMOKE RUN' in table
   record = json.loads((out / 'summary.json').read_text())
   assert record['study'] == name and record['smoke']
+  if hasattr(module, 'draw'):
+    (out / 'figure.png').unlink()
+    redraw_results(context, module.draw, module.table)
+    assert (out / 'table.md').read_text() == table
+    assert (out / 'figure.png').stat().st_size > 10_000
   return record
 
 
@@ -342,8 +351,7 @@ def test_seeded_arm_reads_every_seed_whichever_way_they_trained():
 
 
 # The studies whose full smoke grids train dozens of arms (32 arms, 28 proxy runs, 24 arms
-# of 50 evaluations), each on a shrunk grid: every part runs, and a study drawn from its
-# record (`draw`, `table`) redraws the same table from its summary.json (`--redraw`).
+# of 50 evaluations), each on a shrunk grid: every part runs (and redraws, `_run_smoke_study`).
 _SHRUNK_GRIDS = {
   'nonlinearity_grid': {
     'NONLINEARITIES': ('sigmoid', 'relu'),
@@ -360,21 +368,12 @@ _SHRUNK_GRIDS = {
 
 
 @pytest.mark.parametrize('name', sorted(_SHRUNK_GRIDS))
-def test_study_on_a_shrunk_grid_and_its_redraw(tmp_path, monkeypatch, name):
+def test_study_on_a_shrunk_grid(tmp_path, monkeypatch, name):
   module = load_study(name)
   for constant, value in _SHRUNK_GRIDS[name].items():
     monkeypatch.setattr(module, constant, value)
   monkeypatch.setattr(common, 'NUM_SEEDS', 1 if name == 'learning_rates' else 3)
-  record = _run_smoke_study(name, tmp_path)
-  out = tmp_path / 'out' / name
-  if hasattr(module, 'draw'):
-    table = (out / 'table.md').read_text()
-    (out / 'figure.png').unlink()
-    context = StudyContext(name, tmp_path / 'runs', tmp_path / 'out', smoke=True)
-    redraw_results(context, module.draw, module.table)
-    assert (out / 'table.md').read_text() == table
-    assert (out / 'figure.png').stat().st_size > 10_000
-  _check_shrunk_record(name, record)
+  _check_shrunk_record(name, _run_smoke_study(name, tmp_path))
 
 
 def _check_shrunk_record(name: str, record: dict) -> None:

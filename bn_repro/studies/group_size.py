@@ -14,11 +14,12 @@ training accuracy is the seeds' mean (the trainer logs it averaged over the seed
 import time
 
 import matplotlib.pyplot as plt
+import ml_collections
 import numpy as np
 
 from bn_repro.reports.formatting import MNIST_DATA, fmt_seeds, seed_summary
 from bn_repro.reports.study_results import plot_over_seeds, write_results
-from bn_repro.studies.common import NUM_SEEDS, StudyContext, restore, train_arms
+from bn_repro.studies.common import NUM_SEEDS, Arm, StudyContext, restore, train_arms
 from bn_repro.training.evaluate import batch_statistics_accuracy
 
 GROUP_SIZES = (2, 4, 6, 10, 20, 60)
@@ -33,10 +34,10 @@ MEASURES = {
 }
 
 
-def run(context: StudyContext) -> None:
-  started = time.perf_counter()
-  configs = {
-    g: context.config(
+def arm_configs(context: StudyContext) -> dict[str, ml_collections.ConfigDict]:
+  """One arm per group size g, its seeds side by side."""
+  return {
+    f'group_{g}': context.config(
       'configs/mnist.py:bn',
       num_steps=context.steps(NUM_STEPS),
       num_seeds=NUM_SEEDS,
@@ -46,10 +47,13 @@ def run(context: StudyContext) -> None:
     )
     for g in GROUP_SIZES
   }
-  arms = train_arms(context, {f'group_{g}': config for g, config in configs.items()})
+
+
+def measure(configs: dict[str, ml_collections.ConfigDict], arms: dict[str, Arm]) -> dict:
+  """The study's record: per g, each measure's seed summary (module docstring)."""
   per_seed = {}  # g -> measure -> [value per seed]
-  for g, config in configs.items():
-    arm = arms[f'group_{g}']
+  for name, config in configs.items():
+    g, arm = config.model.norm.group_size, arms[name]
     networks = restore(config, arm.workdir / 'checkpoints').seeds(NUM_SEEDS)
     images, labels = networks[0].test_inputs()
     per_seed[g] = {
@@ -62,32 +66,50 @@ def run(context: StudyContext) -> None:
       'test_moving_averages': arm.seed_finals('eval/accuracy'),
       'test_population': arm.seed_finals('eval_population/accuracy'),
     }
+  rows = {g: {k: seed_summary(v) for k, v in measures.items()} for g, measures in per_seed.items()}
+  return {'num_seeds': NUM_SEEDS, 'by_group_size': rows}
 
+
+def draw(record: dict, context: StudyContext) -> plt.Figure:
+  """Each measure against g (seed means, bars from the lowest seed to the highest). Drawn
+  from the record (`--redraw`)."""
+  rows = {int(g): measures for g, measures in record['by_group_size'].items()}
+  sizes = sorted(rows)
   figure, ax = plt.subplots(figsize=(7, 4.2), layout='constrained')
-  for key, label in MEASURES.items():
-    plot_over_seeds(ax, GROUP_SIZES, [per_seed[g][key] for g in GROUP_SIZES], 'o-', label)
+  for key, label in MEASURES.items():  # Dashed: the population curve lies on the averages'.
+    style = 's--' if key == 'test_population' else 'o-'
+    plot_over_seeds(ax, sizes, [rows[g][key]['per_seed'] for g in sizes], style, label)
   ax.set_xscale('log')
-  ax.set_xticks(GROUP_SIZES, [str(g) for g in GROUP_SIZES])
+  ax.set_xticks(sizes, [str(g) for g in sizes])
   ax.minorticks_off()
   ax.set(xlabel='BN group size g (SGD batch 60)', ylabel='accuracy')
   ax.legend(fontsize=8)
   ax.set_title(
     f'Study 8: BN statistics group size, MNIST MLP, {context.steps(NUM_STEPS)} steps, '
-    f'{NUM_SEEDS} seeds'
+    f'{record["num_seeds"]} seeds'
   )
+  return figure
 
-  table = [
+
+def table(record: dict, context: StudyContext) -> list[str]:
+  """table.md's lines, from the record."""
+  rows = {int(g): measures for g, measures in record['by_group_size'].items()}
+  return [
     f'MNIST BN MLP, SGD batch 60, BN statistics over groups of g, {context.steps(NUM_STEPS)} '
-    f'steps, {NUM_SEEDS} seeds side by side: mean (min to max) over the seeds; training '
-    "accuracy: the seeds' mean over the last 10 logs.",
+    f'steps, {record["num_seeds"]} seeds side by side: mean (min to max) over the seeds; '
+    "training accuracy: the seeds' mean over the last 10 logs.",
     '',
     '| g | ' + ' | '.join(MEASURES.values()) + ' |',
     '|---|' + '---|' * len(MEASURES),
     *[
-      f'| {g} | ' + ' | '.join(fmt_seeds(per_seed[g][k]) for k in MEASURES) + ' |'
-      for g in GROUP_SIZES
+      f'| {g} | ' + ' | '.join(fmt_seeds(rows[g][k]['per_seed']) for k in MEASURES) + ' |'
+      for g in sorted(rows)
     ],
   ]
-  rows = {g: {k: seed_summary(v) for k, v in measures.items()} for g, measures in per_seed.items()}
-  record = {'num_seeds': NUM_SEEDS, 'by_group_size': rows}
-  write_results(context, figure, table, record, started, MNIST_DATA)
+
+
+def run(context: StudyContext) -> None:
+  started = time.perf_counter()
+  configs = arm_configs(context)
+  record = measure(configs, train_arms(context, configs))
+  write_results(context, draw(record, context), table(record, context), record, started, MNIST_DATA)

@@ -17,6 +17,7 @@ import time
 
 import jax
 import matplotlib.pyplot as plt
+import ml_collections
 import numpy as np
 
 from bn_repro.nn.population_stats import population_statistics_fn
@@ -46,10 +47,11 @@ def _biased(batch_stats: object, m: int) -> object:
   )
 
 
-def run(context: StudyContext) -> None:
-  started = time.perf_counter()
-  configs = {
-    momentum: context.config(
+def arm_configs(context: StudyContext) -> dict[str, ml_collections.ConfigDict]:
+  """One arm per momentum, its seeds side by side; the main arm (0.99) also evaluates the
+  population statistics during training."""
+  return {
+    f'momentum_{momentum}': context.config(
       'configs/mnist.py:bn',
       num_steps=context.steps(NUM_STEPS),
       num_seeds=NUM_SEEDS,
@@ -59,10 +61,16 @@ def run(context: StudyContext) -> None:
     )
     for momentum in MOMENTA
   }
-  trained = train_arms(context, {f'momentum_{m}': c for m, c in configs.items()})
+
+
+def measure(configs: dict[str, ml_collections.ConfigDict], trained: dict[str, Arm]) -> dict:
+  """The study's record: test accuracy per seed by inference statistics, the population
+  minus moving-average gap during training, the momentum arms' parameter gap, and the
+  main arm's accuracy curves."""
   arms = {m: trained[f'momentum_{m}'] for m in MOMENTA}
   networks = {
-    m: restore(configs[m], arms[m].workdir / 'checkpoints').seeds(NUM_SEEDS) for m in MOMENTA
+    m: restore(configs[f'momentum_{m}'], arms[m].workdir / 'checkpoints').seeds(NUM_SEEDS)
+    for m in MOMENTA
   }
   mains = networks[0.99]  # One network per seed.
   images, labels = mains[0].test_inputs()
@@ -72,60 +80,81 @@ def run(context: StudyContext) -> None:
     for n, main in zip(seeds, mains, strict=True)
     for a, b in zip(jax.tree.leaves(n.params), jax.tree.leaves(main.params), strict=True)
   )
-
-  batch_size = configs[0.99].batch_size
-  eval_sizes = [b for b in EVAL_BATCH_SIZES if b <= len(labels)]
+  batch_size = configs['momentum_0.99'].batch_size
   batch_accuracy = {
     b: [
       batch_statistics_accuracy(n.model, n.params, n.batch_stats, images, labels, b) for n in mains
     ]
-    for b in eval_sizes
+    for b in EVAL_BATCH_SIZES
+    if b <= len(labels)
   }
-  # The trainer evaluated each final state with its moving averages on the same test set.
-  ema_accuracy = {m: arm.seed_finals('eval/accuracy') for m, arm in arms.items()}
   sizes = _population_sizes(batch_size, len(mains[0].dataset.train_labels))
   per_seed = [_population_accuracies(n, batch_size, sizes) for n in mains]
-  population_accuracy = {k: [p[k] for p, _ in per_seed] for k in sizes}
-  biased_accuracy = {k: [b[k] for _, b in per_seed] for k in sizes}
   tracked = arms[0.99]
-  figure = _plot(tracked, eval_sizes, batch_accuracy, population_accuracy, ema_accuracy, batch_size)
-  table = [
-    f'BN MLPs after {configs[0.99].num_steps} steps (batch 60), {NUM_SEEDS} seeds side by side; '
-    'test accuracy by inference statistics, mean (min to max) over the seeds.',
-    f'Momentum arms retrain the same trajectory: max |parameter difference| {parameter_gap:.2g}.',
+  return {
+    'num_seeds': NUM_SEEDS,
+    'num_steps': configs['momentum_0.99'].num_steps,
+    'population_batch_size': batch_size,
+    'batch_statistics': {b: seed_summary(a) for b, a in batch_accuracy.items()},
+    # The trainer evaluated each final state with its moving averages on the same test set.
+    'moving_averages': {m: seed_summary(a.seed_finals('eval/accuracy')) for m, a in arms.items()},
+    'population_unbiased': {k: seed_summary([p[k] for p, _ in per_seed]) for k in sizes},
+    'population_biased': {k: seed_summary([b[k] for _, b in per_seed]) for k in sizes},
+    'population_minus_ema_during_training': _population_minus_ema(tracked),
+    'momentum_arms_parameter_gap': parameter_gap,
+    'accuracy_curves': {
+      'moving_averages': tracked.curve('eval/accuracy'),
+      'population': tracked.curve('eval_population/accuracy'),
+    },
+  }
+
+
+def table(record: dict, context: StudyContext) -> list[str]:
+  """table.md's lines, from the record."""
+  del context
+
+  def seeds(summary: dict) -> str:
+    return fmt_seeds(summary['per_seed'])
+
+  lines = [
+    f'BN MLPs after {record["num_steps"]} steps (batch 60), {record["num_seeds"]} seeds side by '
+    'side; test accuracy by inference statistics, mean (min to max) over the seeds.',
+    f'Momentum arms retrain the same trajectory: max |parameter difference| '
+    f'{record["momentum_arms_parameter_gap"]:.2g}.',
     '',
     '| inference statistics | test accuracy |',
     '|---|---|',
     *[
-      f'| mini-batch statistics, eval batch {b} | {fmt_seeds(a)} |'
-      for b, a in batch_accuracy.items()
+      f'| mini-batch statistics, eval batch {b} | {seeds(a)} |'
+      for b, a in record['batch_statistics'].items()
     ],
-    *[f'| moving averages, momentum {m} | {fmt_seeds(a)} |' for m, a in ema_accuracy.items()],
+    *[
+      f'| moving averages, momentum {m} | {seeds(a)} |'
+      for m, a in record['moving_averages'].items()
+    ],
     *[
       f'| population (Algorithm 2), K={k} batches of 60, unbiased / biased variance | '
-      f'{fmt_seeds(population_accuracy[k])} / {fmt_seeds(biased_accuracy[k])} |'
-      for k in sizes
+      f'{seeds(a)} / {seeds(record["population_biased"][k])} |'
+      for k, a in record['population_unbiased'].items()
     ],
   ]
-  gaps = _population_minus_ema(tracked)
+  gaps = record['population_minus_ema_during_training']
   if gaps:
     everything = [g for seed_gaps in gaps for g in seed_gaps]
-    table += [
+    lines += [
       '',
       f'During training (every 500 steps, each seed): population minus moving-average accuracy '
       f'ranges {min(everything):+.4f} to {max(everything):+.4f}; mean {np.mean(everything):+.4f}; '
       f'at the end {fmt_seeds([g[-1] for g in gaps], "{:+.4f}")}.',
     ]
-  record = {
-    'num_seeds': NUM_SEEDS,
-    'batch_statistics': {b: seed_summary(a) for b, a in batch_accuracy.items()},
-    'moving_averages': {m: seed_summary(a) for m, a in ema_accuracy.items()},
-    'population_unbiased': {k: seed_summary(a) for k, a in population_accuracy.items()},
-    'population_biased': {k: seed_summary(a) for k, a in biased_accuracy.items()},
-    'population_minus_ema_during_training': gaps,
-    'momentum_arms_parameter_gap': parameter_gap,
-  }
-  write_results(context, figure, table, record, started, MNIST_DATA)
+  return lines
+
+
+def run(context: StudyContext) -> None:
+  started = time.perf_counter()
+  configs = arm_configs(context)
+  record = measure(configs, train_arms(context, configs))
+  write_results(context, draw(record, context), table(record, context), record, started, MNIST_DATA)
 
 
 def _population_minus_ema(arm: Arm) -> list[list[float]]:
@@ -171,44 +200,35 @@ def _population_accuracies(
   return population_accuracy, biased_accuracy
 
 
-def _plot(
-  tracked: object,
-  eval_sizes: list[int],
-  batch_accuracy: dict[int, list[float]],
-  population_accuracy: dict[int, list[float]],
-  ema_accuracy: dict[float, list[float]],
-  batch_size: int,
-) -> plt.Figure:
+def draw(record: dict, context: StudyContext) -> plt.Figure:
   """(a) accuracy during training (means over seeds); (b, c) the final networks by inference
-  statistics (seed means, bars from the lowest to the highest seed)."""
+  statistics (seed means, bars from the lowest to the highest seed). Drawn from the record."""
+  del context
+  curves = record['accuracy_curves']
   figure, axes = plt.subplots(1, 3, figsize=(18, 4.6), layout='constrained')
-  axes[0].plot(*zip(*tracked.curve('eval/accuracy'), strict=True), label='moving averages (0.99)')
-  axes[0].plot(
-    *zip(*tracked.curve('eval_population/accuracy'), strict=True),
-    label=f'population statistics (K={TRACKED_POPULATION_BATCHES})',
-  )
+  axes[0].plot(*zip(*curves['moving_averages'], strict=True), label='moving averages (0.99)')
+  if curves['population']:
+    axes[0].plot(
+      *zip(*curves['population'], strict=True),
+      label=f'population statistics (K={TRACKED_POPULATION_BATCHES})',
+    )
   axes[0].set(title='(a) test accuracy during training', xlabel='step', ylim=(0.9, 1.0))
   axes[0].legend()
-
+  batch = {int(b): a['per_seed'] for b, a in record['batch_statistics'].items()}
+  population = {int(k): a['per_seed'] for k, a in record['population_unbiased'].items()}
   for ax in axes[1:]:
     ax.set_xscale('log')
-    plot_over_seeds(
-      ax, eval_sizes, [batch_accuracy[b] for b in eval_sizes], 'o-', 'batch statistics'
-    )
+    plot_over_seeds(ax, list(batch), list(batch.values()), 'o-', 'batch statistics')
     plot_over_seeds(
       ax,
-      [k * batch_size for k in population_accuracy],
-      list(population_accuracy.values()),
+      [k * record['population_batch_size'] for k in population],
+      list(population.values()),
       's-',
       'population statistics (Algorithm 2)',
     )
-    for m, accuracy in ema_accuracy.items():
-      ax.axhline(
-        np.mean(accuracy),
-        ls=':',
-        color=plt.cm.viridis(MOMENTA.index(m) / len(MOMENTA)),
-        label=f'EMA {m}',
-      )
+    for index, (m, accuracy) in enumerate(record['moving_averages'].items()):
+      colour = plt.cm.viridis(index / len(record['moving_averages']))
+      ax.axhline(accuracy['mean'], ls=':', color=colour, label=f'EMA {m}')
     ax.set(xlabel='test (batch) or training (population) examples behind the statistics')
   axes[1].set(title='(b) final networks, by inference statistics')
   axes[2].set(title='(c) = (b) zoomed in', ylim=(0.965, 0.98))
