@@ -15,6 +15,7 @@ finite: 'diverged at step' is that step.
 import time
 
 import matplotlib.pyplot as plt
+import ml_collections
 import numpy as np
 
 from bn_repro.reports.formatting import MNIST_DATA, fmt, fmt_seeds, seed_summary
@@ -44,9 +45,9 @@ def seed_bias_norms(arm: Arm) -> list[list[tuple[int, float]]]:
   return curves
 
 
-def run(context: StudyContext) -> None:
-  started = time.perf_counter()
-  configs = {
+def arm_configs(context: StudyContext) -> dict[str, ml_collections.ConfigDict]:
+  """The five arms, each its seeds side by side, logging their parameter norms."""
+  return {
     name: context.config(
       f'configs/mnist.py:{variant}',
       num_steps=context.steps(NUM_STEPS),
@@ -57,16 +58,41 @@ def run(context: StudyContext) -> None:
     )
     for name, (variant, normalization, stop_gradient) in ARMS.items()
   }
-  arms = train_arms(context, configs)
 
+
+def measure(arms: dict[str, Arm]) -> dict[str, object]:
+  """The study's record: per arm, its divergence step, final train loss, ||b|| per seed at
+  1k steps and at the end, final test accuracy per seed, and the curves the figure draws."""
+  rows = {}
+  for name, arm in arms.items():
+    curves = seed_bias_norms(arm)
+    rows[name] = {
+      'diverged_at': arm.diverged_at,
+      'final_train_loss': arm.final('train/loss'),
+      'bias_norm_1k': seed_summary([dict(c)[1000] for c in curves if 1000 in dict(c)]),
+      'final_bias_norm': seed_summary([c[-1][1] for c in curves if c]),
+      'final_test_accuracy': seed_summary(arm.seed_finals('eval/accuracy')),
+      'curves': {
+        'train_loss': arm.curve('train/loss'),
+        'test_accuracy': arm.curve('eval/accuracy'),
+        'bias_norm_per_seed': curves,
+      },
+    }
+  return {'num_seeds': NUM_SEEDS, 'arms': rows}
+
+
+def draw(record: dict, context: StudyContext) -> plt.Figure:
+  """Training loss, ||b|| per seed and test accuracy per arm (dashed: statistics held out of
+  the gradient). Drawn from the record (`--redraw`)."""
+  del context
   figure, axes = plt.subplots(1, 3, figsize=(16, 4.2))
-  for color, (name, arm) in enumerate(arms.items()):
+  for color, (name, row) in enumerate(record['arms'].items()):
     style = dict(ls='--' if 'stopped' in name else '-', color=f'C{color}')
-    for seed, norms in enumerate(seed_bias_norms(arm)):
+    for seed, norms in enumerate(row['curves']['bias_norm_per_seed']):
       if norms:
         axes[1].plot(*zip(*norms, strict=True), **style, label=None if seed else name)
     for ax, curve in zip(
-      (axes[0], axes[2]), (arm.curve('train/loss'), arm.curve('eval/accuracy')), strict=True
+      (axes[0], axes[2]), (row['curves']['train_loss'], row['curves']['test_accuracy']), strict=True
     ):
       if curve:
         ax.plot(*zip(*curve, strict=True), **style, label=name)
@@ -79,34 +105,38 @@ def run(context: StudyContext) -> None:
   handles, labels = axes[0].get_legend_handles_labels()
   figure.legend(handles, labels, loc='lower center', ncol=len(labels), fontsize=9)
   figure.suptitle(
-    f'Study 1: statistics inside vs outside the gradient (Sec. 2), MNIST MLP, {NUM_SEEDS} seeds'
+    'Study 1: statistics inside vs outside the gradient (Sec. 2), MNIST MLP, '
+    f'{record["num_seeds"]} seeds'
   )
   figure.tight_layout(rect=(0, 0.08, 1, 0.95))
+  return figure
 
-  table = [
+
+def table(record: dict, context: StudyContext) -> list[str]:
+  """table.md's lines, from the record."""
+  lines = [
     'MNIST MLP (3x100 sigmoid, batch 60, SGD lr 2.0) with a pre-BN bias b, '
-    f'{context.steps(NUM_STEPS)} steps, {NUM_SEEDS} seeds side by side per arm: mean '
+    f'{context.steps(NUM_STEPS)} steps, {record["num_seeds"]} seeds side by side per arm: mean '
     "(min to max) over the seeds; the train loss is the seeds' mean.",
     '',
     '| arm | diverged at step | final train loss | ||b|| at 1k steps | final ||b|| | '
     'final test accuracy |',
     '|---|---|---|---|---|---|',
   ]
-  rows = {}
-  for name, arm in arms.items():
-    curves = seed_bias_norms(arm)
-    at_1k = [dict(c)[1000] for c in curves if 1000 in dict(c)]
-    rows[name] = {
-      'diverged_at': arm.diverged_at,
-      'final_train_loss': arm.final('train/loss'),
-      'bias_norm_1k': seed_summary(at_1k),
-      'final_bias_norm': seed_summary([c[-1][1] for c in curves if c]),
-      'final_test_accuracy': seed_summary(arm.seed_finals('eval/accuracy')),
-    }
-    r = rows[name]
-    table.append(
+  for name, r in record['arms'].items():
+    lines.append(
       f'| {name} | {fmt(r["diverged_at"], "{}")} | {fmt(r["final_train_loss"])} | '
-      f'{fmt_seeds(at_1k, "{:.3g}")} | {fmt_seeds([c[-1][1] for c in curves if c], "{:.3g}")} | '
-      f'{fmt_seeds(arm.seed_finals("eval/accuracy"))} |'
+      f'{_seeds(r["bias_norm_1k"], "{:.3g}")} | {_seeds(r["final_bias_norm"], "{:.3g}")} | '
+      f'{_seeds(r["final_test_accuracy"])} |'
     )
-  write_results(context, figure, table, {'num_seeds': NUM_SEEDS, 'arms': rows}, started, MNIST_DATA)
+  return lines
+
+
+def _seeds(summary: dict | None, pattern: str = '{:.4f}') -> str:
+  return fmt_seeds(summary['per_seed'] if summary else [], pattern)
+
+
+def run(context: StudyContext) -> None:
+  started = time.perf_counter()
+  record = measure(train_arms(context, arm_configs(context)))
+  write_results(context, draw(record, context), table(record, context), record, started, MNIST_DATA)
