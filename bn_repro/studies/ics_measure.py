@@ -84,8 +84,9 @@ def _verdict(cells_with_less: int, cells: int) -> bool:
   return cells_with_less <= cells / 2
 
 
-def run(context: StudyContext) -> None:
-  started = time.perf_counter()
+def probe(context: StudyContext) -> tuple[dict, list[str]]:
+  """Trains (or reuses) the arms and probes them: `{(window, variant, lr): trajectory}` of
+  every arm that did not diverge, and the probed layers."""
   keys = [(v, lr) for v in VARIANTS for lr in LEARNING_RATES]
   trained = santurkar_arms.train(context, mlp=keys, early=keys)
   windows = {'early': trained.early, 'later': trained.mlp}
@@ -96,10 +97,13 @@ def run(context: StudyContext) -> None:
     for key, (config, arm) in arms.items()
     if arm.diverged_at is None
   }
-  medians = {key: _window_medians(t) for key, t in trajectories.items()}
-  measures, cells, counts = {}, [], dict.fromkeys(MEASURES, 0)
-  for name in (*MEASURES, 'gradient_norm'):
-    measures[name] = {
+  return trajectories, layers
+
+
+def measure(medians: dict, layers: list[str]) -> dict:
+  """`{measure: {window: {lr: {layer: {variant: [per-seed window median]}}}}`."""
+  return {
+    name: {
       window: {
         f'{lr:g}': {
           layer: {
@@ -113,6 +117,14 @@ def run(context: StudyContext) -> None:
       }
       for window in WINDOWS
     }
+    for name in (*MEASURES, 'gradient_norm')
+  }
+
+
+def judge(medians: dict, layers: list[str]) -> dict:
+  """The study's record: each cell's verdict per measure by RULE, the counts, the verdict
+  per measure and overall, the measures, and the earlier design's reading."""
+  cells, counts = [], dict.fromkeys(MEASURES, 0)
   for window in WINDOWS:
     for lr in LEARNING_RATES:
       for i, layer in enumerate(layers):
@@ -127,22 +139,26 @@ def run(context: StudyContext) -> None:
           cell[name] = less
         cells.append(cell)
   holds = {name: _verdict(counts[name], len(cells)) for name in MEASURES}
-  overall = (
-    'holds' if all(holds.values()) else ('does not hold' if not any(holds.values()) else 'mixed')
-  )
-  earlier = _earlier_reading(medians, layers)
-  summary = {
+  return {
     'rule': RULE,
     'cells': cells,
     'cells_where_bn_has_less_ics': counts,
     'num_cells': len(cells),
     'claim_holds_by_measure': holds,
-    'santurkar_claim': overall,
-    'measures': measures,
-    'earlier_reading': earlier,
+    'santurkar_claim': (
+      'holds' if all(holds.values()) else ('does not hold' if not any(holds.values()) else 'mixed')
+    ),
+    'measures': measure(medians, layers),
+    'earlier_reading': _earlier_reading(medians, layers),
   }
-  table = _table(measures, cells, counts, holds, overall, earlier, layers)
-  write_results(context, _figure(trajectories, layers), table, summary, started, MNIST_DATA)
+
+
+def run(context: StudyContext) -> None:
+  started = time.perf_counter()
+  trajectories, layers = probe(context)
+  summary = judge({key: _window_medians(t) for key, t in trajectories.items()}, layers)
+  figure = _figure(trajectories, layers)
+  write_results(context, figure, _table(summary), summary, started, MNIST_DATA)
 
 
 def _earlier_reading(medians: dict, layers: list[str]) -> dict:
@@ -204,7 +220,10 @@ def _cell(values: list[float] | None) -> str:
 _YES_NO = {None: '—', True: 'yes', False: 'no'}
 
 
-def _table(measures, cells, counts, holds, overall, earlier, layers) -> list[str]:
+def _table(summary: dict) -> list[str]:
+  measures, cells = summary['measures'], summary['cells']
+  counts, holds = summary['cells_where_bn_has_less_ics'], summary['claim_holds_by_measure']
+  overall, earlier = summary['santurkar_claim'], summary['earlier_reading']
   lines = [
     'ICS per layer: median over the window of each measure, median over 3 seeds (range in '
     'brackets). Windows: early = steps 50-500, later = 1,000-10,000. MNIST MLP, SGD batch '
