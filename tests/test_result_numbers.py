@@ -87,3 +87,14 @@ def test_the_quick_starts_wall_times_are_its_summarys():
   assert summary['commit'].startswith(stated[1])
   assert int(stated[2]) == round(summary['end_to_end_wall_time_s'])
   assert int(stated[3]) == round(summary['wall_time_s'])
+
+
+def test_the_studies_tables_wall_times_are_their_summaries():
+  """results/studies/README.md's wall-time column holds each study's summary.json time."""
+  readme = (REPO_ROOT / 'results/studies/README.md').read_text()
+  rows = re.findall(r'^\| \d+ \| \[`(\w+)`\]\(\w+/table\.md\) \| ([^|]*) \|', readme, re.M)
+  assert len(rows) >= 16
+  for name, cell in rows:
+    summary = json.loads((REPO_ROOT / 'results/studies' / name / 'summary.json').read_text())
+    minutes = f'{summary["wall_time_s"] / 60:.1f}'
+    assert minutes in re.findall(r'\d+\.\d', cell), (name, cell, minutes)
