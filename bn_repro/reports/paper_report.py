@@ -57,7 +57,7 @@ def _stages(results: pathlib.Path) -> list[str]:
     cell = f'{minutes:.1f} min{note}' if recorded else '—'
     floor_cell = '—' if floor is None else f'{floor} min'
     lines.append(f'| {stage} | {cell} | {floor_cell} | {len(files)} summary file(s) |')
-  lines.append(f'| total | | {total:.1f} min | |')
+  lines.append(f'| total | {total:.1f} min | | |')
   return lines
 
 
