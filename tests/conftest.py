@@ -40,6 +40,7 @@ END_TO_END_MODULES = frozenset(
     'test_run_safety',
     'test_setup_and_fetch',
     'test_studies',
+    'test_study_smoke',
     'test_tensorboard_server',
     'test_train',
   }
