@@ -98,3 +98,19 @@ def test_the_studies_tables_wall_times_are_their_summaries():
     summary = json.loads((REPO_ROOT / 'results/studies' / name / 'summary.json').read_text())
     minutes = f'{summary["wall_time_s"] / 60:.1f}'
     assert minutes in re.findall(r'\d+\.\d', cell), (name, cell, minutes)
+
+
+def test_the_figure_1_tables_steps_to_97_are_its_summarys():
+  """README's Figure 1 table: steps to 97% per setting and arm, from results/mnist/summary.json
+  (whole numbers, which the three-decimal rule does not reach)."""
+  settings = json.loads((REPO_ROOT / 'results/mnist/summary.json').read_text())['settings']
+  readme = (REPO_ROOT / 'README.md').read_text()
+  row = re.search(r'^\| steps to 97% \(mean curve\) \|(.*)\|$', readme, re.M)
+  assert row is not None, 'README: the steps-to-97% row is missing'
+  stated = [cell.strip().replace(',', '') for cell in row[1].split('|')]
+  expected = [
+    str(settings[setting]['arms'][arm]['steps_to_accuracy']['0.97'])
+    for setting in ('lr2', 'lr0.5')
+    for arm in ('baseline', 'bn')
+  ]
+  assert stated == expected
