@@ -1,8 +1,8 @@
 """No silent stretch over 20 s: a line after HEARTBEAT_S without one while a long step runs.
 
 A first compilation of BN-Inception's step, Flax's op-by-op `init` of it, an evaluation on
-the whole test set or a dataset's conversion to TFDS print nothing of their own for
-30-90 s on a CPU; a researcher cannot tell that from a hang.
+the whole test set or a dataset's conversion to TFDS print nothing of their own, for a
+minute or more on a CPU; a researcher cannot tell that from a hang.
 
     with heartbeat('compiling the training step'):
       ...  # "... still compiling the training step (15 s)" after 15 s without a log line

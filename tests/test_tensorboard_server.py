@@ -80,6 +80,16 @@ def _until_served(address: str, path: str, ready, body: dict | None = None) -> o
     time.sleep(1)
 
 
+def _served_experiment(address: str) -> dict:
+  """The HParams dashboard's experiment, once the server has read the runs' hyperparameters."""
+  return _until_served(
+    address,
+    '/data/plugin/hparams/experiment',
+    lambda e: len(e.get('hparamInfos', [])) > 0,
+    body={'experimentName': ''},
+  )
+
+
 def test_runs_and_scalars_one_run_per_seed(served_runs):
   address, _ = served_runs
   runs = set(_until_served(address, '/data/runs', lambda r: len(r) >= 3))
@@ -122,12 +132,7 @@ def test_config_and_run_record_as_text(served_runs):
 
 def test_hparams_table_lists_config_fields_and_metrics(served_runs):
   address, _ = served_runs
-  experiment = _until_served(
-    address,
-    '/data/plugin/hparams/experiment',
-    lambda e: len(e.get('hparamInfos', [])) > 0,
-    body={'experimentName': ''},
-  )
+  experiment = _served_experiment(address)
   hparams = {info['name'] for info in experiment['hparamInfos']}
   assert {'model.norm.kind', 'optimizer.learning_rate', 'seed', 'model.norm.momentum'} <= hparams
   metrics = {info['name']['tag'] for info in experiment['metricInfos']}
@@ -138,12 +143,7 @@ def test_hparams_lead_with_the_fields_that_differ(served_runs):
   """After `hparams_experiment`, the dashboard's first columns are the fields that differ
   between the runs (the seed here), integers show as integers and strings have domains."""
   address, config = served_runs
-  experiment = _until_served(
-    address,
-    '/data/plugin/hparams/experiment',
-    lambda e: len(e.get('hparamInfos', [])) > 0,
-    body={'experimentName': ''},
-  )
+  experiment = _served_experiment(address)
   infos = experiment['hparamInfos']
   leading = [info['name'] for info in infos if info.get('differs')]
   assert leading == ['num_seeds', 'seed'] and [i['name'] for i in infos[:2]] == leading

@@ -49,21 +49,25 @@ METRICS = ('eval/accuracy', 'eval/best_accuracy', 'train/loss')
 def read_run_hparams(logdir: pathlib.Path) -> dict[str, dict[str, object]]:
   """`{run: {field: value}}` for every run under `logdir` that logged hyperparameters; `run`
   is its folder relative to `logdir` (as TensorBoard names it)."""
-  from tensorboard.plugins.hparams import metadata
-
   logdir = pathlib.Path(logdir)
   runs = {}
-  folders = {path.parent for path in logdir.rglob('*tfevents*')}
-  for folder in sorted(folders):
-    for event in read_events(folder):
-      for value in event.summary.value:
-        if value.tag != metadata.SESSION_START_INFO_TAG:
-          continue
-        data = metadata.parse_session_start_info_plugin_data(value.metadata.plugin_data.content)
-        runs[str(folder.relative_to(logdir))] = {
-          name: _python_value(proto) for name, proto in data.hparams.items()
-        }
+  for folder in sorted({path.parent for path in logdir.rglob('*tfevents*')}):
+    if (hparams := _session_hparams(folder)) is not None:
+      runs[str(folder.relative_to(logdir))] = hparams
   return runs
+
+
+def _session_hparams(folder: pathlib.Path) -> dict[str, object] | None:
+  """The hyperparameters of the run in `folder` (written at its start: the first session
+  start record ends the reading), or None."""
+  from tensorboard.plugins.hparams import metadata
+
+  for event in read_events(folder):
+    for value in event.summary.value:
+      if value.tag == metadata.SESSION_START_INFO_TAG:
+        data = metadata.parse_session_start_info_plugin_data(value.metadata.plugin_data.content)
+        return {name: _python_value(proto) for name, proto in data.hparams.items()}
+  return None
 
 
 def lead_fields(runs: dict[str, dict[str, object]]) -> list[str]:
@@ -80,12 +84,11 @@ def lead_fields(runs: dict[str, dict[str, object]]) -> list[str]:
   return ranked[:LEAD_COLUMNS]
 
 
-def experiment_proto(runs: dict[str, dict[str, object]]) -> object:
-  """The `api_pb2.Experiment` of `runs`: every field with its domain, the lead fields marked
-  as differing."""
+def experiment_proto(runs: dict[str, dict[str, object]], lead: list[str]) -> object:
+  """The `api_pb2.Experiment` of `runs`: every field with its domain, the `lead` fields
+  (`lead_fields(runs)`) marked as differing."""
   from tensorboard.plugins.hparams import api_pb2
 
-  lead = set(lead_fields(runs))
   infos = []
   for name in _all_fields(runs):
     values = _values(runs, name)
@@ -119,7 +122,8 @@ def write_experiment(logdir: pathlib.Path) -> list[str]:
   runs = read_run_hparams(logdir)
   if not runs:
     raise ValueError(f'No run under {logdir} logged hyperparameters; expected training workdirs.')
-  experiment = experiment_proto(runs)
+  lead = lead_fields(runs)
+  experiment = experiment_proto(runs, lead)
   summary = summary_pb2.Summary()
   summary.value.add(
     tag=metadata.EXPERIMENT_TAG,
@@ -132,7 +136,7 @@ def write_experiment(logdir: pathlib.Path) -> list[str]:
   temporary = logdir / f'.{EXPERIMENT_FILE}.writing'
   temporary.write_bytes(encode_record(event.SerializeToString()))
   os.replace(temporary, logdir / EXPERIMENT_FILE)
-  return lead_fields(runs)
+  return lead
 
 
 def _all_fields(runs: dict[str, dict[str, object]]) -> list[str]:
